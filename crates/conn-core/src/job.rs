@@ -1,0 +1,197 @@
+//! Jobs: a deadline, cancellation, and the registry of child processes a unit of work started.
+
+use std::collections::HashSet;
+use std::sync::Mutex;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::time::{Duration, Instant};
+
+/// An absolute, monotonic deadline together with the duration it was made from (for messages).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Deadline {
+    at: Instant,
+    duration: Duration,
+}
+
+impl Deadline {
+    /// A deadline `duration` from now.
+    pub fn after(duration: Duration) -> Self {
+        let now = Instant::now();
+        Deadline {
+            at: now.checked_add(duration).unwrap_or(now + Duration::from_secs(86400 * 365 * 100)),
+            duration,
+        }
+    }
+
+    /// The instant it expires.
+    pub fn at(&self) -> Instant {
+        self.at
+    }
+
+    /// The duration it was made from.
+    pub fn duration(&self) -> Duration {
+        self.duration
+    }
+
+    /// Time left, zero once expired.
+    pub fn remaining(&self) -> Duration {
+        self.at.saturating_duration_since(Instant::now())
+    }
+
+    /// Whether it has passed.
+    pub fn expired(&self) -> bool {
+        Instant::now() >= self.at
+    }
+}
+
+/// Process group id of a child started through conn (each child leads its own group).
+pub type Pgid = i32;
+
+/// A unit of work whose commands share a deadline, can be cancelled together, and whose child
+/// processes can be terminated together.
+///
+/// Transports call [`Job::register_child`] right after spawning and [`Job::unregister_child`]
+/// after reaping; every child leads its own process group, so terminating the group also ends
+/// whatever the child started. [`SimpleJob`] is the implementation most callers need.
+pub trait Job: Send + Sync {
+    /// The deadline all of this job's commands must meet, if any.
+    fn deadline(&self) -> Option<Deadline>;
+
+    /// Whether [`Job::cancel`] was called.
+    fn is_cancelled(&self) -> bool;
+
+    /// Records a running child's process group. Returns `false` if the job is already
+    /// cancelled: the caller must then kill and reap the child itself.
+    fn register_child(&self, pgid: Pgid) -> bool;
+
+    /// Forgets a child that has been reaped.
+    fn unregister_child(&self, pgid: Pgid);
+
+    /// Sends `signal` to the process group of every registered child.
+    fn terminate_subprocesses(&self, signal: i32);
+
+    /// Cancels the job: later commands fail at once with [`Error::Cancelled`](crate::Error)
+    /// and every running child's process group gets `SIGKILL`.
+    fn cancel(&self);
+}
+
+/// The plain [`Job`]: an optional timeout, cancellation, and a child registry.
+///
+/// ```
+/// use std::time::Duration;
+/// use conn_core::{Job, SimpleJob};
+/// let job = SimpleJob::with_timeout(Duration::from_secs(30));
+/// assert_eq!(job.deadline().unwrap().duration(), Duration::from_secs(30));
+/// assert!(SimpleJob::new().deadline().is_none());
+/// ```
+#[derive(Debug, Default)]
+pub struct SimpleJob {
+    deadline: Option<Deadline>,
+    cancelled: AtomicBool,
+    /// Guarded together with `cancelled` changes so that a child registered concurrently with
+    /// `cancel()` is either killed by `cancel()` or refused here: never missed.
+    children: Mutex<HashSet<Pgid>>,
+}
+
+impl SimpleJob {
+    /// A job without deadline.
+    pub fn new() -> Self {
+        Self::default()
+    }
+
+    /// A job whose commands must all finish within `timeout` from now.
+    pub fn with_timeout(timeout: Duration) -> Self {
+        Self::with_deadline(Some(Deadline::after(timeout)))
+    }
+
+    /// A job with this deadline (or none).
+    pub fn with_deadline(deadline: Option<Deadline>) -> Self {
+        SimpleJob {
+            deadline,
+            ..Self::default()
+        }
+    }
+
+    /// Process groups of the children running now.
+    pub fn children(&self) -> Vec<Pgid> {
+        self.lock().iter().copied().collect()
+    }
+
+    fn lock(&self) -> std::sync::MutexGuard<'_, HashSet<Pgid>> {
+        // A panic while holding this lock cannot leave the set inconsistent.
+        self.children.lock().unwrap_or_else(|e| e.into_inner())
+    }
+}
+
+impl Job for SimpleJob {
+    fn deadline(&self) -> Option<Deadline> {
+        self.deadline
+    }
+
+    fn is_cancelled(&self) -> bool {
+        self.cancelled.load(Ordering::Acquire)
+    }
+
+    fn register_child(&self, pgid: Pgid) -> bool {
+        let mut children = self.lock();
+        if self.is_cancelled() {
+            return false;
+        }
+        children.insert(pgid);
+        true
+    }
+
+    fn unregister_child(&self, pgid: Pgid) {
+        self.lock().remove(&pgid);
+    }
+
+    fn terminate_subprocesses(&self, signal: i32) {
+        for &pgid in self.lock().iter() {
+            kill_group(pgid, signal);
+        }
+    }
+
+    fn cancel(&self) {
+        let children = self.lock();
+        self.cancelled.store(true, Ordering::Release);
+        for &pgid in children.iter() {
+            kill_group(pgid, libc::SIGKILL);
+        }
+    }
+}
+
+/// Sends `signal` to process group `pgid`; a group that is already gone is not an error.
+pub(crate) fn kill_group(pgid: Pgid, signal: i32) {
+    if pgid <= 1 {
+        return; // never signal "every process" or init's group
+    }
+    // SAFETY: killpg has no memory-safety preconditions.
+    unsafe {
+        libc::killpg(pgid, signal);
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn cancel_refuses_later_registrations() {
+        let job = SimpleJob::new();
+        assert!(job.register_child(999_999));
+        job.unregister_child(999_999);
+        job.cancel();
+        assert!(job.is_cancelled());
+        assert!(!job.register_child(999_998));
+        assert!(job.children().is_empty());
+    }
+
+    #[test]
+    fn deadline_remaining_shrinks_to_zero() {
+        let d = Deadline::after(Duration::ZERO);
+        assert!(d.expired());
+        assert_eq!(d.remaining(), Duration::ZERO);
+        let d = Deadline::after(Duration::from_secs(60));
+        assert!(!d.expired());
+        assert!(d.remaining() <= Duration::from_secs(60));
+    }
+}

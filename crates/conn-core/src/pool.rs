@@ -1,0 +1,424 @@
+//! The connection pool: an indexed max-heap of connections keyed on (free slots, last use).
+//!
+//! Each connection serves up to `capacity` sessions at once (sshd's `MaxSessions` is 10 by
+//! default; conn's default capacity is 8). [`ConnectionPool::get`] hands out the connection with
+//! the most free slots, ties going to the most recently modified one (LIFO: the hottest master,
+//! least likely to have timed out), and makes a new connection only when every existing one is
+//! full. A checked-out connection stays in the heap with one slot fewer, so the heap never holds
+//! a duplicate; giving the slot back re-stamps it and restores heap order in O(log n), because
+//! every entry knows its heap position.
+
+use std::collections::BTreeMap;
+use std::fmt;
+use std::ops::Deref;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Arc, Mutex, MutexGuard};
+use std::time::Duration;
+
+use crate::command::{Cmd, Output};
+use crate::error::{Error, Result};
+use crate::job::Job;
+use crate::transport::{Connection, Transport};
+
+/// Sessions per connection unless told otherwise: below sshd's default `MaxSessions` of 10, to
+/// leave room for sessions sshd has not finished closing yet.
+pub const DEFAULT_CAPACITY: usize = 8;
+
+/// A thread-safe pool of connections to one endpoint. Cheap to clone (shared).
+///
+/// ```
+/// # use conn_core::*;
+/// # struct Echo; struct EchoConn;
+/// # impl Remote for Echo { fn location(&self) -> Location { Location::Src }
+/// #   fn user_host(&self) -> Option<&UserHost> { None } fn cache_namespace(&self) -> String { "-".into() } }
+/// # impl Transport for Echo { type Connection = EchoConn;
+/// #   fn connect(&self, _: &str) -> Result<EchoConn> { Ok(EchoConn) } }
+/// # impl Connection for EchoConn {
+/// #   fn run(&self, cmd: &Cmd, _: &dyn Job) -> Result<Output> { Ok(Output::dry_run()) }
+/// #   fn refresh(&self, _: &dyn Job) -> Result<()> { Ok(()) } fn shutdown(&self) {} }
+/// let pool = ConnectionPool::new(Echo, "shared", 8).unwrap();
+/// {
+///     let conn = pool.get().unwrap(); // a guard: the slot goes back when it drops
+///     conn.run(&Cmd::new(["true"]), &SimpleJob::new()).unwrap();
+/// }
+/// pool.shutdown();
+/// ```
+pub struct ConnectionPool<T: Transport> {
+    shared: Arc<Shared<T>>,
+}
+
+impl<T: Transport> Clone for ConnectionPool<T> {
+    fn clone(&self) -> Self {
+        ConnectionPool {
+            shared: Arc::clone(&self.shared),
+        }
+    }
+}
+
+struct Shared<T: Transport> {
+    transport: Arc<T>,
+    name: String,
+    capacity: usize,
+    state: Mutex<State<T::Connection>>,
+    refusals_retried: AtomicU64,
+}
+
+struct State<C> {
+    /// All connections, indexed by id; never shrinks until shutdown empties it for good.
+    entries: Vec<Entry<C>>,
+    /// Entry ids in max-heap order of [`Entry::key`].
+    heap: Vec<usize>,
+    /// The `last_modified` sequence: bumped on every creation and return.
+    clock: u64,
+    shut_down: bool,
+}
+
+struct Entry<C> {
+    conn: Arc<C>,
+    free: usize,
+    last_modified: u64,
+    /// Where this entry's id sits in `State::heap`.
+    pos: usize,
+}
+
+impl<C> Entry<C> {
+    /// Most free slots first, then most recently modified.
+    fn key(&self) -> (usize, u64) {
+        (self.free, self.last_modified)
+    }
+}
+
+impl<C> State<C> {
+    fn key(&self, heap_index: usize) -> (usize, u64) {
+        self.entries[self.heap[heap_index]].key()
+    }
+
+    fn swap(&mut self, a: usize, b: usize) {
+        self.heap.swap(a, b);
+        let (ia, ib) = (self.heap[a], self.heap[b]);
+        self.entries[ia].pos = a;
+        self.entries[ib].pos = b;
+    }
+
+    fn sift_up(&mut self, mut i: usize) {
+        while i > 0 {
+            let parent = (i - 1) / 2;
+            if self.key(i) <= self.key(parent) {
+                break;
+            }
+            self.swap(i, parent);
+            i = parent;
+        }
+    }
+
+    fn sift_down(&mut self, mut i: usize) {
+        loop {
+            let (l, r) = (2 * i + 1, 2 * i + 2);
+            let mut best = i;
+            if l < self.heap.len() && self.key(l) > self.key(best) {
+                best = l;
+            }
+            if r < self.heap.len() && self.key(r) > self.key(best) {
+                best = r;
+            }
+            if best == i {
+                break;
+            }
+            self.swap(i, best);
+            i = best;
+        }
+    }
+
+    fn tick(&mut self) -> u64 {
+        self.clock += 1;
+        self.clock
+    }
+}
+
+impl<T: Transport> ConnectionPool<T> {
+    /// A pool named `name` whose connections each serve at most `capacity` sessions at once.
+    /// Fails for a capacity of 0.
+    pub fn new(transport: T, name: impl Into<String>, capacity: usize) -> Result<Self> {
+        Self::with_shared_transport(Arc::new(transport), name, capacity)
+    }
+
+    /// Like [`ConnectionPool::new`] for a transport shared with other pools.
+    pub fn with_shared_transport(
+        transport: Arc<T>,
+        name: impl Into<String>,
+        capacity: usize,
+    ) -> Result<Self> {
+        let name = name.into();
+        if capacity == 0 {
+            return Err(Error::Config(format!(
+                "capacity of connection pool {name:?} is 0: it must be at least 1"
+            )));
+        }
+        Ok(ConnectionPool {
+            shared: Arc::new(Shared {
+                transport,
+                name,
+                capacity,
+                state: Mutex::new(State {
+                    entries: Vec::new(),
+                    heap: Vec::new(),
+                    clock: 0,
+                    shut_down: false,
+                }),
+                refusals_retried: AtomicU64::new(0),
+            }),
+        })
+    }
+
+    /// The pool's name (part of the lease namespace of ssh transports).
+    pub fn name(&self) -> &str {
+        &self.shared.name
+    }
+
+    /// Sessions per connection.
+    pub fn capacity(&self) -> usize {
+        self.shared.capacity
+    }
+
+    /// The transport the connections come from.
+    pub fn transport(&self) -> &T {
+        &self.shared.transport
+    }
+
+    fn lock(&self) -> MutexGuard<'_, State<T::Connection>> {
+        // Every critical section below leaves the heap consistent before it can panic.
+        self.shared.state.lock().unwrap_or_else(|e| e.into_inner())
+    }
+
+    /// Checks out one session slot on the best connection, making a connection if all are full.
+    /// The slot is given back when the returned guard drops.
+    pub fn get(&self) -> Result<PooledConnection<T>> {
+        let mut state = self.lock();
+        if state.shut_down {
+            return Err(Error::PoolShutdown {
+                pool: self.shared.name.clone(),
+            });
+        }
+        let id = match state.heap.first() {
+            Some(&top) if state.entries[top].free > 0 => {
+                state.entries[top].free -= 1;
+                state.sift_down(0);
+                top
+            }
+            _ => {
+                // Under the lock on purpose: a connection is made only when every existing one
+                // is full, even with many threads asking at once. Transport::connect is cheap
+                // by contract (no network).
+                let conn = self.shared.transport.connect(&self.shared.name)?;
+                let id = state.entries.len();
+                let pos = state.heap.len();
+                let last_modified = state.tick();
+                state.entries.push(Entry {
+                    conn: Arc::new(conn),
+                    free: self.shared.capacity - 1,
+                    last_modified,
+                    pos,
+                });
+                state.heap.push(id);
+                state.sift_up(pos);
+                id
+            }
+        };
+        Ok(PooledConnection {
+            conn: Some(Arc::clone(&state.entries[id].conn)),
+            id,
+            pool: self.clone(),
+        })
+    }
+
+    /// Gives a slot back explicitly; the same as dropping the guard.
+    pub fn return_connection(&self, conn: PooledConnection<T>) {
+        drop(conn);
+    }
+
+    fn give_back(&self, id: usize) {
+        let mut state = self.lock();
+        if state.shut_down {
+            return; // the connection was closed by shutdown; nothing to give back to
+        }
+        let capacity = self.shared.capacity;
+        let entry = &mut state.entries[id];
+        debug_assert!(entry.free < capacity, "slot returned twice");
+        entry.free = (entry.free + 1).min(capacity);
+        let pos = entry.pos;
+        let stamp = state.tick();
+        state.entries[id].last_modified = stamp;
+        state.sift_up(pos);
+    }
+
+    /// Runs `cmd` on a pooled connection within `job`.
+    ///
+    /// A session the server refuses ([`Error::SessionRefused`]: the command never started) is
+    /// retried on the then-best connection with a short exponential backoff, within the job's
+    /// deadline (or for about 5 s without one), so a burst that briefly overshoots sshd's
+    /// `MaxSessions` loses no command. Every other error is returned as it is.
+    pub fn run(&self, cmd: &Cmd, job: &dyn Job) -> Result<Output> {
+        const MAX_BACKOFF: Duration = Duration::from_millis(50);
+        const MAX_RETRIES_WITHOUT_DEADLINE: u32 = 100;
+        let mut backoff = Duration::from_millis(1);
+        let mut retries = 0;
+        loop {
+            let conn = self.get()?;
+            let result = conn.run(cmd, job);
+            drop(conn);
+            match result {
+                Err(Error::SessionRefused { .. })
+                    if !job.is_cancelled()
+                        && match job.deadline() {
+                            Some(d) => d.remaining() > backoff,
+                            None => retries < MAX_RETRIES_WITHOUT_DEADLINE,
+                        } =>
+                {
+                    self.shared.refusals_retried.fetch_add(1, Ordering::Relaxed);
+                    tracing::debug!(pool = %self.shared.name, ?backoff, "session refused; retrying");
+                    std::thread::sleep(backoff);
+                    backoff = (backoff * 2).min(MAX_BACKOFF);
+                    retries += 1;
+                }
+                other => return other,
+            }
+        }
+    }
+
+    /// How many refused sessions [`ConnectionPool::run`] has retried so far.
+    pub fn refusals_retried(&self) -> u64 {
+        self.shared.refusals_retried.load(Ordering::Relaxed)
+    }
+
+    /// The state of every connection, by id: for diagnostics and tests.
+    pub fn snapshot(&self) -> Vec<ConnectionState> {
+        let state = self.lock();
+        state
+            .entries
+            .iter()
+            .enumerate()
+            .map(|(id, e)| ConnectionState {
+                id,
+                free: e.free,
+                last_modified: e.last_modified,
+            })
+            .collect()
+    }
+
+    /// Closes every connection (each one's [`Connection::shutdown`]); afterwards `get` fails and
+    /// giving a slot back does nothing. Idempotent.
+    pub fn shutdown(&self) {
+        let entries = {
+            let mut state = self.lock();
+            state.shut_down = true;
+            state.heap.clear();
+            std::mem::take(&mut state.entries)
+        };
+        // Outside the lock: closing may talk to an ssh master.
+        for entry in entries {
+            entry.conn.shutdown();
+        }
+    }
+}
+
+impl<T: Transport> fmt::Debug for ConnectionPool<T> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("ConnectionPool")
+            .field("name", &self.shared.name)
+            .field("capacity", &self.shared.capacity)
+            .field("connections", &self.snapshot())
+            .finish()
+    }
+}
+
+/// One connection's slots, as seen by [`ConnectionPool::snapshot`].
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct ConnectionState {
+    /// Position in creation order (0 = first made).
+    pub id: usize,
+    /// Sessions it can still take.
+    pub free: usize,
+    /// The pool's sequence number at its creation or last return.
+    pub last_modified: u64,
+}
+
+/// A checked-out session slot on a pooled connection; dereferences to the connection and
+/// gives the slot back when dropped.
+pub struct PooledConnection<T: Transport> {
+    conn: Option<Arc<T::Connection>>,
+    id: usize,
+    pool: ConnectionPool<T>,
+}
+
+impl<T: Transport> PooledConnection<T> {
+    /// The connection's id within its pool (creation order).
+    pub fn id(&self) -> usize {
+        self.id
+    }
+}
+
+impl<T: Transport> Deref for PooledConnection<T> {
+    type Target = T::Connection;
+    fn deref(&self) -> &T::Connection {
+        self.conn.as_deref().expect("present until drop")
+    }
+}
+
+impl<T: Transport> Drop for PooledConnection<T> {
+    fn drop(&mut self) {
+        self.conn = None;
+        self.pool.give_back(self.id);
+    }
+}
+
+impl<T: Transport> fmt::Debug for PooledConnection<T> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("PooledConnection")
+            .field("pool", &self.pool.shared.name)
+            .field("id", &self.id)
+            .finish()
+    }
+}
+
+/// Named pools over one endpoint, each with its own capacity: e.g. `"shared"` with capacity 8
+/// for short commands and `"dedicated"` with capacity 1 for a long-running stream.
+pub struct ConnectionPools<T: Transport> {
+    pools: BTreeMap<String, ConnectionPool<T>>,
+}
+
+impl<T: Transport> ConnectionPools<T> {
+    /// One pool per `(name, capacity)`, all over `transport`.
+    pub fn new<I, S>(transport: T, capacities: I) -> Result<Self>
+    where
+        I: IntoIterator<Item = (S, usize)>,
+        S: Into<String>,
+    {
+        let transport = Arc::new(transport);
+        let mut pools = BTreeMap::new();
+        for (name, capacity) in capacities {
+            let pool = ConnectionPool::with_shared_transport(Arc::clone(&transport), name, capacity)?;
+            pools.insert(pool.name().to_string(), pool);
+        }
+        Ok(ConnectionPools { pools })
+    }
+
+    /// The pool named `name`.
+    pub fn pool(&self, name: &str) -> Result<&ConnectionPool<T>> {
+        self.pools.get(name).ok_or_else(|| Error::UnknownPool {
+            name: name.to_string(),
+            known: self.pools.keys().cloned().collect::<Vec<_>>().join(", "),
+        })
+    }
+
+    /// Every pool, by name.
+    pub fn iter(&self) -> impl Iterator<Item = (&str, &ConnectionPool<T>)> {
+        self.pools.iter().map(|(n, p)| (n.as_str(), p))
+    }
+
+    /// Shuts every pool down.
+    pub fn shutdown(&self) {
+        for pool in self.pools.values() {
+            pool.shutdown();
+        }
+    }
+}

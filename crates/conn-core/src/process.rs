@@ -1,0 +1,312 @@
+//! Running a command as a child process: the one spawn helper every process-based transport
+//! uses (the local transport, and the ssh client of the OpenSSH transport).
+//!
+//! Each child leads its own process group, so a deadline or a cancelled [`Job`] ends the child
+//! together with everything it started. Waiting is one `poll(2)` loop over the child's pipes and
+//! a pidfd (Linux), so large outputs on both streams never deadlock, no helper thread is
+//! needed, and a deadline is exact rather than checked on a tick.
+
+use std::io::{self, Read, Write};
+use std::os::fd::{AsRawFd, FromRawFd, OwnedFd, RawFd};
+use std::os::unix::process::CommandExt;
+use std::process::{Child, ChildStderr, ChildStdin, ChildStdout, Command, Stdio};
+use std::time::Duration;
+
+use crate::command::{Cmd, ExitStatus, Output, Stdin, Stream};
+use crate::error::{Error, Result};
+use crate::job::{Job, kill_group};
+use crate::quote::display_line;
+
+/// Runs `argv` (program first, never through a shell) with the stdin and stream settings of
+/// `cmd`, within `job`'s deadline and cancellation.
+///
+/// Logs the shell-quoted line at debug level as "Executing: …" ("Would execute: …" and no
+/// spawn for a dry run). Returns the raw [`Output`] whatever the exit status: the caller applies
+/// its transport's meaning of the status (ssh's 255, say) and then [`Cmd::checked`].
+///
+/// Errors: [`Error::EmptyCommand`]; [`Error::Timeout`] when the deadline has passed before the
+/// spawn (nothing is started) or passes while the child runs (its process group is killed with
+/// `SIGKILL` and the child reaped); [`Error::Cancelled`] likewise for a cancelled job;
+/// [`Error::ProgramNotFound`] / [`Error::Spawn`] when it cannot start.
+pub fn run_process<S: AsRef<str>>(argv: &[S], cmd: &Cmd, job: &dyn Job) -> Result<Output> {
+    let Some((program, args)) = argv.split_first() else {
+        return Err(Error::EmptyCommand);
+    };
+    if cmd.is_dry_run() {
+        tracing::info!("Would execute: {}", display_line(argv));
+        return Ok(Output::dry_run());
+    }
+    if job.is_cancelled() {
+        return Err(Error::Cancelled {
+            command: display_line(argv),
+        });
+    }
+    let deadline = job.deadline();
+    if let Some(d) = deadline
+        && d.expired()
+    {
+        return Err(Error::Timeout {
+            command: display_line(argv),
+            timeout: d.duration(),
+        });
+    }
+    tracing::debug!("Executing: {}", display_line(argv));
+
+    let mut command = Command::new(program.as_ref());
+    command
+        .args(args.iter().map(AsRef::as_ref))
+        .process_group(0)
+        .stdin(match cmd.stdin_setting() {
+            Stdin::Null => Stdio::null(),
+            Stdin::Bytes(_) => Stdio::piped(),
+            Stdin::Inherit => Stdio::inherit(),
+        })
+        .stdout(stdio(cmd.stdout_setting()))
+        .stderr(stdio(cmd.stderr_setting()));
+    let mut child = command.spawn().map_err(|source| match source.kind() {
+        io::ErrorKind::NotFound => Error::ProgramNotFound {
+            program: program.as_ref().to_string(),
+        },
+        _ => Error::Spawn {
+            program: program.as_ref().to_string(),
+            source,
+        },
+    })?;
+    let pgid = child.id() as i32;
+    if !job.register_child(pgid) {
+        kill_and_reap(&mut child);
+        return Err(Error::Cancelled {
+            command: display_line(argv),
+        });
+    }
+    let input = match cmd.stdin_setting() {
+        Stdin::Bytes(bytes) => bytes.as_slice(),
+        _ => &[],
+    };
+    let result = wait_with_io(&mut child, input, job);
+    job.unregister_child(pgid);
+    match result {
+        Ok(output) => Ok(output),
+        Err(Ended::Timeout) => Err(Error::Timeout {
+            command: display_line(argv),
+            timeout: deadline.map(|d| d.duration()).unwrap_or_default(),
+        }),
+        Err(Ended::Cancelled) => Err(Error::Cancelled {
+            command: display_line(argv),
+        }),
+        Err(Ended::Io(source)) => Err(Error::io(
+            format!("waiting for {}", display_line(argv)),
+            source,
+        )),
+    }
+}
+
+fn stdio(stream: Stream) -> Stdio {
+    match stream {
+        Stream::Capture => Stdio::piped(),
+        Stream::Inherit => Stdio::inherit(),
+        Stream::Null => Stdio::null(),
+    }
+}
+
+/// Why waiting stopped early. In each case the child's group was killed and the child reaped.
+enum Ended {
+    Timeout,
+    Cancelled,
+    Io(io::Error),
+}
+
+fn kill_and_reap(child: &mut Child) {
+    kill_group(child.id() as i32, libc::SIGKILL);
+    let _ = child.wait();
+}
+
+/// Feeds `input` to the child's stdin, collects stdout and stderr, and waits for the child to
+/// exit and its pipes to close, all within the job's deadline.
+///
+/// The child is reaped only at the very end: until then it stays a zombie at worst, so its pid
+/// and process-group id cannot be reused and a `killpg` on timeout can never hit a stranger.
+fn wait_with_io(child: &mut Child, input: &[u8], job: &dyn Job) -> Result<Output, Ended> {
+    let mut stdin: Option<ChildStdin> = child.stdin.take();
+    let mut stdout: Option<ChildStdout> = child.stdout.take();
+    let mut stderr: Option<ChildStderr> = child.stderr.take();
+    if let Some(pipe) = &stdin {
+        set_nonblocking(pipe.as_raw_fd()).map_err(Ended::Io)?;
+    }
+    let exit_fd = pidfd_open(child.id());
+    let mut written = 0;
+    let mut out = Vec::new();
+    let mut err = Vec::new();
+    let mut exited = false;
+    let mut buf = vec![0u8; 64 * 1024];
+    let fail = |child: &mut Child, why: Ended| {
+        kill_and_reap(child);
+        Err(why)
+    };
+    loop {
+        if written == input.len() || exited {
+            stdin = None; // EOF for the child, or nobody left to read it
+        }
+        if exited && stdout.is_none() && stderr.is_none() {
+            break;
+        }
+        let mut fds: Vec<libc::pollfd> = Vec::with_capacity(4);
+        let mut push = |fd: RawFd, events: libc::c_short| {
+            fds.push(libc::pollfd {
+                fd,
+                events,
+                revents: 0,
+            })
+        };
+        // Indexes are found again below by fd, so the order here is free.
+        if let Some(p) = &stdin {
+            push(p.as_raw_fd(), libc::POLLOUT);
+        }
+        if let Some(p) = &stdout {
+            push(p.as_raw_fd(), libc::POLLIN);
+        }
+        if let Some(p) = &stderr {
+            push(p.as_raw_fd(), libc::POLLIN);
+        }
+        if !exited && let Some(fd) = &exit_fd {
+            push(fd.as_raw_fd(), libc::POLLIN);
+        }
+        let mut timeout = job.deadline().map(|d| d.remaining());
+        if exit_fd.is_none() && !exited {
+            // No pidfd (not Linux, or an old kernel): look at the child on a short tick.
+            timeout = Some(timeout.map_or(TICK, |t| t.min(TICK)));
+        }
+        let ready = match poll(&mut fds, timeout) {
+            Ok(n) => n,
+            Err(e) if e.kind() == io::ErrorKind::Interrupted => continue,
+            Err(e) => return fail(child, Ended::Io(e)),
+        };
+        if job.is_cancelled() {
+            return fail(child, Ended::Cancelled);
+        }
+        if ready == 0 && job.deadline().is_some_and(|d| d.expired()) {
+            return fail(child, Ended::Timeout);
+        }
+        for pfd in &fds {
+            if pfd.revents == 0 {
+                continue;
+            }
+            let fd = pfd.fd;
+            if stdin.as_ref().is_some_and(|p| p.as_raw_fd() == fd) {
+                let pipe = stdin.as_mut().expect("checked above");
+                match pipe.write(&input[written..]) {
+                    Ok(n) => written += n,
+                    Err(e) if e.kind() == io::ErrorKind::WouldBlock => {}
+                    Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
+                    // EPIPE and the like: the child closed its stdin; the rest is not wanted.
+                    Err(_) => written = input.len(),
+                }
+            } else if stdout.as_ref().is_some_and(|p| p.as_raw_fd() == fd) {
+                if !read_some(&mut stdout, &mut out, &mut buf).map_err(Ended::Io)? {
+                    stdout = None;
+                }
+            } else if stderr.as_ref().is_some_and(|p| p.as_raw_fd() == fd) {
+                if !read_some(&mut stderr, &mut err, &mut buf).map_err(Ended::Io)? {
+                    stderr = None;
+                }
+            } else {
+                exited = true; // the pidfd became readable
+            }
+        }
+        if exit_fd.is_none() && !exited {
+            exited = child_has_exited(child.id());
+        }
+    }
+    let status = loop {
+        match child.wait() {
+            Ok(s) => break s,
+            Err(e) if e.kind() == io::ErrorKind::Interrupted => continue,
+            Err(e) => return Err(Ended::Io(e)),
+        }
+    };
+    Ok(Output {
+        status: ExitStatus::from(status),
+        stdout: out,
+        stderr: err,
+    })
+}
+
+const TICK: Duration = Duration::from_millis(10);
+
+/// Reads what is available from `pipe` into `sink`; false at end of file.
+fn read_some<R: Read>(pipe: &mut Option<R>, sink: &mut Vec<u8>, buf: &mut [u8]) -> io::Result<bool> {
+    let Some(reader) = pipe else { return Ok(false) };
+    loop {
+        match reader.read(buf) {
+            Ok(0) => return Ok(false),
+            Ok(n) => {
+                sink.extend_from_slice(&buf[..n]);
+                return Ok(true);
+            }
+            Err(e) if e.kind() == io::ErrorKind::Interrupted => continue,
+            Err(e) => return Err(e),
+        }
+    }
+}
+
+fn poll(fds: &mut [libc::pollfd], timeout: Option<Duration>) -> io::Result<usize> {
+    let ms: libc::c_int = match timeout {
+        None => -1,
+        // Round up so that a wake-up before the deadline never spins on a zero timeout.
+        Some(t) => t
+            .as_micros()
+            .div_ceil(1000)
+            .min(libc::c_int::MAX as u128) as libc::c_int,
+    };
+    // SAFETY: fds is a valid, exclusively borrowed slice of pollfd for the call's duration.
+    let n = unsafe { libc::poll(fds.as_mut_ptr(), fds.len() as libc::nfds_t, ms) };
+    if n < 0 {
+        Err(io::Error::last_os_error())
+    } else {
+        Ok(n as usize)
+    }
+}
+
+fn set_nonblocking(fd: RawFd) -> io::Result<()> {
+    // SAFETY: fcntl on an fd we own; no pointers involved.
+    unsafe {
+        let flags = libc::fcntl(fd, libc::F_GETFL);
+        if flags < 0 || libc::fcntl(fd, libc::F_SETFL, flags | libc::O_NONBLOCK) < 0 {
+            return Err(io::Error::last_os_error());
+        }
+    }
+    Ok(())
+}
+
+/// A file descriptor that becomes readable when process `pid` exits (Linux ≥ 5.3).
+#[cfg(target_os = "linux")]
+fn pidfd_open(pid: u32) -> Option<OwnedFd> {
+    // SAFETY: pidfd_open takes plain integers; on success it returns a new fd that we own.
+    let fd = unsafe { libc::syscall(libc::SYS_pidfd_open, pid as libc::pid_t, 0) };
+    if fd < 0 {
+        None
+    } else {
+        // SAFETY: fd is a fresh descriptor owned by nobody else.
+        Some(unsafe { OwnedFd::from_raw_fd(fd as RawFd) })
+    }
+}
+
+#[cfg(not(target_os = "linux"))]
+fn pidfd_open(_pid: u32) -> Option<OwnedFd> {
+    None
+}
+
+/// Whether `pid` has exited, without reaping it (so its pid stays reserved).
+fn child_has_exited(pid: u32) -> bool {
+    // SAFETY: waitid writes only into the zeroed siginfo we pass.
+    unsafe {
+        let mut info: libc::siginfo_t = std::mem::zeroed();
+        let r = libc::waitid(
+            libc::P_PID,
+            pid as libc::id_t,
+            &mut info,
+            libc::WEXITED | libc::WNOHANG | libc::WNOWAIT,
+        );
+        r == 0 && info.si_pid() != 0
+    }
+}
