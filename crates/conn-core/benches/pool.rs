@@ -1,1 +1,85 @@
-fn main(){}
+//! Pool hot path: one `get` plus dropping the guard (which gives the slot back), on a pool that
+//! already holds 1, 8 or 64 connections of capacity 8, all idle.
+//!
+//! `cargo bench -p conn-core --bench pool`
+
+use std::hint::black_box;
+
+use conn_core::{
+    Cmd, Connection, ConnectionPool, DEFAULT_CAPACITY, Job, Location, Output, Remote, Result,
+    Transport, UserHost,
+};
+use criterion::{BenchmarkId, Criterion, criterion_group, criterion_main};
+
+/// A transport whose connections do nothing: only the pool's own cost is measured.
+struct Null;
+struct NullConn;
+
+impl Remote for Null {
+    fn location(&self) -> Location {
+        Location::Src
+    }
+    fn user_host(&self) -> Option<&UserHost> {
+        None
+    }
+    fn cache_namespace(&self) -> String {
+        "-".into()
+    }
+}
+
+impl Transport for Null {
+    type Connection = NullConn;
+    fn connect(&self, _pool_name: &str) -> Result<NullConn> {
+        Ok(NullConn)
+    }
+}
+
+impl Connection for NullConn {
+    fn run(&self, _cmd: &Cmd, _job: &dyn Job) -> Result<Output> {
+        Ok(Output::dry_run())
+    }
+    fn refresh(&self, _job: &dyn Job) -> Result<()> {
+        Ok(())
+    }
+    fn shutdown(&self) {}
+}
+
+/// A pool with exactly `connections` idle connections: fill every slot, then give all back.
+fn prefilled(connections: usize) -> ConnectionPool<Null> {
+    let pool = ConnectionPool::new(Null, "bench", DEFAULT_CAPACITY).unwrap();
+    let held: Vec<_> = (0..connections * DEFAULT_CAPACITY)
+        .map(|_| pool.get().unwrap())
+        .collect();
+    drop(held);
+    let snapshot = pool.snapshot();
+    assert_eq!(snapshot.len(), connections);
+    assert!(snapshot.iter().all(|c| c.free == DEFAULT_CAPACITY));
+    pool
+}
+
+fn get_and_return(c: &mut Criterion) {
+    let mut group = c.benchmark_group("pool_get_return");
+    for connections in [1usize, 8, 64] {
+        let pool = prefilled(connections);
+        group.bench_with_input(
+            BenchmarkId::from_parameter(connections),
+            &pool,
+            |b, pool| {
+                b.iter(|| {
+                    let guard = pool.get().unwrap();
+                    black_box(guard.id());
+                    drop(guard);
+                })
+            },
+        );
+        assert_eq!(
+            pool.snapshot().len(),
+            connections,
+            "the benchmark grew the pool"
+        );
+    }
+    group.finish();
+}
+
+criterion_group!(benches, get_and_return);
+criterion_main!(benches);

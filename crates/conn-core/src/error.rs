@@ -100,7 +100,10 @@ pub enum Error {
     },
 
     /// The transport failed while the command ran (e.g. ssh exited 255): retryable.
-    #[error("transport to {endpoint} failed running: {command}{}", stderr_tail(stderr))]
+    #[error(
+        "transport to {endpoint} failed running: {command}{}",
+        stderr_tail(stderr)
+    )]
     Transport {
         /// The endpoint (`user@host`).
         endpoint: String,
@@ -230,7 +233,10 @@ mod tests {
             stderr: b"boom\n".to_vec(),
         };
         assert!(!exited.is_retryable());
-        assert_eq!(exited.to_string(), "command exited with exit code 1: false: boom");
+        assert_eq!(
+            exited.to_string(),
+            "command exited with exit code 1: false: boom"
+        );
         assert!(!Error::EmptyCommand.is_retryable());
     }
 

@@ -15,9 +15,9 @@ const FORBIDDEN: &str = "\"'`~!@#$%^&*()+={}[]|;<>?,\\/";
 /// the specification: after removing the first `@` the text must be non-empty, must not start
 /// with `-` (ssh would read it as an option), must not contain `..`, whitespace, or any of
 /// `` "'`~!@#$%^&*()+={}[]|;<>?,\/ ``. `:` `.` `_` `-` are allowed, so IPv6 literals and FQDNs
-/// pass. conn is stricter than that in two places, both of which ssh would only fail on later:
-/// the user (when an `@` is present) and the host must each be non-empty, and the host must not
-/// start with `-` either.
+/// pass. conn is stricter than that in three places, all of which ssh would only fail on later:
+/// the user (when an `@` is present) and the host must each be non-empty, the host must not
+/// start with `-` either, and control characters (NUL among them) are refused.
 ///
 /// The empty string is not a `UserHost`: local mode is expressed as `Option<UserHost>::None`.
 ///
@@ -52,13 +52,18 @@ impl UserHost {
             return Err(reject("empty"));
         }
         if rest.starts_with('-') {
-            return Err(reject("must not start with '-' (ssh would read it as an option)"));
+            return Err(reject(
+                "must not start with '-' (ssh would read it as an option)",
+            ));
         }
         if rest.contains("..") {
             return Err(reject("must not contain '..'"));
         }
         if rest.chars().any(char::is_whitespace) {
             return Err(reject("must not contain whitespace"));
+        }
+        if rest.chars().any(char::is_control) {
+            return Err(reject("must not contain control characters"));
         }
         if rest.chars().any(|c| FORBIDDEN.contains(c)) {
             return Err(reject(
@@ -153,14 +158,55 @@ mod tests {
     #[test]
     fn rejects_what_the_spec_rejects_and_names_the_input() {
         for bad in [
-            "", "@", "-oProxyCommand=x", "-h", "a..b", "a b", "a\tb", "a\nb", "u@h@x", "h;rm",
-            "h|x", "h$x", "h`x`", "h'x", "h\"x", "h~", "h!", "h#", "h%", "h^", "h&", "h*", "h(",
-            "h)", "h+", "h=", "h{", "h}", "h[", "h]", "h<", "h>", "h?", "h,", "h\\x", "h/x",
-            "@h", "u@", "u@-h", "u\u{a0}h",
+            "",
+            "@",
+            "-oProxyCommand=x",
+            "-h",
+            "a..b",
+            "a b",
+            "a\tb",
+            "a\nb",
+            "u@h@x",
+            "h;rm",
+            "h|x",
+            "h$x",
+            "h`x`",
+            "h'x",
+            "h\"x",
+            "h~",
+            "h!",
+            "h#",
+            "h%",
+            "h^",
+            "h&",
+            "h*",
+            "h(",
+            "h)",
+            "h+",
+            "h=",
+            "h{",
+            "h}",
+            "h[",
+            "h]",
+            "h<",
+            "h>",
+            "h?",
+            "h,",
+            "h\\x",
+            "h/x",
+            "@h",
+            "u@",
+            "u@-h",
+            "u\u{a0}h",
+            "h\0",
+            "h\u{7}",
         ] {
             let err = UserHost::parse(bad).expect_err(bad);
             let msg = err.to_string();
-            assert!(msg.contains(&format!("{bad:?}")), "{msg} should quote {bad:?}");
+            assert!(
+                msg.contains(&format!("{bad:?}")),
+                "{msg} should quote {bad:?}"
+            );
         }
     }
 }

@@ -17,7 +17,9 @@ impl Deadline {
     pub fn after(duration: Duration) -> Self {
         let now = Instant::now();
         Deadline {
-            at: now.checked_add(duration).unwrap_or(now + Duration::from_secs(86400 * 365 * 100)),
+            at: now
+                .checked_add(duration)
+                .unwrap_or(now + Duration::from_secs(86400 * 365 * 100)),
             duration,
         }
     }
@@ -159,6 +161,50 @@ impl Job for SimpleJob {
     }
 }
 
+/// Another job seen through a tighter deadline: for a housekeeping step (such as probing an ssh
+/// master) that must not use up, or hang past, a few seconds of its caller's time. Children and
+/// cancellation are the inner job's.
+pub struct CappedJob<'a> {
+    inner: &'a dyn Job,
+    deadline: Option<Deadline>,
+}
+
+impl<'a> CappedJob<'a> {
+    /// `inner`, but due no later than `cap` from now.
+    pub fn new(inner: &'a dyn Job, cap: Duration) -> Self {
+        let capped = Deadline::after(cap);
+        let deadline = match inner.deadline() {
+            Some(d) if d.at() <= capped.at() => d,
+            _ => capped,
+        };
+        CappedJob {
+            inner,
+            deadline: Some(deadline),
+        }
+    }
+}
+
+impl Job for CappedJob<'_> {
+    fn deadline(&self) -> Option<Deadline> {
+        self.deadline
+    }
+    fn is_cancelled(&self) -> bool {
+        self.inner.is_cancelled()
+    }
+    fn register_child(&self, pgid: Pgid) -> bool {
+        self.inner.register_child(pgid)
+    }
+    fn unregister_child(&self, pgid: Pgid) {
+        self.inner.unregister_child(pgid)
+    }
+    fn terminate_subprocesses(&self, signal: i32) {
+        self.inner.terminate_subprocesses(signal)
+    }
+    fn cancel(&self) {
+        self.inner.cancel()
+    }
+}
+
 /// Sends `signal` to process group `pgid`; a group that is already gone is not an error.
 pub(crate) fn kill_group(pgid: Pgid, signal: i32) {
     if pgid <= 1 {
@@ -183,6 +229,28 @@ mod tests {
         assert!(job.is_cancelled());
         assert!(!job.register_child(999_998));
         assert!(job.children().is_empty());
+    }
+
+    #[test]
+    fn capped_job_takes_the_earlier_deadline() {
+        let outer = SimpleJob::with_timeout(Duration::from_secs(60));
+        let capped = CappedJob::new(&outer, Duration::from_secs(5));
+        assert_eq!(
+            capped.deadline().unwrap().duration(),
+            Duration::from_secs(5)
+        );
+        let short = SimpleJob::with_timeout(Duration::from_millis(10));
+        let capped = CappedJob::new(&short, Duration::from_secs(5));
+        assert_eq!(
+            capped.deadline().unwrap().duration(),
+            Duration::from_millis(10)
+        );
+        let none = SimpleJob::new();
+        assert!(
+            CappedJob::new(&none, Duration::from_secs(1))
+                .deadline()
+                .is_some()
+        );
     }
 
     #[test]

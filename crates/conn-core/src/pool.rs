@@ -387,7 +387,8 @@ pub struct ConnectionPools<T: Transport> {
 }
 
 impl<T: Transport> ConnectionPools<T> {
-    /// One pool per `(name, capacity)`, all over `transport`.
+    /// One pool per `(name, capacity)`, all over `transport`. A name given twice or a capacity
+    /// of 0 is an [`Error::Config`].
     pub fn new<I, S>(transport: T, capacities: I) -> Result<Self>
     where
         I: IntoIterator<Item = (S, usize)>,
@@ -396,7 +397,14 @@ impl<T: Transport> ConnectionPools<T> {
         let transport = Arc::new(transport);
         let mut pools = BTreeMap::new();
         for (name, capacity) in capacities {
-            let pool = ConnectionPool::with_shared_transport(Arc::clone(&transport), name, capacity)?;
+            let pool =
+                ConnectionPool::with_shared_transport(Arc::clone(&transport), name, capacity)?;
+            if pools.contains_key(pool.name()) {
+                return Err(Error::Config(format!(
+                    "connection pool name {:?} is given twice",
+                    pool.name()
+                )));
+            }
             pools.insert(pool.name().to_string(), pool);
         }
         Ok(ConnectionPools { pools })

@@ -176,15 +176,17 @@ fn wait_with_io(child: &mut Child, input: &[u8], job: &dyn Job) -> Result<Output
             // No pidfd (not Linux, or an old kernel): look at the child on a short tick.
             timeout = Some(timeout.map_or(TICK, |t| t.min(TICK)));
         }
-        let ready = match poll(&mut fds, timeout) {
-            Ok(n) => n,
+        match poll(&mut fds, timeout) {
+            Ok(_) => {}
             Err(e) if e.kind() == io::ErrorKind::Interrupted => continue,
             Err(e) => return fail(child, Ended::Io(e)),
         };
         if job.is_cancelled() {
             return fail(child, Ended::Cancelled);
         }
-        if ready == 0 && job.deadline().is_some_and(|d| d.expired()) {
+        // Checked whatever poll returned: a child that keeps its pipes busy must not outlive
+        // the deadline.
+        if job.deadline().is_some_and(|d| d.expired()) {
             return fail(child, Ended::Timeout);
         }
         for pfd in &fds {
@@ -234,7 +236,11 @@ fn wait_with_io(child: &mut Child, input: &[u8], job: &dyn Job) -> Result<Output
 const TICK: Duration = Duration::from_millis(10);
 
 /// Reads what is available from `pipe` into `sink`; false at end of file.
-fn read_some<R: Read>(pipe: &mut Option<R>, sink: &mut Vec<u8>, buf: &mut [u8]) -> io::Result<bool> {
+fn read_some<R: Read>(
+    pipe: &mut Option<R>,
+    sink: &mut Vec<u8>,
+    buf: &mut [u8],
+) -> io::Result<bool> {
     let Some(reader) = pipe else { return Ok(false) };
     loop {
         match reader.read(buf) {
@@ -253,10 +259,7 @@ fn poll(fds: &mut [libc::pollfd], timeout: Option<Duration>) -> io::Result<usize
     let ms: libc::c_int = match timeout {
         None => -1,
         // Round up so that a wake-up before the deadline never spins on a zero timeout.
-        Some(t) => t
-            .as_micros()
-            .div_ceil(1000)
-            .min(libc::c_int::MAX as u128) as libc::c_int,
+        Some(t) => t.as_micros().div_ceil(1000).min(libc::c_int::MAX as u128) as libc::c_int,
     };
     // SAFETY: fds is a valid, exclusively borrowed slice of pollfd for the call's duration.
     let n = unsafe { libc::poll(fds.as_mut_ptr(), fds.len() as libc::nfds_t, ms) };

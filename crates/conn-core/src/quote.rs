@@ -48,7 +48,8 @@ pub fn join_quoted<S: AsRef<str>>(argv: &[S]) -> Result<String> {
 
 /// Like [`join_quoted`] for log lines, where a NUL byte is shown escaped instead of failing.
 pub fn display_line<S: AsRef<str>>(argv: &[S]) -> String {
-    join_quoted(argv).unwrap_or_else(|_| format!("{:?}", argv.iter().map(AsRef::as_ref).collect::<Vec<_>>()))
+    join_quoted(argv)
+        .unwrap_or_else(|_| format!("{:?}", argv.iter().map(AsRef::as_ref).collect::<Vec<_>>()))
 }
 
 /// Escapes `arg` for embedding inside a `"…"` string of a remote pipeline: `\`, `"`, `$` and
