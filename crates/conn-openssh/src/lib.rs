@@ -1,0 +1,143 @@
+//! conn's OpenSSH transport: commands run over pooled ControlMaster connections.
+//!
+//! An [`OpenSsh`] value describes one endpoint and all its ssh options; a
+//! [`ConnectionPool`](conn_core::ConnectionPool) of it keeps up to `capacity` sessions per
+//! master. Each connection leases its own ControlPath name (crate `conn-lease`), so no two live
+//! processes ever share a master while a new process still attaches at once to a master that
+//! an earlier one left alive (`ControlPersist`).
+//!
+//! ```no_run
+//! use conn_core::{Cmd, ConnectionPool, SimpleJob};
+//! use conn_openssh::OpenSsh;
+//! let pool = ConnectionPool::new(OpenSsh::builder("backup@db-1").build()?, "shared", 8)?;
+//! let out = pool.run(&Cmd::new(["zfs", "list", "-H"]), &SimpleJob::new())?;
+//! println!("{}", out.stdout_lossy());
+//! pool.shutdown(); // the master stays alive for the next process
+//! # Ok::<(), conn_core::Error>(())
+//! ```
+#![warn(missing_docs)]
+
+mod config;
+mod connection;
+#[cfg(feature = "native-mux")]
+#[doc(hidden)]
+pub mod mux;
+mod probe;
+
+use std::collections::HashMap;
+use std::sync::{Arc, Mutex};
+
+use conn_core::{Error, Location, Remote, Result, Transport, UserHost};
+use conn_lease::{LeaseManager, ttl_for_control_persist};
+
+pub use config::{
+    DEFAULT_CIPHER, DEFAULT_CONTROL_PERSIST, DEFAULT_EXTRA_OPTIONS, DEFAULT_REFRESH_MARGIN,
+    OpenSshBuilder,
+};
+pub use connection::OpenSshConnection;
+
+use config::Config;
+
+/// The OpenSSH endpoint: a [`Transport`] whose connections are ssh ControlMasters.
+#[derive(Debug)]
+pub struct OpenSsh {
+    config: Arc<Config>,
+    /// One lease manager per pool name, made on first use.
+    leases: Mutex<HashMap<String, Arc<LeaseManager>>>,
+}
+
+impl OpenSsh {
+    /// Starts building a transport to `user_host` (`host` or `user@host`, validated by
+    /// [`OpenSshBuilder::build`]).
+    pub fn builder(user_host: &str) -> OpenSshBuilder {
+        OpenSshBuilder::new(user_host)
+    }
+
+    pub(crate) fn from_config(config: Config) -> Self {
+        OpenSsh {
+            config: Arc::new(config),
+            leases: Mutex::new(HashMap::new()),
+        }
+    }
+
+    #[cfg(test)]
+    pub(crate) fn config(&self) -> &Config {
+        &self.config
+    }
+
+    /// The ssh client program (`ssh`, `hpnssh` or a path).
+    pub fn ssh_program(&self) -> &str {
+        &self.config.program
+    }
+
+    /// The lease namespace of a pool: `<location>#<endpoint namespace>#<pool name>`.
+    pub fn lease_namespace(&self, pool_name: &str) -> String {
+        format!(
+            "{}#{}#{}",
+            self.config.location, self.config.cache_namespace, pool_name
+        )
+    }
+
+    /// The root of the lease directories (the socket directory).
+    pub fn socket_dir(&self) -> &std::path::Path {
+        &self.config.socket_dir
+    }
+
+    fn lease_manager(&self, pool_name: &str) -> Result<Arc<LeaseManager>> {
+        let mut leases = self.leases.lock().unwrap_or_else(|e| e.into_inner());
+        if let Some(m) = leases.get(pool_name) {
+            return Ok(Arc::clone(m));
+        }
+        let manager = LeaseManager::new(
+            self.config.socket_dir.clone(),
+            &self.lease_namespace(pool_name),
+            ttl_for_control_persist(self.config.control_persist),
+        )
+        .map_err(|e| Error::Setup {
+            context: format!(
+                "lease directory for pool {pool_name:?} of {}",
+                self.config.user_host
+            ),
+            source: Box::new(e),
+        })?;
+        let manager = Arc::new(manager);
+        leases.insert(pool_name.to_string(), Arc::clone(&manager));
+        Ok(manager)
+    }
+}
+
+impl Remote for OpenSsh {
+    fn location(&self) -> Location {
+        self.config.location
+    }
+
+    fn user_host(&self) -> Option<&UserHost> {
+        Some(&self.config.user_host)
+    }
+
+    fn cache_namespace(&self) -> String {
+        self.config.cache_namespace.clone()
+    }
+}
+
+impl Transport for OpenSsh {
+    type Connection = OpenSshConnection;
+
+    /// Leases a ControlPath name for the new connection (file operations only; the master is
+    /// started by the first refresh).
+    fn connect(&self, pool_name: &str) -> Result<OpenSshConnection> {
+        let lease = if self.config.reuse_connections {
+            let lease = self
+                .lease_manager(pool_name)?
+                .acquire()
+                .map_err(|e| Error::Setup {
+                    context: format!("leasing a control socket for {}", self.config.user_host),
+                    source: Box::new(e),
+                })?;
+            Some(lease)
+        } else {
+            None
+        };
+        Ok(OpenSshConnection::new(Arc::clone(&self.config), lease))
+    }
+}

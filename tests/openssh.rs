@@ -1,0 +1,587 @@
+//! Integration tests of the OpenSSH transport against a real, private sshd on 127.0.0.1.
+//!
+//! Each test starts its own daemon (throwaway keys, free port) through `support::sshd`, and
+//! keeps its lease directories in a temp dir. Run as root, logins use the `conntest` account
+//! (login shell /bin/sh) that `scripts/test.sh` creates.
+
+mod support;
+
+use std::collections::BTreeSet;
+use std::os::unix::net::UnixListener;
+use std::path::{Path, PathBuf};
+use std::process::Command;
+use std::sync::{Arc, Barrier};
+use std::time::{Duration, Instant};
+
+use conn::prelude::*;
+use conn::{ExitStatus, OpenSshBuilder};
+use proptest::prelude::*;
+use support::sshd::TestSshd;
+
+/// Bound for any single command in these tests: a hang fails the test instead of the run.
+const JOB_TIMEOUT: Duration = Duration::from_secs(30);
+
+fn builder(sshd: &TestSshd, socket_dir: &Path) -> OpenSshBuilder {
+    OpenSsh::builder(sshd.host_alias())
+        .ssh_config(sshd.ssh_config_path())
+        .socket_dir(socket_dir)
+}
+
+fn job() -> SimpleJob {
+    SimpleJob::with_timeout(JOB_TIMEOUT)
+}
+
+/// A fresh socket directory: short (the ControlPath limit) and mode 0700, as conn-lease demands
+/// of an existing root.
+fn sockets_dir() -> tempfile::TempDir {
+    let dir = tempfile::Builder::new().prefix("cs").tempdir().unwrap();
+    std::fs::set_permissions(
+        dir.path(),
+        std::os::unix::fs::PermissionsExt::from_mode(0o700),
+    )
+    .unwrap();
+    dir
+}
+
+/// The pid of the master behind `socket`, from `ssh -O check` ("Master running (pid=N)").
+fn master_pid(sshd: &TestSshd, socket: &Path) -> Option<i32> {
+    let out = Command::new("ssh")
+        .args(sshd.ssh_args())
+        .arg("-S")
+        .arg(socket)
+        .args(["-O", "check", sshd.host_alias()])
+        .output()
+        .unwrap();
+    let text = String::from_utf8_lossy(&out.stderr);
+    let start = text.find("(pid=")? + 5;
+    let end = start + text[start..].find(')')?;
+    text[start..end].parse().ok()
+}
+
+fn process_alive(pid: i32) -> bool {
+    match std::fs::read_to_string(format!("/proc/{pid}/stat")) {
+        Ok(stat) => !stat
+            .rsplit(')')
+            .next()
+            .unwrap_or("")
+            .trim_start()
+            .starts_with('Z'),
+        Err(_) => false,
+    }
+}
+
+/// Waits (bounded) for `pid` to be gone.
+fn wait_gone(pid: i32, within: Duration) -> bool {
+    let until = Instant::now() + within;
+    while Instant::now() < until {
+        if !process_alive(pid) {
+            return true;
+        }
+        std::thread::yield_now();
+    }
+    !process_alive(pid)
+}
+
+#[test]
+fn echo_status_stdout_stderr_and_stdin_round_trip() {
+    let sshd = TestSshd::start_default().unwrap();
+    let dir = sockets_dir();
+    let pool =
+        ConnectionPool::new(builder(&sshd, dir.path()).build().unwrap(), "shared", 8).unwrap();
+
+    let out = pool
+        .run(&Cmd::new(["echo", "hello world"]), &job())
+        .unwrap();
+    assert_eq!(out.stdout, b"hello world\n");
+    assert_eq!(out.status, ExitStatus::Code(0));
+
+    let script = "echo out; echo err >&2; exit 3";
+    let err = pool
+        .run(&Cmd::new(["sh", "-c", script]), &job())
+        .unwrap_err();
+    match err {
+        Error::Exited {
+            status,
+            stdout,
+            stderr,
+            ..
+        } => {
+            assert_eq!(status, ExitStatus::Code(3));
+            assert_eq!(stdout, b"out\n");
+            assert_eq!(stderr, b"err\n");
+        }
+        other => panic!("expected Exited, got {other:?}"),
+    }
+    assert!(
+        !pool
+            .run(&Cmd::new(["false"]), &job())
+            .unwrap_err()
+            .is_retryable()
+    );
+    let out = pool
+        .run(&Cmd::new(["sh", "-c", script]).check(false), &job())
+        .unwrap();
+    assert_eq!(out.status, ExitStatus::Code(3));
+
+    let input: Vec<u8> = (0..200_000u32).map(|i| (i % 251) as u8).collect();
+    let out = pool
+        .run(
+            &Cmd::new(["cat"]).stdin(Stdin::Bytes(input.clone())),
+            &job(),
+        )
+        .unwrap();
+    assert_eq!(out.stdout, input);
+
+    assert_eq!(
+        pool.snapshot().len(),
+        1,
+        "one master serves sequential commands"
+    );
+    assert_eq!(sshd.accepted_logins(), 1, "only the master authenticated");
+    pool.shutdown();
+}
+
+#[test]
+fn dry_run_starts_nothing() {
+    let sshd = TestSshd::start_default().unwrap();
+    let dir = sockets_dir();
+    let pool =
+        ConnectionPool::new(builder(&sshd, dir.path()).build().unwrap(), "shared", 8).unwrap();
+    let out = pool
+        .run(
+            &Cmd::new(["touch", "/tmp/conn-must-not-exist"]).dry_run(true),
+            &job(),
+        )
+        .unwrap();
+    assert_eq!(out, Output::dry_run());
+    assert_eq!(sshd.accepted_logins(), 0, "no master, no session");
+    pool.shutdown();
+}
+
+fn printf_round_trip(pool: &ConnectionPool<OpenSsh>, args: &[String]) -> Vec<u8> {
+    let mut argv = vec!["printf".to_string(), "%s\\0".to_string()];
+    argv.extend(args.iter().cloned());
+    pool.run(&Cmd::new(argv), &job()).unwrap().stdout
+}
+
+#[test]
+fn quoting_survives_the_remote_shell() {
+    let sshd = TestSshd::start_default().unwrap();
+    let dir = sockets_dir();
+    let pool =
+        ConnectionPool::new(builder(&sshd, dir.path()).build().unwrap(), "shared", 8).unwrap();
+    let fixed: Vec<String> = [
+        "", " ", "a b", "'", "\"", "$HOME", "`id`", "$(id)", "\n", "a\nb", ";", "&&", "|", "*",
+        "?", "[a]", "~", "-n", "--", "-e", "\\", "\\n", "!", "#", "é", "日本", "\u{7f}", "\t",
+    ]
+    .iter()
+    .map(|s| s.to_string())
+    .collect();
+    let expected: Vec<u8> = fixed.iter().flat_map(|a| a.bytes().chain([0])).collect();
+    assert_eq!(printf_round_trip(&pool, &fixed), expected);
+
+    let config = ProptestConfig {
+        cases: 48,
+        failure_persistence: None,
+        ..ProptestConfig::default()
+    };
+    proptest!(config, |(args in proptest::collection::vec("[^\0]{0,12}", 1..6))| {
+        let expected: Vec<u8> = args.iter().flat_map(|a| a.bytes().chain([0])).collect();
+        prop_assert_eq!(printf_round_trip(&pool, &args), expected);
+    });
+    pool.shutdown();
+}
+
+#[test]
+fn sixteen_threads_over_max_sessions_four_lose_nothing() {
+    const THREADS: usize = 16;
+    const COMMANDS: usize = 20;
+    let sshd = TestSshd::builder().max_sessions(4).start().unwrap();
+    let dir = sockets_dir();
+    let pool =
+        ConnectionPool::new(builder(&sshd, dir.path()).build().unwrap(), "shared", 4).unwrap();
+    let barrier = Arc::new(Barrier::new(THREADS));
+    let handles: Vec<_> = (0..THREADS)
+        .map(|t| {
+            let pool = pool.clone();
+            let barrier = Arc::clone(&barrier);
+            std::thread::spawn(move || {
+                // All threads hold a slot at once: the pool must open exactly 16 / 4 masters.
+                let guard = pool.get().unwrap();
+                barrier.wait();
+                drop(guard);
+                let mut ok = 0;
+                for i in 0..COMMANDS {
+                    let word = format!("{t}-{i}");
+                    let out = pool
+                        .run(&Cmd::new(["echo", word.as_str()]), &job())
+                        .unwrap();
+                    assert_eq!(out.stdout_lossy(), format!("{word}\n"));
+                    ok += 1;
+                }
+                ok
+            })
+        })
+        .collect();
+    let ok: usize = handles.into_iter().map(|h| h.join().unwrap()).sum();
+    assert_eq!(ok, THREADS * COMMANDS);
+    assert_eq!(pool.snapshot().len(), THREADS.div_ceil(4));
+    println!(
+        "MaxSessions 4, capacity 4: {ok} commands ok, {} refused sessions retried, sshd logged {} \
+         'no more sessions'",
+        pool.refusals_retried(),
+        sshd.count_in_log("no more sessions")
+    );
+    pool.shutdown();
+}
+
+/// Entry point of the child processes some tests start (the test binary run again with
+/// `CONN_TEST_CHILD` set); a no-op in a normal test run.
+#[test]
+fn child_entry() {
+    let Ok(mode) = std::env::var("CONN_TEST_CHILD") else {
+        return;
+    };
+    let var = |k: &str| std::env::var(k).unwrap();
+    let mut b = OpenSsh::builder(&var("CONN_TEST_ALIAS"))
+        .ssh_config(var("CONN_TEST_SSH_CONFIG"))
+        .socket_dir(var("CONN_TEST_SOCKET_DIR"));
+    if mode == "hpnssh" {
+        b = b.ssh_program("hpnssh");
+    }
+    let pool = ConnectionPool::new(b.build().unwrap(), "shared", 8).unwrap();
+    let time = |pool: &ConnectionPool<OpenSsh>| {
+        let t = Instant::now();
+        let out = pool.run(&Cmd::new(["echo", "hi"]), &job()).unwrap();
+        assert_eq!(out.stdout, b"hi\n");
+        t.elapsed()
+    };
+    let first = time(&pool);
+    let mut warm: Vec<Duration> = (0..7).map(|_| time(&pool)).collect();
+    warm.sort();
+    println!(
+        "CHILD first_us={} warm_us={}",
+        first.as_micros(),
+        warm[warm.len() / 2].as_micros()
+    );
+    pool.shutdown();
+}
+
+fn run_child(mode: &str, sshd: &TestSshd, socket_dir: &Path, path_prefix: Option<&Path>) -> String {
+    let mut cmd = Command::new(std::env::current_exe().unwrap());
+    cmd.args(["--exact", "child_entry", "--nocapture", "--test-threads=1"])
+        .env("CONN_TEST_CHILD", mode)
+        .env("CONN_TEST_ALIAS", sshd.host_alias())
+        .env("CONN_TEST_SSH_CONFIG", sshd.ssh_config_path())
+        .env("CONN_TEST_SOCKET_DIR", socket_dir);
+    if let Some(prefix) = path_prefix {
+        let path = std::env::var("PATH").unwrap_or_default();
+        cmd.env("PATH", format!("{}:{path}", prefix.display()));
+    }
+    let out = support::sshd::run_with_timeout(&mut cmd, Duration::from_secs(60)).unwrap();
+    let stdout = String::from_utf8_lossy(&out.stdout).into_owned();
+    assert!(
+        out.status.success(),
+        "child failed: {stdout}{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    stdout
+}
+
+fn child_figures(stdout: &str) -> (u128, u128) {
+    // libtest prints "test child_entry ... " on the same line before the child's own output.
+    let line = stdout
+        .lines()
+        .find_map(|l| l.find("CHILD ").map(|i| &l[i..]))
+        .expect(stdout);
+    let field = |name: &str| -> u128 {
+        let start = line.find(name).unwrap() + name.len();
+        line[start..]
+            .split_whitespace()
+            .next()
+            .unwrap()
+            .parse()
+            .unwrap()
+    };
+    (field("first_us="), field("warm_us="))
+}
+
+#[test]
+fn a_second_process_reuses_the_master_without_authenticating() {
+    let sshd = TestSshd::start_default().unwrap();
+    let dir = sockets_dir();
+    let first = run_child("reuse", &sshd, dir.path(), None);
+    assert_eq!(
+        sshd.accepted_logins(),
+        1,
+        "the first process authenticated once: {first}"
+    );
+    let second = run_child("reuse", &sshd, dir.path(), None);
+    assert_eq!(
+        sshd.accepted_logins(),
+        1,
+        "the second process must reuse the master, not log in again"
+    );
+    let (first_us, warm_us) = child_figures(&second);
+    println!("second process: first command {first_us} µs, warm median {warm_us} µs");
+    assert!(
+        first_us <= 3 * warm_us,
+        "first command of a reusing process took {first_us} µs, over 3x the warm {warm_us} µs"
+    );
+}
+
+#[test]
+fn hpnssh_is_used_when_selected() {
+    let sshd = TestSshd::start_default().unwrap();
+    let dir = sockets_dir();
+    let shim_dir = tempfile::tempdir().unwrap();
+    let marker = shim_dir.path().join("calls");
+    let shim = shim_dir.path().join("hpnssh");
+    std::fs::write(
+        &shim,
+        format!(
+            "#!/bin/sh\necho call >> '{}'\nexec ssh \"$@\"\n",
+            marker.display()
+        ),
+    )
+    .unwrap();
+    std::fs::set_permissions(&shim, std::os::unix::fs::PermissionsExt::from_mode(0o755)).unwrap();
+    run_child("hpnssh", &sshd, dir.path(), Some(shim_dir.path()));
+    let calls = std::fs::read_to_string(&marker)
+        .unwrap_or_default()
+        .lines()
+        .count();
+    // The master start and eight commands at least.
+    assert!(calls >= 9, "the hpnssh shim ran {calls} times");
+}
+
+#[test]
+fn a_killed_master_is_restarted_and_a_stale_socket_replaced() {
+    let sshd = TestSshd::start_default().unwrap();
+    let dir = sockets_dir();
+    let pool =
+        ConnectionPool::new(builder(&sshd, dir.path()).build().unwrap(), "shared", 8).unwrap();
+    pool.run(&Cmd::new(["true"]), &job()).unwrap();
+    let socket: PathBuf = pool.get().unwrap().control_path().unwrap().to_path_buf();
+    let pid = master_pid(&sshd, &socket).expect("a master is running");
+    // SAFETY: kill has no memory-safety preconditions.
+    unsafe { libc::kill(pid, libc::SIGKILL) };
+    assert!(wait_gone(pid, Duration::from_secs(5)));
+    assert!(
+        socket.exists(),
+        "a SIGKILLed master leaves its socket behind"
+    );
+
+    let out = pool.run(&Cmd::new(["echo", "again"]), &job()).unwrap();
+    assert_eq!(out.stdout, b"again\n");
+    let new_pid = master_pid(&sshd, &socket).expect("a new master is running");
+    assert_ne!(pid, new_pid);
+    assert_eq!(pool.snapshot().len(), 1);
+
+    // Now replace the master by a socket nobody listens on.
+    unsafe { libc::kill(new_pid, libc::SIGKILL) };
+    assert!(wait_gone(new_pid, Duration::from_secs(5)));
+    std::fs::remove_file(&socket).unwrap();
+    drop(UnixListener::bind(&socket).unwrap()); // leaves a stale socket file
+    let out = pool.run(&Cmd::new(["echo", "third"]), &job()).unwrap();
+    assert_eq!(out.stdout, b"third\n");
+    assert!(master_pid(&sshd, &socket).is_some());
+    assert_eq!(sshd.accepted_logins(), 3, "one login per master start");
+    pool.shutdown();
+}
+
+#[test]
+fn a_deadline_kills_the_ssh_client_in_time() {
+    let sshd = TestSshd::start_default().unwrap();
+    let dir = sockets_dir();
+    let pool =
+        ConnectionPool::new(builder(&sshd, dir.path()).build().unwrap(), "shared", 8).unwrap();
+    pool.run(&Cmd::new(["true"]), &job()).unwrap(); // the master is up: time only the session
+    let job = Arc::new(SimpleJob::with_timeout(Duration::from_millis(500)));
+    // Learn the ssh client's pid (it leads its own process group) while it runs.
+    let watcher = {
+        let job = Arc::clone(&job);
+        std::thread::spawn(move || {
+            let until = Instant::now() + Duration::from_secs(2);
+            while Instant::now() < until {
+                if let Some(&pgid) = job.children().first() {
+                    return Some(pgid);
+                }
+                std::thread::yield_now();
+            }
+            None
+        })
+    };
+    let start = Instant::now();
+    let err = pool.run(&Cmd::new(["sleep", "30"]), &*job).unwrap_err();
+    let took = start.elapsed();
+    let pid = watcher
+        .join()
+        .unwrap()
+        .expect("the ssh client was registered with the job");
+    assert!(matches!(err, Error::Timeout { .. }), "{err:?}");
+    assert!(err.to_string().contains("500ms"), "{err}");
+    assert!(took < Duration::from_secs(2), "took {took:?}");
+    assert!(job.children().is_empty());
+    assert!(
+        !Path::new(&format!("/proc/{pid}")).exists(),
+        "the ssh client {pid} is killed and reaped, not even a zombie"
+    );
+    pool.shutdown();
+}
+
+#[test]
+fn verbose_master_returns_at_once_keeps_persisting_and_logs_to_its_file() {
+    let sshd = TestSshd::start_default().unwrap();
+    let dir = sockets_dir();
+    let pool = ConnectionPool::new(
+        builder(&sshd, dir.path()).verbose(1).build().unwrap(),
+        "shared",
+        8,
+    )
+    .unwrap();
+    // A master holding a pipe we wait on would hang here until the job's deadline.
+    let job = SimpleJob::with_timeout(Duration::from_secs(20));
+    let out = pool.run(&Cmd::new(["echo", "v"]), &job).unwrap();
+    assert_eq!(out.stdout, b"v\n");
+    let conn = pool.get().unwrap();
+    let socket = conn.control_path().unwrap().to_path_buf();
+    let log = std::fs::read_to_string(conn.master_log_path().unwrap()).unwrap();
+    assert!(
+        log.contains("debug1:"),
+        "ssh's debug output belongs in the log file: {log:?}"
+    );
+    drop(conn);
+    // bzfs cut ControlPersist to 1 s under -v; ours keeps it. The master rewrites its argv
+    // (setproctitle), so the only evidence is that it outlives a 1 s idle countdown. This wait
+    // is the property under test, not a guess at how long something takes.
+    std::thread::sleep(Duration::from_millis(1500));
+    let pid = master_pid(&sshd, &socket).expect("the master outlived 1.5 s of idleness");
+    pool.shutdown();
+    // SAFETY: plain kill of the master this test started.
+    unsafe { libc::kill(pid, libc::SIGKILL) };
+}
+
+#[test]
+fn shutdown_leaves_the_master_by_default_and_exits_it_when_asked() {
+    let sshd = TestSshd::start_default().unwrap();
+    let dir = sockets_dir();
+    let pool =
+        ConnectionPool::new(builder(&sshd, dir.path()).build().unwrap(), "shared", 8).unwrap();
+    pool.run(&Cmd::new(["true"]), &job()).unwrap();
+    let socket = pool.get().unwrap().control_path().unwrap().to_path_buf();
+    let name = socket.file_name().unwrap().to_owned();
+    pool.shutdown();
+    let pid = master_pid(&sshd, &socket).expect("the master outlives the pool");
+    let free = socket
+        .parent()
+        .unwrap()
+        .parent()
+        .unwrap()
+        .join("free")
+        .join(&name);
+    assert!(
+        free.exists(),
+        "the lease is back in free/: {}",
+        free.display()
+    );
+
+    let pool = ConnectionPool::new(
+        builder(&sshd, dir.path())
+            .exit_masters_on_shutdown(true)
+            .build()
+            .unwrap(),
+        "shared",
+        8,
+    )
+    .unwrap();
+    pool.run(&Cmd::new(["true"]), &job()).unwrap();
+    let again = pool.get().unwrap().control_path().unwrap().to_path_buf();
+    assert_eq!(
+        again, socket,
+        "the freed lease (and its live master) is taken again"
+    );
+    pool.shutdown();
+    assert!(
+        wait_gone(pid, Duration::from_secs(5)),
+        "ssh -O exit ended the master"
+    );
+    assert!(master_pid(&sshd, &socket).is_none());
+    assert_eq!(sshd.accepted_logins(), 1);
+}
+
+#[test]
+fn bad_hosts_are_refused_before_anything_runs() {
+    for bad in ["", "-oProxyCommand=touch /tmp/x", "a b", "u@h;rm", "h/../x"] {
+        let err = OpenSsh::builder(bad)
+            .socket_dir("/tmp/conn-never")
+            .build()
+            .unwrap_err();
+        assert!(matches!(err, Error::InvalidHost { .. }), "{bad:?}: {err:?}");
+        assert!(err.to_string().contains(&format!("{bad:?}")), "{err}");
+    }
+    assert!(
+        !Path::new("/tmp/conn-never").exists(),
+        "nothing was created"
+    );
+}
+
+#[test]
+fn a_closed_port_is_a_retryable_error_within_the_connect_timeout() {
+    let port = {
+        let l = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+        l.local_addr().unwrap().port()
+    }; // closed again: nothing listens there now
+    let dir = sockets_dir();
+    let transport = OpenSsh::builder("127.0.0.1")
+        .port(port)
+        .connect_timeout(Duration::from_secs(3))
+        .extra_options([
+            "-oBatchMode=yes",
+            "-oStrictHostKeyChecking=no",
+            "-oUserKnownHostsFile=/dev/null",
+            "-T",
+        ])
+        .socket_dir(dir.path())
+        .build()
+        .unwrap();
+    let pool = ConnectionPool::new(transport, "shared", 8).unwrap();
+    let start = Instant::now();
+    let err = pool.run(&Cmd::new(["true"]), &job()).unwrap_err();
+    assert!(err.is_retryable(), "{err:?}");
+    assert!(matches!(err, Error::Connect { .. }), "{err:?}");
+    assert!(err.to_string().contains("-v -v -v"), "{err}");
+    assert!(
+        start.elapsed() < Duration::from_secs(5),
+        "{:?}",
+        start.elapsed()
+    );
+    pool.shutdown();
+}
+
+#[test]
+fn pools_of_one_endpoint_use_separate_lease_namespaces() {
+    let sshd = TestSshd::start_default().unwrap();
+    let dir = sockets_dir();
+    let pools = ConnectionPools::new(
+        builder(&sshd, dir.path()).build().unwrap(),
+        [("shared", 8), ("dedicated", 1)],
+    )
+    .unwrap();
+    let mut sockets = BTreeSet::new();
+    for name in ["shared", "dedicated"] {
+        let pool = pools.pool(name).unwrap();
+        pool.run(&Cmd::new(["true"]), &job()).unwrap();
+        sockets.insert(
+            pool.get()
+                .unwrap()
+                .control_path()
+                .unwrap()
+                .parent()
+                .unwrap()
+                .to_path_buf(),
+        );
+    }
+    assert_eq!(sockets.len(), 2, "two namespaces: {sockets:?}");
+    pools.shutdown();
+}
