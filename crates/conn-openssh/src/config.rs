@@ -298,21 +298,20 @@ pub(crate) fn sha256_b64(bytes: &[u8]) -> String {
     base64::engine::general_purpose::URL_SAFE_NO_PAD.encode(Sha256::digest(bytes))
 }
 
-/// The longest ControlPath a lease under `socket_dir` can have, checked before ssh ever sees
-/// it: `<dir>/<43-char namespace>/c/<12-char name>`, plus the 17-byte temporary suffix ssh
-/// appends while it binds a master.
+/// Checks, before ssh ever sees it, that every ControlPath a lease under `socket_dir` can have
+/// (`<dir>/<namespace>/c/<name>`) leaves room for the suffix ssh appends while it binds a
+/// master: conn-lease's [`MAX_CONTROL_PATH_LEN`](conn_lease::MAX_CONTROL_PATH_LEN).
 fn check_socket_path_len(socket_dir: &Path) -> Result<()> {
-    const NS: usize = 43;
-    const NAME: usize = 12;
-    const SSH_TEMP_SUFFIX: usize = 17;
-    let len = socket_dir.as_os_str().len() + 1 + NS + 3 + NAME + SSH_TEMP_SUFFIX;
-    let max = conn_lease::MAX_SOCKET_PATH_LEN;
+    let fixed = 1 + conn_lease::NAMESPACE_DIR_LEN + "/c/".len() + conn_lease::NAME_LEN;
+    let len = socket_dir.as_os_str().len() + fixed;
+    let max = conn_lease::MAX_CONTROL_PATH_LEN;
     if len > max {
         return Err(Error::Config(format!(
-            "ControlPath under socket directory {} would be {len} bytes, over the {max}-byte Unix \
-             socket limit: choose a shorter socket directory (at most {} bytes)",
+            "ControlPath under socket directory {} would be {len} bytes, over the {max}-byte limit \
+             (the Unix socket limit less the suffix ssh adds while binding): choose a shorter \
+             socket directory (at most {} bytes)",
             socket_dir.display(),
-            socket_dir.as_os_str().len() - (len - max)
+            max.saturating_sub(fixed)
         )));
     }
     Ok(())

@@ -48,16 +48,11 @@ fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
 
 impl OpenSshConnection {
     pub(crate) fn new(config: Arc<Config>, lease: Option<Lease>) -> Self {
-        let control = lease.map(|lease| {
-            let socket = lease.socket_path().to_path_buf();
-            let mut log = socket.clone().into_os_string();
-            log.push(".log");
-            Control {
-                socket,
-                log: PathBuf::from(log),
-                lease: Mutex::new(Some(lease)),
-                last_refresh: Mutex::new(None),
-            }
+        let control = lease.map(|lease| Control {
+            socket: lease.socket_path().to_path_buf(),
+            log: lease.log_path(),
+            lease: Mutex::new(Some(lease)),
+            last_refresh: Mutex::new(None),
         });
         OpenSshConnection { config, control }
     }

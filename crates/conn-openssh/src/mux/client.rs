@@ -195,7 +195,7 @@ impl Control {
                 Ok(n) => bytes = &bytes[n..],
                 Err(Errno::AGAIN) => self.wait_writable(bound)?,
                 Err(Errno::INTR) => {}
-                Err(e) => return Err(Fail::Closed(format!("sending to the ssh master: {e}"))),
+                Err(e) => return Err(send_failure("sending to the ssh master", e)),
             }
         }
         Ok(())
@@ -226,9 +226,10 @@ impl Control {
                 Err(Errno::AGAIN) => self.wait_writable(bound)?,
                 Err(Errno::INTR) => {}
                 Err(e) => {
-                    return Err(Fail::Closed(format!(
-                        "passing a file descriptor to the ssh master: {e}"
-                    )));
+                    return Err(send_failure(
+                        "passing a file descriptor to the ssh master",
+                        e,
+                    ));
                 }
             }
         }
@@ -278,6 +279,16 @@ impl Control {
                 }
             }
         }
+    }
+}
+
+/// A failed send: the master hung up (a transport failure; nothing started, since the master
+/// acts only on a whole request with all three descriptors), or a local problem such as one of
+/// our own stdio descriptors being closed (`EBADF`).
+fn send_failure(what: &'static str, e: Errno) -> Fail {
+    match e {
+        Errno::PIPE | Errno::CONNRESET | Errno::NOTCONN => Fail::Closed(format!("{what}: {e}")),
+        _ => Fail::Local(what, e.into()),
     }
 }
 
@@ -1054,9 +1065,20 @@ mod tests {
             let mut input = Vec::new();
             std::fs::File::from(stdin).read_to_end(&mut input).unwrap();
             assert_eq!(input, b"some input");
+            // The client may close its pipe ends just after the control socket: allow it a
+            // moment, then every write must fail.
             for end in [stdout, stderr] {
-                let err = std::fs::File::from(end).write_all(b"x").unwrap_err();
-                assert_eq!(err.kind(), io::ErrorKind::BrokenPipe);
+                let mut end = std::fs::File::from(end);
+                let until = Instant::now() + Duration::from_secs(2);
+                loop {
+                    match end.write_all(b"x") {
+                        Err(e) => break assert_eq!(e.kind(), io::ErrorKind::BrokenPipe),
+                        Ok(()) if Instant::now() < until => {
+                            std::thread::sleep(Duration::from_millis(5))
+                        }
+                        Ok(()) => panic!("our read end of an output pipe is still open"),
+                    }
+                }
             }
         });
         let job = SimpleJob::with_timeout(Duration::from_millis(300));

@@ -1,7 +1,8 @@
 //! The native mux back end: OpenSSH's ControlMaster protocol (`PROTOCOL.mux`) spoken from this
 //! process, so that a command over a live master costs no `ssh -S` client spawn.
 //!
-//! - [`codec`]: the frames and messages, bounds-checked (fuzzed by `fuzz/fuzz_targets/mux_decode.rs`).
+//! - [`codec`]: the frames and messages, bounds-checked (fuzz target:
+//!   `fuzz/fuzz_targets/mux_decode.rs`).
 //! - `client`: `run_session` (one command per control connection, one poll loop) and
 //!   `alive_check` (`MUX_C_ALIVE_CHECK`, the master's pid).
 //!
