@@ -1,0 +1,427 @@
+//! The command line: clap (derive) definitions of `conn` and its subcommands, and the mapping
+//! of the ssh options onto [`OpenSshBuilder`].
+
+use std::path::PathBuf;
+use std::time::Duration;
+
+use clap::{ArgGroup, Args, Parser, Subcommand, ValueEnum};
+use conn_core::{DEFAULT_CAPACITY, Location};
+use conn_openssh::{DEFAULT_CIPHER, DEFAULT_EXTRA_OPTIONS, OpenSsh, OpenSshBuilder};
+
+const EXAMPLES: &str = "\
+Examples:
+  conn demo                                  private sshd on 127.0.0.1, a benchmark, master reuse
+  conn run -H db1 -- uptime                  output and exit status are the remote command's own
+  conn run -H db1 -H db2 -H db3 -- uname -r  fan out; each line prefixed \"db1: \"
+  conn run --hosts-file hosts.txt --parallel 64 --timeout 30 --retries 2 -- zfs list -H
+  conn bench -n 500 -t 16 backup@db1         pooled masters vs hand-spawned `ssh -S` vs fresh ssh
+  conn leases --prune                        what ~/.ssh/conn holds; remove dead names
+
+Masters stay alive after `conn` exits (ControlPersist, 600 s by default), so the next `conn`
+attaches to them at once; `--exit-on-shutdown` ends them instead.";
+
+const RUN_AFTER_HELP: &str = "\
+Exit status:
+  one host   the remote command's own status (128+N if it was killed by signal N)
+  several    the largest status of any host; a summary of the failed hosts goes to stderr
+  2          usage error, bad host name or option: nothing was started
+  124        --timeout expired (the command's local ssh client was killed)
+  127        the ssh program was not found
+  130        interrupted by SIGINT, SIGTERM or SIGHUP (every child was killed)
+  255        ssh itself failed (connection, authentication, master), as with plain ssh
+
+Examples:
+  conn run -H db1 -- zfs list -H -o name
+  conn run -H db1 -H db2 --timeout 10 -- sh -c 'uptime; df -h /'
+  conn run --hosts-file hosts.txt --parallel 64 --retries 3 -- uname -r
+  conn run -F ~/.ssh/lab_config -H lab1 -o Compression=yes -- cat /etc/os-release
+  conn run --local -- ls -l /tmp           same code path, no ssh (direct exec, no shell)
+  conn run --dry-run -H db1 -- rm -rf /scratch   prints the ssh command line, runs nothing";
+
+const BENCH_AFTER_HELP: &str = "\
+Rows (each runs `/bin/echo hello` on HOST):
+  conn pool (process mux)  through conn's pool of ssh ControlMasters, as `conn run` does
+  ssh -S (hand-spawned)    the baseline: `ssh <same options> -S <socket of a pooled master>`
+                           spawned directly, so the ratio columns are conn's own overhead
+  ssh (new connection)     a fresh `ssh HOST` each time: TCP + SSH handshake + authentication
+Latencies are per command (nearest-rank percentiles); cmds/s is commands over wall time.
+Each mode runs in two halves, rows in A B … B A order, so that drift favours no row.
+
+Examples:
+  conn bench db1
+  conn bench -n 1000 -t 16 --json backup@db1 > bench.json";
+
+const LEASES_AFTER_HELP: &str = "\
+Each namespace (one per location, endpoint and pool) holds socket names that are
+  free       not leased by anyone; the next `conn` takes it (and its master, if alive)
+  held       leased by a live process
+  abandoned  leased by a process that died; the next `conn` salvages it
+and each name's socket has a live master, a dead one (nothing listens), or none.
+Read-only unless --prune, which removes the unleased names whose socket is missing or older
+than the pruning TTL (max(90 min, 2 x ControlPersist + 2 s)), as a new lease would.
+
+Examples:
+  conn leases
+  conn leases --socket-dir /tmp/conn-sockets --json
+  conn leases --prune";
+
+const DEMO_AFTER_HELP: &str = "\
+Needs /usr/sbin/sshd (Debian/Ubuntu: apt-get install openssh-server) and ssh, ssh-keygen.
+Run as root, the private sshd logs in as the account `conntest` (login shell /bin/sh), which
+the demo creates when it is missing (`useradd -m -s /bin/sh conntest; usermod -p '*' conntest`)
+and says so; remove it afterwards with `userdel -r conntest`. As any other user it logs in as
+that user. Nothing outside a temporary directory is touched otherwise.
+
+Example:
+  cargo run --release -p conn-cli -- demo";
+
+/// `conn`: run commands on remote hosts through pooled, multiplexed OpenSSH connections.
+#[derive(Debug, Parser)]
+#[command(
+    name = "conn",
+    version,
+    about = "Run commands on remote hosts through a pool of multiplexed OpenSSH ControlMaster \
+             connections",
+    after_help = EXAMPLES,
+    propagate_version = true,
+    arg_required_else_help = true
+)]
+pub struct Cli {
+    /// The subcommand.
+    #[command(subcommand)]
+    pub command: Command,
+}
+
+/// The subcommands of `conn`.
+#[derive(Debug, Subcommand)]
+pub enum Command {
+    /// Run a command on one or more hosts (or locally) through pooled ssh masters.
+    #[command(after_help = RUN_AFTER_HELP)]
+    Run(RunArgs),
+    /// Measure latency and throughput of pooled masters against hand-spawned and fresh ssh.
+    #[command(after_help = BENCH_AFTER_HELP)]
+    Bench(BenchArgs),
+    /// Show (or prune) the leased control-socket names under a socket directory.
+    #[command(after_help = LEASES_AFTER_HELP)]
+    Leases(LeasesArgs),
+    /// Start a private sshd on 127.0.0.1, benchmark it, show master reuse, tear it down.
+    #[command(after_help = DEMO_AFTER_HELP)]
+    Demo(DemoArgs),
+}
+
+/// `conn run`.
+#[derive(Debug, Args)]
+#[command(group(
+    ArgGroup::new("targets")
+        .required(true)
+        .multiple(true)
+        .args(["hosts", "hosts_file", "local"])
+))]
+pub struct RunArgs {
+    /// A host to run on, `host` or `user@host` (repeat for several; names from ssh_config work).
+    #[arg(short = 'H', long = "host", value_name = "[USER@]HOST")]
+    pub hosts: Vec<String>,
+
+    /// Read hosts from FILE, one per line; `#` starts a comment.
+    #[arg(long, value_name = "FILE")]
+    pub hosts_file: Option<PathBuf>,
+
+    /// Run on this machine through conn-local (direct exec, no shell, no ssh).
+    #[arg(long, conflicts_with_all = ["hosts", "hosts_file"])]
+    pub local: bool,
+
+    /// How many hosts to work on at once.
+    #[arg(long, value_name = "N", default_value_t = 32,
+          value_parser = clap::value_parser!(u32).range(1..=4096))]
+    pub parallel: u32,
+
+    /// Deadline for each host, retries included (seconds, fractions allowed); at expiry the
+    /// command's ssh client and its process group are killed.
+    #[arg(long, value_name = "SECS", value_parser = parse_secs)]
+    pub timeout: Option<Duration>,
+
+    /// Print the ssh command lines (on stderr) instead of running anything.
+    #[arg(long)]
+    pub dry_run: bool,
+
+    /// Retry a host up to N times when ssh itself failed (connection, master, refused session;
+    /// never a command that ran and failed), with jittered exponential backoff.
+    #[arg(long, value_name = "N", default_value_t = 0,
+          value_parser = clap::value_parser!(u32).range(0..=100))]
+    pub retries: u32,
+
+    /// The ssh and pool options.
+    #[command(flatten)]
+    pub ssh: SshArgs,
+
+    /// The command and its arguments (each argument is quoted for the remote shell).
+    #[arg(value_name = "CMD", required = true, num_args = 1.., trailing_var_arg = true)]
+    pub command: Vec<String>,
+}
+
+/// `conn bench`.
+#[derive(Debug, Args)]
+pub struct BenchArgs {
+    /// The host to measure, `host` or `user@host`.
+    #[arg(value_name = "[USER@]HOST")]
+    pub host: String,
+
+    /// Commands per row.
+    #[arg(short = 'n', long, value_name = "N", default_value_t = 200,
+          value_parser = clap::value_parser!(u32).range(1..=1_000_000))]
+    pub count: u32,
+
+    /// Threads of the concurrent rows.
+    #[arg(short = 't', long, value_name = "T", default_value_t = 8,
+          value_parser = clap::value_parser!(u32).range(1..=1024))]
+    pub threads: u32,
+
+    /// Fresh ssh connections to measure (0 skips that row).
+    #[arg(long, value_name = "N", default_value_t = 5,
+          value_parser = clap::value_parser!(u32).range(0..=1000))]
+    pub fresh: u32,
+
+    /// Unmeasured commands through the pool first (starts the masters).
+    #[arg(long, value_name = "N", default_value_t = 5,
+          value_parser = clap::value_parser!(u32).range(0..=10_000))]
+    pub warmup: u32,
+
+    /// Print the results as JSON on stdout.
+    #[arg(long)]
+    pub json: bool,
+
+    /// The ssh and pool options.
+    #[command(flatten)]
+    pub ssh: SshArgs,
+}
+
+/// `conn leases`.
+#[derive(Debug, Args)]
+pub struct LeasesArgs {
+    /// The socket directory to inspect [default: ~/.ssh/conn, home from the password database].
+    #[arg(long, value_name = "DIR")]
+    pub socket_dir: Option<PathBuf>,
+
+    /// Remove the unleased names whose socket is missing or older than the pruning TTL.
+    #[arg(long)]
+    pub prune: bool,
+
+    /// The ControlPersist the masters were started with (sets the pruning TTL).
+    #[arg(long, value_name = "SECS", default_value_t = 600,
+          value_parser = clap::value_parser!(u64).range(1..))]
+    pub control_persist: u64,
+
+    /// Print the report as JSON on stdout.
+    #[arg(long)]
+    pub json: bool,
+}
+
+/// `conn demo`.
+#[derive(Debug, Args)]
+pub struct DemoArgs {
+    /// Commands per benchmark row.
+    #[arg(short = 'n', long, value_name = "N", default_value_t = 100,
+          value_parser = clap::value_parser!(u32).range(1..=100_000))]
+    pub count: u32,
+
+    /// Threads of the concurrent benchmark rows.
+    #[arg(short = 't', long, value_name = "T", default_value_t = 8,
+          value_parser = clap::value_parser!(u32).range(1..=256))]
+    pub threads: u32,
+}
+
+/// `src` or `dst` (clap's view of [`Location`]).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+pub enum LocationArg {
+    /// The source side of a transfer.
+    Src,
+    /// The destination side of a transfer.
+    Dst,
+}
+
+impl From<LocationArg> for Location {
+    fn from(l: LocationArg) -> Self {
+        match l {
+            LocationArg::Src => Location::Src,
+            LocationArg::Dst => Location::Dst,
+        }
+    }
+}
+
+/// The options of SPEC §3 shared by `run` and `bench`.
+#[derive(Debug, Clone, Args)]
+#[command(next_help_heading = "SSH and pool options")]
+pub struct SshArgs {
+    /// The ssh client: `ssh`, `hpnssh`, or a path to either.
+    #[arg(long, value_name = "PROGRAM", default_value = "ssh")]
+    pub ssh_program: String,
+
+    /// TCP port (ssh -p) [default: from ssh_config, else 22].
+    #[arg(short = 'p', long, value_name = "PORT")]
+    pub port: Option<u16>,
+
+    /// ssh_config file (ssh -F); part of the masters' identity.
+    #[arg(short = 'F', long, value_name = "FILE")]
+    pub ssh_config: Option<PathBuf>,
+
+    /// Cipher specification (ssh -c); empty for ssh's own choice.
+    #[arg(short = 'c', long, value_name = "CIPHERS", default_value = DEFAULT_CIPHER)]
+    pub cipher: String,
+
+    /// TCP connect timeout of a new master, in seconds (-oConnectTimeout).
+    #[arg(long, value_name = "SECS", value_parser = clap::value_parser!(u64).range(1..))]
+    pub connect_timeout: Option<u64>,
+
+    /// More ssh diagnostics (ssh -v, up to 3 times); a master writes them to the log file
+    /// beside its socket.
+    #[arg(short = 'v', action = clap::ArgAction::Count)]
+    pub verbose: u8,
+
+    /// An ssh option, `Key=Value` (ssh -o; repeatable). Given options win over conn's defaults
+    /// (-oBatchMode=yes -oServerAliveInterval=0 -x -T).
+    #[arg(short = 'o', value_name = "OPTION", action = clap::ArgAction::Append)]
+    pub ssh_option: Vec<String>,
+
+    /// How long an idle master outlives its last session, in seconds.
+    #[arg(long, value_name = "SECS", default_value_t = 600,
+          value_parser = clap::value_parser!(u64).range(1..))]
+    pub control_persist: u64,
+
+    /// Sessions per master (keep it below sshd's MaxSessions, 10 by default).
+    #[arg(long, value_name = "N", default_value_t = DEFAULT_CAPACITY as u32,
+          value_parser = clap::value_parser!(u32).range(1..=1000))]
+    pub capacity: u32,
+
+    /// Where control sockets and their leases live [default: ~/.ssh/conn]. At most 31 bytes
+    /// long (Unix socket paths are short).
+    #[arg(long, value_name = "DIR")]
+    pub socket_dir: Option<PathBuf>,
+
+    /// Source or destination side: part of the lease namespace.
+    #[arg(long, value_enum, default_value = "src")]
+    pub location: LocationArg,
+
+    /// End the masters (ssh -O exit) when done instead of leaving them for the next `conn`.
+    #[arg(long)]
+    pub exit_on_shutdown: bool,
+}
+
+impl SshArgs {
+    /// The extra options passed to every ssh: the user's `-o` options first (ssh takes the
+    /// first value it sees for an option, so they win), then conn's defaults.
+    pub fn extra_options(&self) -> Vec<String> {
+        self.ssh_option
+            .iter()
+            .map(|o| format!("-o{o}"))
+            .chain(DEFAULT_EXTRA_OPTIONS.iter().map(|s| s.to_string()))
+            .collect()
+    }
+
+    /// A builder for `user_host` with every option applied (validated by `build`).
+    pub fn builder(&self, user_host: &str) -> OpenSshBuilder {
+        let mut b = OpenSsh::builder(user_host)
+            .ssh_program(&self.ssh_program)
+            .cipher(&self.cipher)
+            .verbose(self.verbose)
+            .extra_options(self.extra_options())
+            .control_persist(Duration::from_secs(self.control_persist))
+            .exit_masters_on_shutdown(self.exit_on_shutdown)
+            .location(self.location.into());
+        if let Some(port) = self.port {
+            b = b.port(port);
+        }
+        if let Some(cfg) = &self.ssh_config {
+            b = b.ssh_config(cfg);
+        }
+        if let Some(t) = self.connect_timeout {
+            b = b.connect_timeout(Duration::from_secs(t));
+        }
+        if let Some(dir) = &self.socket_dir {
+            b = b.socket_dir(dir);
+        }
+        b
+    }
+
+    /// Checks what the builder does not: an `-o` value must be an option, not a flag.
+    pub fn validate(&self) -> Result<(), String> {
+        match self
+            .ssh_option
+            .iter()
+            .find(|o| o.trim().is_empty() || o.starts_with('-'))
+        {
+            Some(o) => Err(format!(
+                "ssh option {o:?} is not of the form Key=Value (as in `-o Compression=yes`)"
+            )),
+            None => Ok(()),
+        }
+    }
+}
+
+/// Parses a positive number of seconds, fractions allowed (`30`, `0.5`).
+fn parse_secs(s: &str) -> Result<Duration, String> {
+    let secs: f64 = s
+        .trim()
+        .parse()
+        .map_err(|_| format!("{s:?} is not a number of seconds"))?;
+    if !secs.is_finite() || secs <= 0.0 || secs > 1e9 {
+        return Err(format!("{s:?} must be a positive number of seconds"));
+    }
+    Ok(Duration::from_secs_f64(secs))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use clap::CommandFactory;
+
+    #[test]
+    fn the_command_definition_is_consistent() {
+        Cli::command().debug_assert();
+    }
+
+    #[test]
+    fn run_takes_the_command_after_the_options_with_or_without_dashes() {
+        for argv in [
+            &["conn", "run", "-H", "h", "--", "ls", "-l"][..],
+            &["conn", "run", "-H", "h", "ls", "-l"][..],
+        ] {
+            let Command::Run(r) = Cli::try_parse_from(argv).unwrap().command else {
+                panic!("not run");
+            };
+            assert_eq!(r.command, ["ls", "-l"]);
+            assert_eq!(r.hosts, ["h"]);
+        }
+    }
+
+    #[test]
+    fn run_needs_a_target_and_a_command() {
+        assert!(Cli::try_parse_from(["conn", "run", "--", "true"]).is_err());
+        assert!(Cli::try_parse_from(["conn", "run", "-H", "h"]).is_err());
+        assert!(Cli::try_parse_from(["conn", "run", "--local", "-H", "h", "true"]).is_err());
+        assert!(Cli::try_parse_from(["conn", "run", "--local", "true"]).is_ok());
+    }
+
+    #[test]
+    fn user_options_come_before_the_defaults() {
+        let Command::Run(r) =
+            Cli::try_parse_from(["conn", "run", "-H", "h", "-o", "BatchMode=no", "true"])
+                .unwrap()
+                .command
+        else {
+            panic!("not run");
+        };
+        let extra = r.ssh.extra_options();
+        assert_eq!(extra[0], "-oBatchMode=no");
+        assert_eq!(&extra[1..], DEFAULT_EXTRA_OPTIONS);
+        assert!(r.ssh.validate().is_ok());
+    }
+
+    #[test]
+    fn seconds_parse_with_fractions_and_refuse_nonsense() {
+        assert_eq!(parse_secs("1.5"), Ok(Duration::from_millis(1500)));
+        assert_eq!(parse_secs("30"), Ok(Duration::from_secs(30)));
+        for bad in ["0", "-1", "x", "nan", "inf"] {
+            assert!(parse_secs(bad).is_err(), "{bad}");
+        }
+    }
+}

@@ -1,0 +1,333 @@
+//! `conn demo`: a private sshd on 127.0.0.1 ([`crate::private_sshd`]), a short `conn bench`
+//! against it, two `conn run` processes (the second reuses the master the first started),
+//! `conn leases`, and teardown. Every step runs this very binary as a child, and prints the
+//! command line first, so the demo also shows how to use `conn`.
+
+use std::ffi::{CStr, CString, OsString};
+use std::fs;
+use std::io::{self, Write};
+use std::os::unix::fs::PermissionsExt;
+use std::path::{Path, PathBuf};
+use std::process::{Command, ExitStatus, Stdio};
+use std::time::{Duration, Instant};
+
+use crate::args::DemoArgs;
+use crate::output::{EXIT_INTERRUPTED, Failure};
+use crate::private_sshd::{DEFAULT_TEST_USER, TestSshd, run_with_timeout};
+use crate::signals;
+
+/// How long one step may take before the demo gives up on it.
+const STEP_TIMEOUT: Duration = Duration::from_secs(600);
+
+/// Runs `conn demo`; returns the exit code.
+pub fn main(args: &DemoArgs) -> Result<u8, Failure> {
+    let sshd_program = std::env::var_os("CONN_TEST_SSHD")
+        .filter(|v| !v.is_empty())
+        .map(PathBuf::from)
+        .unwrap_or_else(|| PathBuf::from("/usr/sbin/sshd"));
+    if !sshd_program.is_file() {
+        return Err(Failure::other(format!(
+            "{} not found: conn demo needs an OpenSSH server; install it with `apt-get install \
+             openssh-server` (Debian/Ubuntu) and run the demo again",
+            sshd_program.display()
+        )));
+    }
+    for program in ["ssh", "ssh-keygen"] {
+        if find_in_path(program).is_none() {
+            return Err(Failure::other(format!(
+                "{program} not found in PATH: install it with `apt-get install openssh-client` \
+                 (Debian/Ubuntu)"
+            )));
+        }
+    }
+    if is_root() {
+        ensure_account()?;
+    }
+    let conn = std::env::current_exe()
+        .map_err(|e| Failure::other(format!("cannot find the conn executable: {e}")))?;
+
+    say("starting a private sshd on 127.0.0.1 (throwaway host and client keys) …");
+    let server = TestSshd::builder()
+        .start()
+        .map_err(|e| Failure::other(format!("cannot start the private sshd: {e}")))?;
+    say(&format!(
+        "sshd (pid {}) listens on 127.0.0.1:{}; logins go to `{}`; client config {} \
+         (host aliases {})",
+        server.pid(),
+        server.port(),
+        server.user(),
+        server.ssh_config_path().display(),
+        server.host_aliases().join(", ")
+    ));
+    let result = steps(&server, &conn, args);
+    // Dropping the server kills the daemon with every session, then removes its directory.
+    drop(server);
+    say("sshd stopped, temporary files removed");
+    result
+}
+
+fn steps(server: &TestSshd, conn: &Path, args: &DemoArgs) -> Result<u8, Failure> {
+    // Socket directories must be short (Unix socket paths): always under /tmp, mode 0700 as
+    // conn-lease demands.
+    let tmp = |prefix: &str| {
+        let dir = tempfile::Builder::new().prefix(prefix).tempdir_in("/tmp")?;
+        fs::set_permissions(dir.path(), fs::Permissions::from_mode(0o700))?;
+        Ok::<_, io::Error>(dir)
+    };
+    let tmp = |prefix: &str| {
+        tmp(prefix).map_err(|e| Failure::other(format!("cannot create a directory in /tmp: {e}")))
+    };
+    let bench_dir = tmp("conn-demo-b")?;
+    let run_dir = tmp("conn-demo-r")?;
+    let config = server.ssh_config_path();
+    let host = server.host_alias();
+    let common = |socket_dir: &Path| -> Vec<OsString> {
+        vec![
+            "-F".into(),
+            config.clone().into_os_string(),
+            "--socket-dir".into(),
+            socket_dir.as_os_str().to_owned(),
+        ]
+    };
+
+    heading("1. conn bench: pooled masters vs hand-spawned `ssh -S` vs fresh ssh connections");
+    let mut bench: Vec<OsString> = vec!["bench".into()];
+    bench.extend(common(bench_dir.path()));
+    bench.extend(
+        [
+            "--exit-on-shutdown",
+            "-n",
+            &args.count.to_string(),
+            "-t",
+            &args.threads.to_string(),
+            "--fresh",
+            "3",
+            host,
+        ]
+        .map(OsString::from),
+    );
+    let (status, _) = run_conn(conn, &bench)?;
+    if !status.success() {
+        return Err(Failure::other(format!("conn bench failed ({status})")));
+    }
+
+    heading("2. conn run, twice: the second process attaches to the master the first one left");
+    let remote = ["sh", "-c", "echo \"hello from $(id -un) on $(hostname)\""];
+    for (i, expect) in [(1, "started a master"), (2, "reused the master")] {
+        let mut run: Vec<OsString> = vec!["run".into()];
+        run.extend(common(run_dir.path()));
+        run.extend(["-H", host, "--"].map(OsString::from));
+        run.extend(remote.map(OsString::from));
+        server.mark_log();
+        let (status, took) = run_conn(conn, &run)?;
+        if !status.success() {
+            return Err(Failure::other(format!("conn run #{i} failed ({status})")));
+        }
+        let logins = server.accepted_logins();
+        say(&format!(
+            "run #{i}: {:.1} ms wall time for the whole `conn` process, {logins} new ssh \
+             login{} → {}",
+            took.as_secs_f64() * 1e3,
+            if logins == 1 { "" } else { "s" },
+            if logins == 0 {
+                "reused the master (no handshake, no authentication)"
+            } else {
+                expect
+            }
+        ));
+    }
+
+    heading("3. conn leases: the socket name the two runs took in turn");
+    let mut leases: Vec<OsString> = vec!["leases".into(), "--socket-dir".into()];
+    leases.push(run_dir.path().as_os_str().to_owned());
+    let (status, _) = run_conn(conn, &leases)?;
+    if !status.success() {
+        return Err(Failure::other(format!("conn leases failed ({status})")));
+    }
+
+    heading("4. teardown");
+    let stopped = exit_masters(server, run_dir.path());
+    say(&format!(
+        "ended {stopped} master{} (ssh -O exit); the bench ended its own (--exit-on-shutdown)",
+        if stopped == 1 { "" } else { "s" }
+    ));
+    Ok(0)
+}
+
+/// Runs `conn <args>` with our stdout and stderr, printing the command line first; returns its
+/// status and wall time. A signal to the demo ends the child too.
+fn run_conn(conn: &Path, args: &[OsString]) -> Result<(ExitStatus, Duration), Failure> {
+    let shown: Vec<String> = args
+        .iter()
+        .map(|a| {
+            let a = a.to_string_lossy();
+            conn_core::quote(&a)
+                .map(|q| q.into_owned())
+                .unwrap_or_else(|_| a.into_owned())
+        })
+        .collect();
+    println!("$ conn {}", shown.join(" "));
+    let _ = io::stdout().flush();
+    let start = Instant::now();
+    let mut child = Command::new(conn)
+        .args(args)
+        .stdin(Stdio::null())
+        .spawn()
+        .map_err(|e| Failure::other(format!("cannot run {}: {e}", conn.display())))?;
+    loop {
+        if let Some(status) = child
+            .try_wait()
+            .map_err(|e| Failure::other(format!("waiting for conn: {e}")))?
+        {
+            return Ok((status, start.elapsed()));
+        }
+        if signals::interrupted().is_some() || start.elapsed() > STEP_TIMEOUT {
+            // SAFETY: kill(2) on our own, not yet reaped child.
+            unsafe {
+                libc::kill(child.id() as libc::pid_t, libc::SIGTERM);
+            }
+            let _ = child.wait();
+            return Err(match signals::interrupted() {
+                Some(sig) => Failure {
+                    code: EXIT_INTERRUPTED,
+                    message: format!("interrupted by signal {sig}"),
+                },
+                None => Failure::other(format!("a demo step took longer than {STEP_TIMEOUT:?}")),
+            });
+        }
+        std::thread::sleep(Duration::from_millis(2));
+    }
+}
+
+/// `ssh -O exit` to every master whose socket is under `socket_dir`; returns how many ended.
+fn exit_masters(server: &TestSshd, socket_dir: &Path) -> usize {
+    let Ok(reports) = conn_lease::inspect(socket_dir) else {
+        return 0;
+    };
+    let mut stopped = 0;
+    for report in reports {
+        for entry in report
+            .entries
+            .iter()
+            .filter(|e| e.socket_modified.is_some())
+        {
+            let socket = report.dir.join("c").join(&entry.name);
+            let mut cmd = Command::new(server.ssh_program());
+            cmd.args(server.ssh_args())
+                .arg("-S")
+                .arg(&socket)
+                .args(["-O", "exit", server.host_alias()])
+                .stdin(Stdio::null());
+            if run_with_timeout(&mut cmd, Duration::from_secs(10)).is_ok_and(|o| o.status.success())
+            {
+                stopped += 1;
+            }
+        }
+    }
+    stopped
+}
+
+fn say(text: &str) {
+    println!("conn demo: {text}");
+    let _ = io::stdout().flush();
+}
+
+fn heading(text: &str) {
+    println!();
+    println!("== {text}");
+    let _ = io::stdout().flush();
+}
+
+fn is_root() -> bool {
+    // SAFETY: geteuid has no preconditions and cannot fail.
+    unsafe { libc::geteuid() == 0 }
+}
+
+fn find_in_path(program: &str) -> Option<PathBuf> {
+    let path = std::env::var_os("PATH")?;
+    std::env::split_paths(&path)
+        .map(|dir| dir.join(program))
+        .find(|p| p.is_file())
+}
+
+/// The login shell of `name`, `None` when there is no such account.
+fn login_shell(name: &str) -> Option<String> {
+    let cname = CString::new(name).ok()?;
+    // SAFETY: getpwnam returns null or a pointer to static storage, copied out at once; no
+    // other thread of conn calls getpw* meanwhile.
+    unsafe {
+        let pw = libc::getpwnam(cname.as_ptr());
+        if pw.is_null() {
+            return None;
+        }
+        Some(
+            CStr::from_ptr((*pw).pw_shell)
+                .to_string_lossy()
+                .into_owned(),
+        )
+    }
+}
+
+/// As root the private sshd logs in as `conntest` (or `$CONN_TEST_USER`): make that account
+/// usable exactly as `scripts/test.sh` does (create it with login shell /bin/sh, set the shell,
+/// unlock it for key logins), saying what is done. Failing that, a message that says what to
+/// run.
+fn ensure_account() -> Result<(), Failure> {
+    let name = std::env::var("CONN_TEST_USER")
+        .ok()
+        .filter(|s| !s.is_empty())
+        .unwrap_or_else(|| DEFAULT_TEST_USER.to_string());
+    let fix = format!("useradd -m -s /bin/sh {name}; usermod -p '*' {name}");
+    match login_shell(&name) {
+        None => {
+            say(&format!(
+                "creating the account `{name}` (login shell /bin/sh, no password: key logins \
+                 only) for the private sshd's logins; `userdel -r {name}` removes it"
+            ));
+            admin(&["useradd", "-m", "-s", "/bin/sh", &name], &fix)?;
+        }
+        Some(shell) if shell != "/bin/sh" => {
+            say(&format!(
+                "setting the login shell of `{name}` to /bin/sh (was {shell})"
+            ));
+            admin(&["usermod", "-s", "/bin/sh", &name], &fix)?;
+        }
+        Some(_) => {}
+    }
+    // sshd without PAM refuses even key logins to an account whose password field is `!…`.
+    let locked = fs::read_to_string("/etc/shadow").is_ok_and(|shadow| {
+        shadow.lines().any(|l| {
+            let mut f = l.split(':');
+            f.next() == Some(name.as_str()) && f.next().is_some_and(|p| p.starts_with('!'))
+        })
+    });
+    if locked {
+        say(&format!(
+            "unlocking `{name}` for key logins (password field '*')"
+        ));
+        admin(&["usermod", "-p", "*", &name], &fix)?;
+    }
+    Ok(())
+}
+
+fn admin(argv: &[&str], fix: &str) -> Result<(), Failure> {
+    let out = run_with_timeout(
+        Command::new(argv[0]).args(&argv[1..]).stdin(Stdio::null()),
+        Duration::from_secs(60),
+    )
+    .map_err(|e| {
+        Failure::other(format!(
+            "cannot run {}: {e}; prepare the test account yourself: {fix}",
+            argv[0]
+        ))
+    })?;
+    if !out.status.success() {
+        return Err(Failure::other(format!(
+            "`{}` failed ({}): {}; prepare the test account yourself: {fix}",
+            argv.join(" "),
+            out.status,
+            String::from_utf8_lossy(&out.stderr).trim()
+        )));
+    }
+    Ok(())
+}

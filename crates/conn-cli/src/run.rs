@@ -1,0 +1,501 @@
+//! `conn run`: one pool per host, `--parallel` worker threads over the hosts, output passed
+//! through (one host) or prefixed `host: ` (several), exit status passed through or the
+//! largest of all.
+
+use std::fs;
+use std::io::{self, IsTerminal, Write};
+use std::path::Path;
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use backon::{BlockingRetryable, ExponentialBuilder};
+use conn_core::{
+    Cmd, ConnectionPool, Deadline, Error, Job, Output, Result, SimpleJob, Stdin, Stream, Transport,
+    UserHost,
+};
+use conn_local::Local;
+use indicatif::{ProgressBar, ProgressDrawTarget, ProgressStyle};
+
+use crate::args::RunArgs;
+use crate::output::{
+    EXIT_INTERRUPTED, Failure, exit_code_of_error, exit_code_of_status, one_line, print_error,
+    write_prefixed,
+};
+use crate::relay::Relay;
+use crate::{POOL_NAME, signals};
+
+/// First delay between retries; doubled each time (with jitter) up to [`RETRY_MAX_DELAY`].
+const RETRY_MIN_DELAY: Duration = Duration::from_millis(200);
+/// Longest delay between two retries.
+const RETRY_MAX_DELAY: Duration = Duration::from_secs(10);
+
+/// Runs `conn run`; returns the exit code.
+pub fn main(args: &RunArgs) -> Result<u8, Failure> {
+    args.ssh.validate().map_err(Failure::usage)?;
+    let settings = Settings {
+        argv: args.command.clone(),
+        timeout: args.timeout,
+        dry_run: args.dry_run,
+        retries: args.retries,
+        parallel: args.parallel as usize,
+        capacity: args.ssh.capacity as usize,
+    };
+    if args.local {
+        return run_targets(vec![("localhost".to_string(), Local::new())], &settings);
+    }
+    let hosts = host_list(&args.hosts, args.hosts_file.as_deref())?;
+    // Everything is validated before anything starts: a bad name or option is exit 2.
+    let targets = hosts
+        .into_iter()
+        .map(|h| Ok((h.clone(), args.ssh.builder(&h).build()?)))
+        .collect::<Result<Vec<_>>>()?;
+    run_targets(targets, &settings)
+}
+
+/// What every host runs, and how.
+struct Settings {
+    argv: Vec<String>,
+    timeout: Option<Duration>,
+    dry_run: bool,
+    retries: u32,
+    parallel: usize,
+    capacity: usize,
+}
+
+/// `-H` hosts then `--hosts-file` hosts, duplicates dropped (first occurrence kept), each
+/// validated as `[user@]host`.
+fn host_list(hosts: &[String], file: Option<&Path>) -> Result<Vec<String>, Failure> {
+    let mut all: Vec<String> = Vec::new();
+    let mut push = |h: &str, origin: &str| -> Result<(), Failure> {
+        UserHost::parse(h).map_err(|e| Failure::usage(format!("{origin}{e}")))?;
+        if !all.iter().any(|x| x == h) {
+            all.push(h.to_string());
+        }
+        Ok(())
+    };
+    for h in hosts {
+        push(h, "")?;
+    }
+    if let Some(path) = file {
+        let text = fs::read_to_string(path).map_err(|e| {
+            Failure::usage(format!("cannot read hosts file {}: {e}", path.display()))
+        })?;
+        let mut named = 0;
+        for (i, line) in text.lines().enumerate() {
+            let host = line.split('#').next().unwrap_or("").trim();
+            if !host.is_empty() {
+                push(host, &format!("{}:{}: ", path.display(), i + 1))?;
+                named += 1;
+            }
+        }
+        if named == 0 {
+            return Err(Failure::usage(format!(
+                "hosts file {} names no host",
+                path.display()
+            )));
+        }
+    }
+    Ok(all)
+}
+
+/// How one host ended.
+struct HostResult {
+    code: u8,
+    /// Why it failed, for the summary (`None` on success).
+    failure: Option<String>,
+}
+
+fn run_targets<T: Transport>(targets: Vec<(String, T)>, s: &Settings) -> Result<u8, Failure> {
+    let pools = targets
+        .into_iter()
+        .map(|(label, t)| Ok((label, ConnectionPool::new(t, POOL_NAME, s.capacity)?)))
+        .collect::<Result<Vec<_>>>()?;
+    if let [(label, pool)] = pools.as_slice() {
+        return Ok(run_single(label, pool, s));
+    }
+    Ok(run_many(&pools, s))
+}
+
+/// One host: the command's stdout and stderr are ours, and so is its exit status.
+fn run_single<T: Transport>(label: &str, pool: &ConnectionPool<T>, s: &Settings) -> u8 {
+    // A child in its own process group that reads a terminal would be stopped (SIGTTIN):
+    // forward stdin only when it is not one, as `ssh -n` would otherwise be needed.
+    let stdin = if io::stdin().is_terminal() {
+        Stdin::Null
+    } else {
+        Stdin::Inherit
+    };
+    let cmd = Cmd::new(s.argv.clone())
+        .stdin(stdin)
+        .stdout(Stream::Inherit)
+        .stderr(Stream::Inherit)
+        .check(false)
+        .dry_run(s.dry_run);
+    let job = new_job(s.timeout);
+    // A remote command's stdio is handed to the ssh master, which may hold it after we gave up
+    // on the command: relay it through pipes (see `relay`). Locally the child is all there is.
+    let relay = if pool.transport().is_local() {
+        None
+    } else {
+        Relay::start()
+            .inspect_err(|e| tracing::debug!("stdout/stderr not relayed: {e}"))
+            .ok()
+    };
+    let result = run_with_retries(pool, &cmd, &job, s.retries, label);
+    pool.shutdown();
+    if let Some(relay) = relay {
+        relay.finish(match &result {
+            // The session is closed: the master lets go of the pipes at once.
+            Ok(_) => Duration::from_secs(5),
+            // The remote command may go on: take what is in flight, not what comes later.
+            Err(Error::Timeout { .. } | Error::Cancelled { .. }) => Duration::from_millis(100),
+            Err(_) => Duration::from_millis(500),
+        });
+    }
+    match result {
+        Ok(out) => exit_code_of_status(out.status),
+        Err(e) => {
+            print_error(&e.to_string());
+            exit_code_of_error(&e)
+        }
+    }
+}
+
+/// Several hosts: `--parallel` workers; each host's output is printed, prefixed, when it is
+/// done; a summary of the failures goes to stderr; the exit code is the largest of all.
+fn run_many<T: Transport>(pools: &[(String, ConnectionPool<T>)], s: &Settings) -> u8 {
+    let cmd = Cmd::new(s.argv.clone())
+        .stdin(Stdin::Null)
+        .stdout(Stream::Capture)
+        .stderr(Stream::Capture)
+        .check(false)
+        .dry_run(s.dry_run);
+    let bar = progress_bar(pools.len());
+    let next = AtomicUsize::new(0);
+    let failed = AtomicUsize::new(0);
+    let results: Mutex<Vec<Option<HostResult>>> =
+        Mutex::new((0..pools.len()).map(|_| None).collect());
+    let workers = s.parallel.min(pools.len());
+    std::thread::scope(|scope| {
+        for _ in 0..workers {
+            scope.spawn(|| {
+                loop {
+                    let i = next.fetch_add(1, Ordering::Relaxed);
+                    let Some((label, pool)) = pools.get(i) else {
+                        break;
+                    };
+                    let result = if signals::interrupted().is_some() {
+                        HostResult {
+                            code: EXIT_INTERRUPTED,
+                            failure: Some("not started: interrupted".into()),
+                        }
+                    } else {
+                        run_one_of_many(label, pool, &cmd, s, &bar)
+                    };
+                    pool.shutdown();
+                    if result.failure.is_some() {
+                        let n = failed.fetch_add(1, Ordering::Relaxed) + 1;
+                        bar.set_message(format!(", {n} failed"));
+                    }
+                    bar.inc(1);
+                    lock(&results)[i] = Some(result);
+                }
+            });
+        }
+    });
+    bar.finish_and_clear();
+    let results = results.into_inner().unwrap_or_else(|e| e.into_inner());
+    let mut code = 0;
+    let mut failures = 0;
+    let mut err = io::stderr().lock();
+    for ((label, _), result) in pools.iter().zip(results) {
+        let result = result.unwrap_or(HostResult {
+            code: 1,
+            failure: Some("not run".into()),
+        });
+        code = code.max(result.code);
+        if let Some(why) = result.failure {
+            failures += 1;
+            let _ = writeln!(err, "conn: {label}: {}", one_line(&why));
+        }
+    }
+    if failures > 0 {
+        let _ = writeln!(err, "conn: {failures} of {} hosts failed", pools.len());
+    }
+    if signals::interrupted().is_some() {
+        code = code.max(EXIT_INTERRUPTED);
+    }
+    code
+}
+
+fn run_one_of_many<T: Transport>(
+    label: &str,
+    pool: &ConnectionPool<T>,
+    cmd: &Cmd,
+    s: &Settings,
+    bar: &ProgressBar,
+) -> HostResult {
+    let job = new_job(s.timeout);
+    match run_with_retries(pool, cmd, &job, s.retries, label) {
+        Ok(out) => {
+            print_host_output(label, &out, bar);
+            let code = exit_code_of_status(out.status);
+            HostResult {
+                code,
+                failure: (!out.status.success()).then(|| out.status.to_string()),
+            }
+        }
+        Err(e) => HostResult {
+            code: exit_code_of_error(&e),
+            failure: Some(e.to_string()),
+        },
+    }
+}
+
+/// Writes one host's output, every line prefixed: stdout to stdout, stderr to stderr, the
+/// whole host at once (hosts never interleave).
+fn print_host_output(label: &str, out: &Output, bar: &ProgressBar) {
+    static PRINT: Mutex<()> = Mutex::new(());
+    let prefix = format!("{label}: ");
+    let _serial = lock(&PRINT);
+    bar.suspend(|| {
+        let mut stdout = io::stdout().lock();
+        let mut stderr = io::stderr().lock();
+        // A closed stdout (`conn run … | head`) is not worth a failure of the host.
+        let _ = write_prefixed(&mut stdout, &prefix, &out.stdout).and_then(|()| stdout.flush());
+        let _ = write_prefixed(&mut stderr, &prefix, &out.stderr);
+    });
+}
+
+fn progress_bar(hosts: usize) -> ProgressBar {
+    if hosts < 2 || !io::stderr().is_terminal() {
+        return ProgressBar::hidden();
+    }
+    let style = ProgressStyle::with_template(
+        "{spinner} [{elapsed_precise}] {wide_bar} {pos}/{len} hosts done{msg}",
+    )
+    .unwrap_or_else(|_| ProgressStyle::default_bar());
+    let bar = ProgressBar::with_draw_target(Some(hosts as u64), ProgressDrawTarget::stderr())
+        .with_style(style);
+    bar.enable_steady_tick(Duration::from_millis(200));
+    bar
+}
+
+/// A job for one host: its own deadline, cancelled by SIGINT/SIGTERM/SIGHUP.
+fn new_job(timeout: Option<Duration>) -> Arc<SimpleJob> {
+    let job = Arc::new(SimpleJob::with_deadline(timeout.map(Deadline::after)));
+    signals::register(&job);
+    job
+}
+
+/// Runs `cmd` through `pool`, retrying up to `retries` times when the error is retryable
+/// ([`Error::is_retryable`]: ssh failed, the command did not run to its own end) and the job
+/// is neither cancelled nor past its deadline. Backoff: exponential from 200 ms, doubling,
+/// jittered, at most 10 s, never sleeping past the deadline or through a cancellation.
+pub fn run_with_retries<T: Transport>(
+    pool: &ConnectionPool<T>,
+    cmd: &Cmd,
+    job: &Arc<SimpleJob>,
+    retries: u32,
+    label: &str,
+) -> Result<Output> {
+    run_with_backoff(pool, cmd, job, retries, label, RETRY_MIN_DELAY)
+}
+
+fn run_with_backoff<T: Transport>(
+    pool: &ConnectionPool<T>,
+    cmd: &Cmd,
+    job: &Arc<SimpleJob>,
+    retries: u32,
+    label: &str,
+    min_delay: Duration,
+) -> Result<Output> {
+    let attempt = || pool.run(cmd, job.as_ref());
+    if retries == 0 {
+        return attempt();
+    }
+    let backoff = ExponentialBuilder::default()
+        .with_min_delay(min_delay)
+        .with_max_delay(RETRY_MAX_DELAY)
+        .with_factor(2.0)
+        .with_jitter()
+        .with_max_times(retries as usize);
+    let sleeper_job = Arc::clone(job);
+    attempt
+        .retry(backoff)
+        .sleep(move |d: Duration| interruptible_sleep(&sleeper_job, d))
+        .when(|e: &Error| {
+            e.is_retryable() && !job.is_cancelled() && !job.deadline().is_some_and(|d| d.expired())
+        })
+        .notify(|e: &Error, d: Duration| {
+            tracing::warn!(
+                "{label}: retrying in {d:.1?} after: {}",
+                one_line(&e.to_string())
+            );
+        })
+        .call()
+}
+
+/// Sleeps `d`, but no further than the job's deadline and not past its cancellation (checked
+/// every 50 ms).
+fn interruptible_sleep(job: &SimpleJob, d: Duration) {
+    let d = match job.deadline() {
+        Some(deadline) => d.min(deadline.remaining()),
+        None => d,
+    };
+    let end = std::time::Instant::now() + d;
+    while !job.is_cancelled() {
+        let left = end.saturating_duration_since(std::time::Instant::now());
+        if left.is_zero() {
+            break;
+        }
+        std::thread::sleep(left.min(Duration::from_millis(50)));
+    }
+}
+
+fn lock<T>(m: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
+    m.lock().unwrap_or_else(|e| e.into_inner())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use conn_core::ExitStatus;
+
+    #[test]
+    fn host_lists_merge_dedupe_and_skip_comments() {
+        let dir = tempfile::tempdir().unwrap();
+        let file = dir.path().join("hosts");
+        fs::write(&file, "# fleet\nb  # second\n\n  a\nc\n").unwrap();
+        let hosts = host_list(&["a".into()], Some(&file)).unwrap();
+        assert_eq!(hosts, ["a", "b", "c"]);
+    }
+
+    #[test]
+    fn bad_hosts_are_usage_errors_naming_file_and_line() {
+        let dir = tempfile::tempdir().unwrap();
+        let file = dir.path().join("hosts");
+        fs::write(&file, "ok\nnot ok\n").unwrap();
+        let err = host_list(&[], Some(&file)).unwrap_err();
+        assert_eq!(err.code, 2);
+        assert!(
+            err.message.contains("hosts:2:") && err.message.contains("\"not ok\""),
+            "{err}"
+        );
+        let err = host_list(&["-oProxyCommand=x".into()], None).unwrap_err();
+        assert_eq!(err.code, 2);
+        fs::write(&file, "# nothing\n").unwrap();
+        assert_eq!(host_list(&[], Some(&file)).unwrap_err().code, 2);
+    }
+
+    #[test]
+    fn retries_stop_at_non_retryable_errors_and_at_the_limit() {
+        let pool = ConnectionPool::new(Local::new(), "t", 2).unwrap();
+        let job = Arc::new(SimpleJob::with_timeout(Duration::from_secs(10)));
+        // A local command that fails is not retryable: one attempt.
+        let cmd = Cmd::new(["false"]).check(true);
+        let err = run_with_retries(&pool, &cmd, &job, 3, "l").unwrap_err();
+        assert!(
+            matches!(
+                err,
+                Error::Exited {
+                    status: ExitStatus::Code(1),
+                    ..
+                }
+            ),
+            "{err}"
+        );
+        let out = run_with_retries(&pool, &Cmd::new(["true"]), &job, 3, "l").unwrap();
+        assert!(out.status.success());
+    }
+
+    /// A transport whose commands fail with a retryable connect error `failures` times.
+    struct Flaky {
+        failures: usize,
+        attempts: Arc<AtomicUsize>,
+    }
+    struct FlakyConn {
+        failures: usize,
+        attempts: Arc<AtomicUsize>,
+    }
+    impl conn_core::Remote for Flaky {
+        fn location(&self) -> conn_core::Location {
+            conn_core::Location::Src
+        }
+        fn user_host(&self) -> Option<&UserHost> {
+            None
+        }
+        fn cache_namespace(&self) -> String {
+            "flaky".into()
+        }
+    }
+    impl Transport for Flaky {
+        type Connection = FlakyConn;
+        fn connect(&self, _: &str) -> Result<FlakyConn> {
+            Ok(FlakyConn {
+                failures: self.failures,
+                attempts: Arc::clone(&self.attempts),
+            })
+        }
+    }
+    impl conn_core::Connection for FlakyConn {
+        fn run(&self, _: &Cmd, _: &dyn Job) -> Result<Output> {
+            if self.attempts.fetch_add(1, Ordering::SeqCst) < self.failures {
+                return Err(Error::Connect {
+                    endpoint: "flaky".into(),
+                    message: "no route".into(),
+                });
+            }
+            Ok(Output::dry_run())
+        }
+        fn refresh(&self, _: &dyn Job) -> Result<()> {
+            Ok(())
+        }
+        fn shutdown(&self) {}
+    }
+
+    fn flaky(failures: usize) -> (ConnectionPool<Flaky>, Arc<AtomicUsize>) {
+        let attempts = Arc::new(AtomicUsize::new(0));
+        let t = Flaky {
+            failures,
+            attempts: Arc::clone(&attempts),
+        };
+        (ConnectionPool::new(t, "t", 1).unwrap(), attempts)
+    }
+
+    #[test]
+    fn retryable_errors_are_retried_up_to_the_limit() {
+        let job = Arc::new(SimpleJob::with_timeout(Duration::from_secs(30)));
+        let cmd = Cmd::new(["x"]);
+        let ms = Duration::from_millis(1);
+        let (pool, attempts) = flaky(2);
+        assert!(run_with_backoff(&pool, &cmd, &job, 2, "f", ms).is_ok());
+        assert_eq!(attempts.load(Ordering::SeqCst), 3);
+        let (pool, attempts) = flaky(5);
+        let err = run_with_backoff(&pool, &cmd, &job, 2, "f", ms).unwrap_err();
+        assert!(err.is_retryable(), "{err}");
+        assert_eq!(attempts.load(Ordering::SeqCst), 3);
+        let (pool, attempts) = flaky(1);
+        assert!(run_with_backoff(&pool, &cmd, &job, 0, "f", ms).is_err());
+        assert_eq!(attempts.load(Ordering::SeqCst), 1);
+    }
+
+    #[test]
+    fn no_retry_after_the_deadline() {
+        let job = Arc::new(SimpleJob::with_timeout(Duration::ZERO));
+        let (pool, attempts) = flaky(5);
+        let cmd = Cmd::new(["x"]);
+        assert!(run_with_backoff(&pool, &cmd, &job, 3, "f", Duration::from_millis(1)).is_err());
+        assert_eq!(attempts.load(Ordering::SeqCst), 1);
+    }
+
+    #[test]
+    fn sleeping_ends_at_cancellation() {
+        let job = Arc::new(SimpleJob::new());
+        job.cancel();
+        let t = std::time::Instant::now();
+        interruptible_sleep(&job, Duration::from_secs(30));
+        assert!(t.elapsed() < Duration::from_secs(5));
+    }
+}

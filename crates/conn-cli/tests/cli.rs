@@ -1,0 +1,711 @@
+//! End-to-end tests of the `conn` binary: real processes against a private sshd on 127.0.0.1
+//! (the same harness `conn demo` uses), each test with its own daemon and socket directory.
+//!
+//! Run as root, logins go to the `conntest` account that `scripts/test.sh` creates.
+
+#[path = "../src/private_sshd.rs"]
+mod sshd;
+
+use std::collections::BTreeSet;
+use std::ffi::OsStr;
+use std::fs;
+use std::os::unix::fs::PermissionsExt;
+use std::os::unix::net::UnixListener;
+use std::path::{Path, PathBuf};
+use std::process::{Command, Output, Stdio};
+use std::time::{Duration, Instant};
+
+use conn_lease::{LeaseManager, namespace_dir_name, ttl_for_control_persist};
+use serde_json::Value;
+use sshd::{TestSshd, run_with_timeout};
+
+/// Bound for one `conn` invocation: a hang fails the test instead of the run.
+const CONN_TIMEOUT: Duration = Duration::from_secs(60);
+
+fn conn() -> Command {
+    let mut cmd = Command::new(env!("CARGO_BIN_EXE_conn"));
+    cmd.stdin(Stdio::null())
+        .env_remove("CONN_LOG")
+        .env("NO_COLOR", "1");
+    cmd
+}
+
+/// Runs `conn <args>` (bounded) and returns its output.
+fn run_conn<I, S>(args: I) -> Output
+where
+    I: IntoIterator<Item = S>,
+    S: AsRef<OsStr>,
+{
+    run_with_timeout(conn().args(args), CONN_TIMEOUT).expect("conn finishes in time")
+}
+
+fn text(bytes: &[u8]) -> String {
+    String::from_utf8_lossy(bytes).into_owned()
+}
+
+/// A socket directory short enough for Unix socket paths, mode 0700 as conn-lease demands.
+fn socket_dir() -> tempfile::TempDir {
+    let dir = tempfile::Builder::new()
+        .prefix("cc")
+        .tempdir_in("/tmp")
+        .unwrap();
+    fs::set_permissions(dir.path(), fs::Permissions::from_mode(0o700)).unwrap();
+    dir
+}
+
+fn start_sshd() -> TestSshd {
+    TestSshd::start_default().expect("start the private sshd (run scripts/test.sh as root once)")
+}
+
+/// `-F <config> --socket-dir <dir>`: what every remote `conn` call here passes.
+fn remote_opts(server: &TestSshd, sockets: &Path) -> Vec<PathBuf> {
+    vec![
+        "-F".into(),
+        server.ssh_config_path(),
+        "--socket-dir".into(),
+        sockets.to_path_buf(),
+    ]
+}
+
+fn args(list: &[&str]) -> Vec<PathBuf> {
+    list.iter().map(PathBuf::from).collect()
+}
+
+/// Asserts the `conn` failure shape: exit 2, exactly one line on stderr, nothing on stdout.
+fn assert_usage_error(out: &Output, needle: &str) {
+    let stderr = text(&out.stderr);
+    assert_eq!(out.status.code(), Some(2), "stderr: {stderr}");
+    assert_eq!(stderr.lines().count(), 1, "one line expected: {stderr:?}");
+    assert!(
+        stderr.ends_with('\n') && stderr.starts_with("conn: error: "),
+        "{stderr:?}"
+    );
+    assert!(
+        stderr.contains(needle),
+        "{stderr:?} should contain {needle:?}"
+    );
+    assert!(out.stdout.is_empty(), "stdout: {}", text(&out.stdout));
+}
+
+/// Pids of live processes whose command name is `comm` and whose command line contains
+/// `marker`.
+fn processes(comm: &str, marker: &str) -> Vec<u32> {
+    let mut found = Vec::new();
+    for entry in fs::read_dir("/proc").unwrap().flatten() {
+        let Some(pid) = entry
+            .file_name()
+            .to_str()
+            .and_then(|s| s.parse::<u32>().ok())
+        else {
+            continue;
+        };
+        let Ok(stat) = fs::read_to_string(entry.path().join("stat")) else {
+            continue;
+        };
+        let zombie = stat
+            .rfind(')')
+            .is_some_and(|i| stat[i + 1..].trim_start().starts_with('Z'));
+        let name = fs::read_to_string(entry.path().join("comm")).unwrap_or_default();
+        let cmdline = fs::read(entry.path().join("cmdline")).unwrap_or_default();
+        if !zombie && name.trim() == comm && text(&cmdline).contains(marker) {
+            found.push(pid);
+        }
+    }
+    found
+}
+
+/// Waits (bounded) until `check` holds.
+fn wait_until(timeout: Duration, mut check: impl FnMut() -> bool) -> bool {
+    let deadline = Instant::now() + timeout;
+    loop {
+        if check() {
+            return true;
+        }
+        if Instant::now() >= deadline {
+            return false;
+        }
+        std::thread::sleep(Duration::from_millis(10));
+    }
+}
+
+#[test]
+fn help_has_examples_and_version_is_printed() {
+    let out = run_conn(["--help"]);
+    assert!(out.status.success());
+    let help = text(&out.stdout);
+    assert!(
+        help.contains("Examples:") && help.contains("conn run -H"),
+        "{help}"
+    );
+    for sub in ["run", "bench", "leases", "demo"] {
+        let out = run_conn([sub, "--help"]);
+        assert!(out.status.success(), "{sub} --help");
+        assert!(
+            text(&out.stdout).contains("Example"),
+            "{sub} --help has examples"
+        );
+    }
+    let out = run_conn(["--version"]);
+    assert!(out.status.success());
+    assert_eq!(
+        text(&out.stdout).trim(),
+        format!("conn {}", env!("CARGO_PKG_VERSION"))
+    );
+}
+
+#[test]
+fn bad_host_names_and_options_fail_with_one_line_and_exit_2_before_anything_runs() {
+    let dir = socket_dir();
+    // An "ssh" that leaves a mark if anything ever runs it.
+    let marker = dir.path().join("ssh-ran");
+    let fake_ssh = dir.path().join("fake-ssh");
+    fs::write(
+        &fake_ssh,
+        format!("#!/bin/sh\ntouch '{}'\nexit 255\n", marker.display()),
+    )
+    .unwrap();
+    fs::set_permissions(&fake_ssh, fs::Permissions::from_mode(0o755)).unwrap();
+    let sockets = dir.path().join("s");
+    let hosts_file = dir.path().join("hosts");
+    fs::write(&hosts_file, "good-host\n# comment\nbad host\n").unwrap();
+    let common = |extra: &[&str]| -> Vec<String> {
+        let mut v: Vec<String> = vec![
+            "run".into(),
+            "--ssh-program".into(),
+            fake_ssh.display().to_string(),
+            "--socket-dir".into(),
+            sockets.display().to_string(),
+        ];
+        v.extend(extra.iter().map(|s| s.to_string()));
+        v
+    };
+    let cases: Vec<(Vec<String>, &str)> = vec![
+        (common(&["-H", "a b", "--", "true"]), "\"a b\""),
+        (
+            common(&["-H", "ok", "--host=-oProxyCommand=x", "--", "true"]),
+            "-oProxyCommand=x",
+        ),
+        (common(&["-H", "x;reboot", "--", "true"]), "\"x;reboot\""),
+        (common(&["-H", "..", "--", "true"]), "\"..\""),
+        (
+            common(&[
+                "--hosts-file",
+                &hosts_file.display().to_string(),
+                "--",
+                "true",
+            ]),
+            "hosts:3:",
+        ),
+        (common(&["-H", "ok", "--bogus", "--", "true"]), "--bogus"),
+        (
+            common(&["-H", "ok", "--parallel", "0", "--", "true"]),
+            "--parallel",
+        ),
+        (
+            common(&["-H", "ok", "--timeout", "soon", "--", "true"]),
+            "soon",
+        ),
+        (
+            common(&["-H", "ok", "-o=-oProxyCommand=x", "--", "true"]),
+            "Key=Value",
+        ),
+        (common(&["-H", "ok", "--"]), "CMD"),
+        (
+            common(&["-H", "ok", "-F", "/nonexistent/ssh_config", "--", "true"]),
+            "/nonexistent/ssh_config",
+        ),
+        (vec!["frobnicate".into()], "frobnicate"),
+        (vec!["bench".into()], "HOST"),
+        (
+            vec!["bench".into(), "-n".into(), "0".into(), "h".into()],
+            "--count",
+        ),
+    ];
+    for (argv, needle) in cases {
+        let out = run_conn(&argv);
+        assert_usage_error(&out, needle);
+        assert!(!marker.exists(), "ssh ran for {argv:?}");
+        assert!(
+            !sockets.exists(),
+            "the socket directory was created for {argv:?}"
+        );
+    }
+}
+
+#[test]
+fn local_run_passes_output_and_status_through() {
+    let out = run_conn([
+        "run",
+        "--local",
+        "--",
+        "sh",
+        "-c",
+        "printf 'out\\n'; printf 'err\\n' >&2; exit 7",
+    ]);
+    assert_eq!(out.status.code(), Some(7));
+    assert_eq!(text(&out.stdout), "out\n");
+    assert_eq!(text(&out.stderr), "err\n");
+}
+
+#[test]
+fn single_host_output_and_exit_status_pass_through_unchanged() {
+    let server = start_sshd();
+    let dir = socket_dir();
+    let mut argv = args(&["run"]);
+    argv.extend(remote_opts(&server, dir.path()));
+    argv.extend(args(&[
+        "-H",
+        "conn-test",
+        "--",
+        "sh",
+        "-c",
+        "printf '%s|' \"$@\"; printf 'to stderr\\n' >&2; exit 42",
+        "sh",
+        "a b",
+        "$HOME",
+        "'quoted'",
+        ";",
+    ]));
+    let out = run_conn(&argv);
+    assert_eq!(out.status.code(), Some(42), "stderr: {}", text(&out.stderr));
+    assert_eq!(text(&out.stdout), "a b|$HOME|'quoted'|;|");
+    assert_eq!(text(&out.stderr), "to stderr\n");
+    assert_eq!(
+        server.accepted_logins(),
+        1,
+        "the first run starts one master"
+    );
+
+    // A second process attaches to the master the first one left: no new login.
+    server.mark_log();
+    let mut argv = args(&["run"]);
+    argv.extend(remote_opts(&server, dir.path()));
+    argv.extend(args(&["-H", "conn-test", "--", "echo", "again"]));
+    let out = run_conn(&argv);
+    assert!(out.status.success(), "stderr: {}", text(&out.stderr));
+    assert_eq!(text(&out.stdout), "again\n");
+    assert!(out.stderr.is_empty(), "stderr: {}", text(&out.stderr));
+    assert_eq!(
+        server.accepted_logins(),
+        0,
+        "the second run reuses the master"
+    );
+
+    // stdin that is not a terminal reaches the remote command.
+    let mut argv = args(&["run"]);
+    argv.extend(remote_opts(&server, dir.path()));
+    argv.extend(args(&["-H", "conn-test", "--", "tr", "a-z", "A-Z"]));
+    let mut cmd = conn();
+    cmd.args(&argv)
+        .stdin(fs::File::open(write_tmp(dir.path(), "in", "piped\n")).unwrap());
+    let out = run_with_timeout(&mut cmd, CONN_TIMEOUT).unwrap();
+    assert_eq!(
+        text(&out.stdout),
+        "PIPED\n",
+        "stderr: {}",
+        text(&out.stderr)
+    );
+}
+
+fn write_tmp(dir: &Path, name: &str, content: &str) -> PathBuf {
+    let path = dir.join(name);
+    fs::write(&path, content).unwrap();
+    path
+}
+
+#[test]
+fn fan_out_prefixes_every_line_and_returns_the_largest_status() {
+    let server = start_sshd();
+    let dir = socket_dir();
+    // Each host claims a distinct number through an atomic mkdir and exits with number - 1,
+    // so the three statuses are 0, 1 and 2 in some order.
+    let claims = tempfile::Builder::new().prefix("claims").tempdir().unwrap();
+    fs::set_permissions(claims.path(), fs::Permissions::from_mode(0o777)).unwrap();
+    let script = format!(
+        "for i in 1 2 3; do if mkdir '{}'/$i 2>/dev/null; then echo claimed $i; echo second line; \
+         echo warning $i >&2; exit $((i - 1)); fi; done; exit 99",
+        claims.path().display()
+    );
+    let hosts = write_tmp(
+        dir.path(),
+        "hosts",
+        "# the other two aliases\nconn-test2\nconn-test3 # third\nconn-test\n",
+    );
+    let mut argv = args(&["run"]);
+    argv.extend(remote_opts(&server, dir.path()));
+    argv.extend(args(&["-H", "conn-test", "--hosts-file"]));
+    argv.push(hosts);
+    argv.extend(args(&["--parallel", "3", "--", "sh", "-c", &script]));
+    let out = run_conn(&argv);
+    let (stdout, stderr) = (text(&out.stdout), text(&out.stderr));
+    assert_eq!(
+        out.status.code(),
+        Some(2),
+        "stdout: {stdout}\nstderr: {stderr}"
+    );
+
+    let aliases = ["conn-test", "conn-test2", "conn-test3"];
+    let mut claimed = BTreeSet::new();
+    let mut failed = BTreeSet::new();
+    for alias in aliases {
+        let prefix = format!("{alias}: ");
+        let mine: Vec<&str> = stdout
+            .lines()
+            .filter_map(|l| l.strip_prefix(prefix.as_str()))
+            .collect();
+        assert_eq!(mine.len(), 2, "{alias} has two stdout lines in {stdout:?}");
+        assert_eq!(mine[1], "second line");
+        let n: u32 = mine[0].strip_prefix("claimed ").unwrap().parse().unwrap();
+        claimed.insert(n);
+        assert!(
+            stderr.contains(&format!("{alias}: warning {n}\n")),
+            "{alias}'s stderr line is prefixed: {stderr:?}"
+        );
+        if n > 1 {
+            assert!(
+                stderr.contains(&format!("conn: {alias}: exit code {}\n", n - 1)),
+                "summary names {alias}: {stderr:?}"
+            );
+            failed.insert(alias);
+        }
+    }
+    assert_eq!(claimed, BTreeSet::from([1, 2, 3]));
+    assert_eq!(failed.len(), 2);
+    assert!(stderr.contains("conn: 2 of 3 hosts failed\n"), "{stderr:?}");
+    // Every stdout line belongs to a host: nothing unprefixed, no duplicate host.
+    assert_eq!(stdout.lines().count(), 6, "{stdout:?}");
+    assert!(
+        stdout
+            .lines()
+            .all(|l| aliases.iter().any(|a| l.starts_with(&format!("{a}: "))))
+    );
+    // One master per alias (each alias is its own endpoint and pool).
+    assert_eq!(server.accepted_logins(), 3);
+}
+
+#[test]
+fn timeout_kills_the_command_and_says_which_timeout() {
+    let server = start_sshd();
+    let dir = socket_dir();
+    let marker = "31.4159";
+    let mut argv = args(&["run"]);
+    argv.extend(remote_opts(&server, dir.path()));
+    argv.extend(args(&[
+        "-H",
+        "conn-test",
+        "--timeout",
+        "1.5",
+        "--",
+        "sleep",
+        marker,
+    ]));
+    let start = Instant::now();
+    let out = run_conn(&argv);
+    let took = start.elapsed();
+    let stderr = text(&out.stderr);
+    assert_eq!(out.status.code(), Some(124), "stderr: {stderr}");
+    assert!(
+        took >= Duration::from_millis(1500) && took < Duration::from_secs(20),
+        "{took:?}"
+    );
+    assert_eq!(stderr.lines().count(), 1, "{stderr:?}");
+    assert!(
+        stderr.contains("timeout of 1.5s expired") && stderr.contains("sleep"),
+        "{stderr:?}"
+    );
+    // conn reaped its ssh client before exiting: none is left.
+    assert!(
+        processes("ssh", marker).is_empty(),
+        "an ssh client survived"
+    );
+
+    // Locally the command itself is the child: it is gone too.
+    let out = run_conn([
+        "run",
+        "--local",
+        "--timeout",
+        "0.3",
+        "--",
+        "sleep",
+        "27.1828",
+    ]);
+    assert_eq!(out.status.code(), Some(124));
+    assert!(
+        processes("sleep", "27.1828").is_empty(),
+        "the local sleep survived"
+    );
+}
+
+#[test]
+fn interrupting_conn_kills_its_children_and_exits_130() {
+    let marker = "26.5358";
+    let mut child = conn()
+        .args(["run", "--local", "--", "sleep", marker])
+        .stdout(Stdio::null())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    assert!(
+        wait_until(Duration::from_secs(10), || !processes("sleep", marker)
+            .is_empty()),
+        "the sleep never started"
+    );
+    // SAFETY: kill(2) on our own child.
+    unsafe {
+        libc::kill(child.id() as libc::pid_t, libc::SIGINT);
+    }
+    let mut status = None;
+    assert!(
+        wait_until(Duration::from_secs(10), || {
+            status = child.try_wait().unwrap();
+            status.is_some()
+        }),
+        "conn did not exit after SIGINT"
+    );
+    assert_eq!(status.unwrap().code(), Some(130));
+    assert!(processes("sleep", marker).is_empty(), "the sleep survived");
+}
+
+#[test]
+fn dry_run_runs_nothing() {
+    let server = start_sshd();
+    let dir = socket_dir();
+    let target = dir.path().join("would-be-created");
+    let target_s = target.display().to_string();
+    let mut argv = args(&["run"]);
+    argv.extend(remote_opts(&server, dir.path()));
+    argv.extend(args(&[
+        "-H",
+        "conn-test",
+        "-H",
+        "conn-test2",
+        "--dry-run",
+        "--",
+        "touch",
+        &target_s,
+    ]));
+    let out = run_conn(&argv);
+    let stderr = text(&out.stderr);
+    assert!(out.status.success(), "{stderr}");
+    assert_eq!(stderr.matches("Would execute:").count(), 2, "{stderr}");
+    assert!(
+        stderr.contains("conn-test2") && stderr.contains("touch"),
+        "{stderr}"
+    );
+    assert!(!target.exists());
+    assert_eq!(server.accepted_logins(), 0, "nothing logged in");
+    assert!(server.wait_no_sessions(Duration::from_millis(100)));
+
+    let out = run_conn(["run", "--local", "--dry-run", "--", "touch", &target_s]);
+    assert!(out.status.success());
+    assert!(text(&out.stderr).contains("Would execute: touch"));
+    assert!(!target.exists());
+}
+
+#[test]
+fn exit_on_shutdown_ends_the_master() {
+    let server = start_sshd();
+    let dir = socket_dir();
+    let leases = |dir: &Path| -> Value {
+        let out = run_conn([
+            "leases",
+            "--json",
+            "--socket-dir",
+            &dir.display().to_string(),
+        ]);
+        assert!(out.status.success(), "{}", text(&out.stderr));
+        serde_json::from_slice(&out.stdout).unwrap()
+    };
+    let mut argv = args(&["run"]);
+    argv.extend(remote_opts(&server, dir.path()));
+    argv.extend(args(&["-H", "conn-test", "--", "true"]));
+    assert!(run_conn(&argv).status.success());
+    assert_eq!(leases(dir.path())["namespaces"][0]["live"], 1);
+    argv.insert(1, "--exit-on-shutdown".into());
+    assert!(run_conn(&argv).status.success());
+    // `ssh -O exit` returns once the master has the request; it closes its socket just after.
+    let live = || leases(dir.path())["namespaces"][0]["live"].clone();
+    assert!(
+        wait_until(Duration::from_secs(5), || live() == 0),
+        "the master is still alive: {}",
+        leases(dir.path())
+    );
+}
+
+/// A valid socket name that no lease manager would ever make up (fixed, not random).
+const FIXED_NAME: &str = "sAAAAAAAAAAA";
+const ORPHAN_NAME: &str = "sBBBBBBBBBBB";
+
+#[test]
+fn leases_counts_match_a_known_state() {
+    let root = socket_dir();
+    let ttl = ttl_for_control_persist(Duration::from_secs(600));
+    let ns = "src#conn-test##shared";
+    let manager = LeaseManager::new(root.path(), ns, ttl).unwrap();
+    // held, with a live master (a listener on its socket)
+    let held = manager.acquire().unwrap();
+    let _master = UnixListener::bind(held.socket_path()).unwrap();
+    // free, with a dead master (a socket nobody listens on)
+    let mut dead = manager.acquire().unwrap();
+    drop(UnixListener::bind(dead.socket_path()).unwrap());
+    // free without a socket
+    let mut bare = manager.acquire().unwrap();
+    dead.release().unwrap();
+    bare.release().unwrap();
+    // abandoned: a used/ lock file nobody holds (its holder "crashed"), without a socket
+    let used = manager.namespace_dir().join("used").join(FIXED_NAME);
+    fs::write(&used, b"").unwrap();
+    fs::set_permissions(&used, fs::Permissions::from_mode(0o600)).unwrap();
+    // an orphan socket without any lock file
+    drop(UnixListener::bind(manager.socket_dir().join(ORPHAN_NAME)).unwrap());
+    // a second namespace with one free name and no socket
+    let other = LeaseManager::new(root.path(), "dst#conn-test##shared", ttl).unwrap();
+    other.acquire().unwrap().release().unwrap();
+
+    let listing = |dir: &Path| -> BTreeSet<PathBuf> { walk(dir).into_iter().collect() };
+    let before = listing(root.path());
+    let root_s = root.path().display().to_string();
+    let out = run_conn(["leases", "--json", "--socket-dir", &root_s]);
+    assert!(out.status.success(), "{}", text(&out.stderr));
+    assert_eq!(listing(root.path()), before, "inspection is read-only");
+    let report: Value = serde_json::from_slice(&out.stdout).unwrap();
+    let namespaces = report["namespaces"].as_array().unwrap();
+    assert_eq!(namespaces.len(), 2);
+    let find = |ns: &str| -> &Value {
+        let name = namespace_dir_name(ns);
+        namespaces
+            .iter()
+            .find(|n| n["namespace"] == name.as_str())
+            .unwrap()
+    };
+    let main = find(ns);
+    for (key, expected) in [
+        ("free", 2),
+        ("held", 1),
+        ("abandoned", 1),
+        ("live", 1),
+        ("dead", 1),
+    ] {
+        assert_eq!(main[key], expected, "{key} in {main}");
+    }
+    assert_eq!(main["orphan_sockets"], serde_json::json!([ORPHAN_NAME]));
+    let held_entry = main["entries"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|e| e["name"] == held.name())
+        .unwrap();
+    assert_eq!(held_entry["state"], "held");
+    assert_eq!(held_entry["master"], "live");
+    let second = find("dst#conn-test##shared");
+    assert_eq!(
+        (second["free"].as_u64(), second["held"].as_u64()),
+        (Some(1), Some(0))
+    );
+
+    // The table says the same.
+    let out = run_conn(["leases", "--socket-dir", &root_s]);
+    assert!(out.status.success());
+    let table = text(&out.stdout);
+    let row = table
+        .lines()
+        .find(|l| l.starts_with(&namespace_dir_name(ns)))
+        .unwrap_or_else(|| panic!("no row for the namespace in {table}"));
+    let numbers: Vec<&str> = row.split_whitespace().skip(1).collect();
+    assert_eq!(numbers, ["2", "1", "1", "1", "1", "1"], "{table}");
+
+    // --prune removes exactly the unheld names without a socket: the bare free name, the
+    // abandoned one, and the other namespace's free name.
+    let out = run_conn(["leases", "--json", "--prune", "--socket-dir", &root_s]);
+    assert!(out.status.success(), "{}", text(&out.stderr));
+    let report: Value = serde_json::from_slice(&out.stdout).unwrap();
+    assert_eq!(report["pruned"], 3);
+    let main = report["namespaces"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|n| n["namespace"] == namespace_dir_name(ns).as_str())
+        .unwrap()
+        .clone();
+    for (key, expected) in [
+        ("free", 1),
+        ("held", 1),
+        ("abandoned", 0),
+        ("live", 1),
+        ("dead", 1),
+    ] {
+        assert_eq!(main[key], expected, "{key} after prune in {main}");
+    }
+    assert!(held.is_held());
+}
+
+fn walk(dir: &Path) -> Vec<PathBuf> {
+    let mut out = Vec::new();
+    for entry in fs::read_dir(dir).unwrap().flatten() {
+        let path = entry.path();
+        if entry.file_type().unwrap().is_dir() {
+            out.extend(walk(&path));
+        }
+        out.push(path);
+    }
+    out
+}
+
+#[test]
+fn bench_measures_every_row_against_the_baseline() {
+    let server = start_sshd();
+    let dir = socket_dir();
+    let mut argv = args(&["bench"]);
+    argv.extend(remote_opts(&server, dir.path()));
+    argv.extend(args(&[
+        "-n",
+        "6",
+        "-t",
+        "3",
+        "--fresh",
+        "2",
+        "--warmup",
+        "1",
+        "--json",
+        "--exit-on-shutdown",
+        "conn-test",
+    ]));
+    let out = run_conn(&argv);
+    assert!(out.status.success(), "{}", text(&out.stderr));
+    let report: Value = serde_json::from_slice(&out.stdout).unwrap();
+    let rows = report["rows"].as_array().unwrap();
+    let shape: Vec<(String, String, u64)> = rows
+        .iter()
+        .map(|r| {
+            (
+                r["backend"].as_str().unwrap().to_string(),
+                r["mode"].as_str().unwrap().to_string(),
+                r["commands"].as_u64().unwrap(),
+            )
+        })
+        .collect();
+    let expected: Vec<(String, String, u64)> = [
+        ("conn-pool-process", "sequential", 6),
+        ("ssh-S", "sequential", 6),
+        ("conn-pool-process", "concurrent", 6),
+        ("ssh-S", "concurrent", 6),
+        ("ssh-fresh", "sequential", 2),
+    ]
+    .iter()
+    .map(|(a, b, c)| (a.to_string(), b.to_string(), *c))
+    .collect();
+    assert_eq!(shape, expected);
+    for r in rows {
+        assert_eq!(r["errors"], 0, "{r}");
+        assert!(r["median_us"].as_u64().unwrap() > 0, "{r}");
+        assert!(r["p99_us"].as_u64() >= r["median_us"].as_u64(), "{r}");
+        assert!(r["median_ratio"].as_f64().unwrap() > 0.0, "{r}");
+    }
+    assert_eq!(
+        rows[1]["median_ratio"], 1.0,
+        "the baseline is its own reference"
+    );
+    // Pool and baseline share the masters: one login for the pool's master (3 threads fit one
+    // master of capacity 8), plus one per fresh connection.
+    assert_eq!(server.accepted_logins(), 1 + 2);
+}
