@@ -5,6 +5,7 @@
 //! |-----------|---------|--------------|
 //! | `openssh` | yes     | [`OpenSsh`]: ssh/hpnssh ControlMaster connections with leased sockets |
 //! | `local`   | yes     | [`Local`]: direct exec on this host, no shell, no ssh |
+//! | `native-mux` | no   | `Mux::Native`: sessions over the master's socket in-process, no `ssh -S` spawn |
 //!
 //! Everything for the common case comes with one import:
 //!
@@ -27,7 +28,7 @@ pub use conn_core::*;
 pub use conn_local::{Local, LocalConnection};
 
 #[cfg(feature = "openssh")]
-pub use conn_openssh::{OpenSsh, OpenSshBuilder, OpenSshConnection};
+pub use conn_openssh::{Mux, OpenSsh, OpenSshBuilder, OpenSshConnection};
 
 /// The types almost every caller needs.
 pub mod prelude {

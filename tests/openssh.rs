@@ -14,17 +14,18 @@ use std::sync::{Arc, Barrier};
 use std::time::{Duration, Instant};
 
 use conn::prelude::*;
-use conn::{ExitStatus, OpenSshBuilder};
+use conn::{ExitStatus, Mux, OpenSshBuilder};
 use proptest::prelude::*;
 use support::sshd::TestSshd;
 
 /// Bound for any single command in these tests: a hang fails the test instead of the run.
 const JOB_TIMEOUT: Duration = Duration::from_secs(30);
 
-fn builder(sshd: &TestSshd, socket_dir: &Path) -> OpenSshBuilder {
+fn builder(sshd: &TestSshd, socket_dir: &Path, mux: Mux) -> OpenSshBuilder {
     OpenSsh::builder(sshd.host_alias())
         .ssh_config(sshd.ssh_config_path())
         .socket_dir(socket_dir)
+        .mux(mux)
 }
 
 fn job() -> SimpleJob {
@@ -82,12 +83,15 @@ fn wait_gone(pid: i32, within: Duration) -> bool {
     !process_alive(pid)
 }
 
-#[test]
-fn echo_status_stdout_stderr_and_stdin_round_trip() {
+fn echo_status_stdout_stderr_and_stdin_round_trip(mux: Mux) {
     let sshd = TestSshd::start_default().unwrap();
     let dir = sockets_dir();
-    let pool =
-        ConnectionPool::new(builder(&sshd, dir.path()).build().unwrap(), "shared", 8).unwrap();
+    let pool = ConnectionPool::new(
+        builder(&sshd, dir.path(), mux).build().unwrap(),
+        "shared",
+        8,
+    )
+    .unwrap();
 
     let out = pool
         .run(&Cmd::new(["echo", "hello world"]), &job())
@@ -141,12 +145,15 @@ fn echo_status_stdout_stderr_and_stdin_round_trip() {
     pool.shutdown();
 }
 
-#[test]
-fn dry_run_starts_nothing() {
+fn dry_run_starts_nothing(mux: Mux) {
     let sshd = TestSshd::start_default().unwrap();
     let dir = sockets_dir();
-    let pool =
-        ConnectionPool::new(builder(&sshd, dir.path()).build().unwrap(), "shared", 8).unwrap();
+    let pool = ConnectionPool::new(
+        builder(&sshd, dir.path(), mux).build().unwrap(),
+        "shared",
+        8,
+    )
+    .unwrap();
     let out = pool
         .run(
             &Cmd::new(["touch", "/tmp/conn-must-not-exist"]).dry_run(true),
@@ -164,12 +171,15 @@ fn printf_round_trip(pool: &ConnectionPool<OpenSsh>, args: &[String]) -> Vec<u8>
     pool.run(&Cmd::new(argv), &job()).unwrap().stdout
 }
 
-#[test]
-fn quoting_survives_the_remote_shell() {
+fn quoting_survives_the_remote_shell(mux: Mux) {
     let sshd = TestSshd::start_default().unwrap();
     let dir = sockets_dir();
-    let pool =
-        ConnectionPool::new(builder(&sshd, dir.path()).build().unwrap(), "shared", 8).unwrap();
+    let pool = ConnectionPool::new(
+        builder(&sshd, dir.path(), mux).build().unwrap(),
+        "shared",
+        8,
+    )
+    .unwrap();
     let fixed: Vec<String> = [
         "", " ", "a b", "'", "\"", "$HOME", "`id`", "$(id)", "\n", "a\nb", ";", "&&", "|", "*",
         "?", "[a]", "~", "-n", "--", "-e", "\\", "\\n", "!", "#", "é", "日本", "\u{7f}", "\t",
@@ -192,14 +202,17 @@ fn quoting_survives_the_remote_shell() {
     pool.shutdown();
 }
 
-#[test]
-fn sixteen_threads_over_max_sessions_four_lose_nothing() {
+fn sixteen_threads_over_max_sessions_four_lose_nothing(mux: Mux) {
     const THREADS: usize = 16;
     const COMMANDS: usize = 20;
     let sshd = TestSshd::builder().max_sessions(4).start().unwrap();
     let dir = sockets_dir();
-    let pool =
-        ConnectionPool::new(builder(&sshd, dir.path()).build().unwrap(), "shared", 4).unwrap();
+    let pool = ConnectionPool::new(
+        builder(&sshd, dir.path(), mux).build().unwrap(),
+        "shared",
+        4,
+    )
+    .unwrap();
     let barrier = Arc::new(Barrier::new(THREADS));
     let handles: Vec<_> = (0..THREADS)
         .map(|t| {
@@ -245,7 +258,8 @@ fn child_entry() {
     let var = |k: &str| std::env::var(k).unwrap();
     let mut b = OpenSsh::builder(&var("CONN_TEST_ALIAS"))
         .ssh_config(var("CONN_TEST_SSH_CONFIG"))
-        .socket_dir(var("CONN_TEST_SOCKET_DIR"));
+        .socket_dir(var("CONN_TEST_SOCKET_DIR"))
+        .mux(var("CONN_TEST_MUX").parse().unwrap());
     if mode == "hpnssh" {
         b = b.ssh_program("hpnssh");
     }
@@ -267,10 +281,17 @@ fn child_entry() {
     pool.shutdown();
 }
 
-fn run_child(mode: &str, sshd: &TestSshd, socket_dir: &Path, path_prefix: Option<&Path>) -> String {
+fn run_child(
+    mode: &str,
+    mux: Mux,
+    sshd: &TestSshd,
+    socket_dir: &Path,
+    path_prefix: Option<&Path>,
+) -> String {
     let mut cmd = Command::new(std::env::current_exe().unwrap());
     cmd.args(["--exact", "child_entry", "--nocapture", "--test-threads=1"])
         .env("CONN_TEST_CHILD", mode)
+        .env("CONN_TEST_MUX", mux.to_string())
         .env("CONN_TEST_ALIAS", sshd.host_alias())
         .env("CONN_TEST_SSH_CONFIG", sshd.ssh_config_path())
         .env("CONN_TEST_SOCKET_DIR", socket_dir);
@@ -306,17 +327,16 @@ fn child_figures(stdout: &str) -> (u128, u128) {
     (field("first_us="), field("warm_us="))
 }
 
-#[test]
-fn a_second_process_reuses_the_master_without_authenticating() {
+fn a_second_process_reuses_the_master_without_authenticating(mux: Mux) {
     let sshd = TestSshd::start_default().unwrap();
     let dir = sockets_dir();
-    let first = run_child("reuse", &sshd, dir.path(), None);
+    let first = run_child("reuse", mux, &sshd, dir.path(), None);
     assert_eq!(
         sshd.accepted_logins(),
         1,
         "the first process authenticated once: {first}"
     );
-    let second = run_child("reuse", &sshd, dir.path(), None);
+    let second = run_child("reuse", mux, &sshd, dir.path(), None);
     assert_eq!(
         sshd.accepted_logins(),
         1,
@@ -330,8 +350,7 @@ fn a_second_process_reuses_the_master_without_authenticating() {
     );
 }
 
-#[test]
-fn hpnssh_is_used_when_selected() {
+fn hpnssh_is_used_when_selected(mux: Mux) {
     let sshd = TestSshd::start_default().unwrap();
     let dir = sockets_dir();
     let shim_dir = tempfile::tempdir().unwrap();
@@ -346,21 +365,29 @@ fn hpnssh_is_used_when_selected() {
     )
     .unwrap();
     std::fs::set_permissions(&shim, std::os::unix::fs::PermissionsExt::from_mode(0o755)).unwrap();
-    run_child("hpnssh", &sshd, dir.path(), Some(shim_dir.path()));
+    run_child("hpnssh", mux, &sshd, dir.path(), Some(shim_dir.path()));
     let calls = std::fs::read_to_string(&marker)
         .unwrap_or_default()
         .lines()
         .count();
-    // The master start and eight commands at least.
-    assert!(calls >= 9, "the hpnssh shim ran {calls} times");
+    // The process back end spawns the client for the master start and each of the eight
+    // commands; the native one only for the master start.
+    let expected = if mux == Mux::Process { 9 } else { 1 };
+    assert!(
+        calls >= expected,
+        "the hpnssh shim ran {calls} times, expected at least {expected}"
+    );
 }
 
-#[test]
-fn a_killed_master_is_restarted_and_a_stale_socket_replaced() {
+fn a_killed_master_is_restarted_and_a_stale_socket_replaced(mux: Mux) {
     let sshd = TestSshd::start_default().unwrap();
     let dir = sockets_dir();
-    let pool =
-        ConnectionPool::new(builder(&sshd, dir.path()).build().unwrap(), "shared", 8).unwrap();
+    let pool = ConnectionPool::new(
+        builder(&sshd, dir.path(), mux).build().unwrap(),
+        "shared",
+        8,
+    )
+    .unwrap();
     pool.run(&Cmd::new(["true"]), &job()).unwrap();
     let socket: PathBuf = pool.get().unwrap().control_path().unwrap().to_path_buf();
     let pid = master_pid(&sshd, &socket).expect("a master is running");
@@ -390,19 +417,22 @@ fn a_killed_master_is_restarted_and_a_stale_socket_replaced() {
     pool.shutdown();
 }
 
-#[test]
-fn a_deadline_kills_the_ssh_client_in_time() {
+fn a_deadline_kills_the_ssh_client_in_time(mux: Mux) {
     let sshd = TestSshd::start_default().unwrap();
     let dir = sockets_dir();
-    let pool =
-        ConnectionPool::new(builder(&sshd, dir.path()).build().unwrap(), "shared", 8).unwrap();
+    let pool = ConnectionPool::new(
+        builder(&sshd, dir.path(), mux).build().unwrap(),
+        "shared",
+        8,
+    )
+    .unwrap();
     pool.run(&Cmd::new(["true"]), &job()).unwrap(); // the master is up: time only the session
     let job = Arc::new(SimpleJob::with_timeout(Duration::from_millis(500)));
     // Learn the ssh client's pid (it leads its own process group) while it runs.
     let watcher = {
         let job = Arc::clone(&job);
         std::thread::spawn(move || {
-            let until = Instant::now() + Duration::from_secs(2);
+            let until = Instant::now() + Duration::from_millis(1500);
             while Instant::now() < until {
                 if let Some(&pgid) = job.children().first() {
                     return Some(pgid);
@@ -415,27 +445,33 @@ fn a_deadline_kills_the_ssh_client_in_time() {
     let start = Instant::now();
     let err = pool.run(&Cmd::new(["sleep", "30"]), &*job).unwrap_err();
     let took = start.elapsed();
-    let pid = watcher
-        .join()
-        .unwrap()
-        .expect("the ssh client was registered with the job");
+    let pid = watcher.join().unwrap();
     assert!(matches!(err, Error::Timeout { .. }), "{err:?}");
     assert!(err.to_string().contains("500ms"), "{err}");
     assert!(took < Duration::from_secs(2), "took {took:?}");
     assert!(job.children().is_empty());
-    assert!(
-        !Path::new(&format!("/proc/{pid}")).exists(),
-        "the ssh client {pid} is killed and reaped, not even a zombie"
-    );
+    if mux == Mux::Process {
+        let pid = pid.expect("the ssh client was registered with the job");
+        assert!(
+            !Path::new(&format!("/proc/{pid}")).exists(),
+            "the ssh client {pid} is killed and reaped, not even a zombie"
+        );
+    } else {
+        assert_eq!(pid, None, "a native session spawns no process");
+    }
+    // An abandoned session does not harm the master.
+    let out = pool
+        .run(&Cmd::new(["echo", "after"]), &self::job())
+        .unwrap();
+    assert_eq!(out.stdout, b"after\n");
     pool.shutdown();
 }
 
-#[test]
-fn verbose_master_returns_at_once_keeps_persisting_and_logs_to_its_file() {
+fn verbose_master_returns_at_once_keeps_persisting_and_logs_to_its_file(mux: Mux) {
     let sshd = TestSshd::start_default().unwrap();
     let dir = sockets_dir();
     let pool = ConnectionPool::new(
-        builder(&sshd, dir.path()).verbose(1).build().unwrap(),
+        builder(&sshd, dir.path(), mux).verbose(1).build().unwrap(),
         "shared",
         8,
     )
@@ -462,12 +498,15 @@ fn verbose_master_returns_at_once_keeps_persisting_and_logs_to_its_file() {
     unsafe { libc::kill(pid, libc::SIGKILL) };
 }
 
-#[test]
-fn shutdown_leaves_the_master_by_default_and_exits_it_when_asked() {
+fn shutdown_leaves_the_master_by_default_and_exits_it_when_asked(mux: Mux) {
     let sshd = TestSshd::start_default().unwrap();
     let dir = sockets_dir();
-    let pool =
-        ConnectionPool::new(builder(&sshd, dir.path()).build().unwrap(), "shared", 8).unwrap();
+    let pool = ConnectionPool::new(
+        builder(&sshd, dir.path(), mux).build().unwrap(),
+        "shared",
+        8,
+    )
+    .unwrap();
     pool.run(&Cmd::new(["true"]), &job()).unwrap();
     let socket = pool.get().unwrap().control_path().unwrap().to_path_buf();
     let name = socket.file_name().unwrap().to_owned();
@@ -487,7 +526,7 @@ fn shutdown_leaves_the_master_by_default_and_exits_it_when_asked() {
     );
 
     let pool = ConnectionPool::new(
-        builder(&sshd, dir.path())
+        builder(&sshd, dir.path(), mux)
             .exit_masters_on_shutdown(true)
             .build()
             .unwrap(),
@@ -559,12 +598,11 @@ fn a_closed_port_is_a_retryable_error_within_the_connect_timeout() {
     pool.shutdown();
 }
 
-#[test]
-fn pools_of_one_endpoint_use_separate_lease_namespaces() {
+fn pools_of_one_endpoint_use_separate_lease_namespaces(mux: Mux) {
     let sshd = TestSshd::start_default().unwrap();
     let dir = sockets_dir();
     let pools = ConnectionPools::new(
-        builder(&sshd, dir.path()).build().unwrap(),
+        builder(&sshd, dir.path(), mux).build().unwrap(),
         [("shared", 8), ("dedicated", 1)],
     )
     .unwrap();
@@ -585,3 +623,31 @@ fn pools_of_one_endpoint_use_separate_lease_namespaces() {
     assert_eq!(sockets.len(), 2, "two namespaces: {sockets:?}");
     pools.shutdown();
 }
+
+/// Runs each test named against every compiled-in back end: `process::NAME` and, with the
+/// `native-mux` feature, `native::NAME`.
+macro_rules! for_each_backend {
+    ($($name:ident),* $(,)?) => {
+        mod process {
+            $(#[test] fn $name() { super::$name(conn::Mux::Process) })*
+        }
+        #[cfg(feature = "native-mux")]
+        mod native {
+            $(#[test] fn $name() { super::$name(conn::Mux::Native) })*
+        }
+    };
+}
+
+for_each_backend!(
+    echo_status_stdout_stderr_and_stdin_round_trip,
+    dry_run_starts_nothing,
+    quoting_survives_the_remote_shell,
+    sixteen_threads_over_max_sessions_four_lose_nothing,
+    a_second_process_reuses_the_master_without_authenticating,
+    hpnssh_is_used_when_selected,
+    a_killed_master_is_restarted_and_a_stale_socket_replaced,
+    a_deadline_kills_the_ssh_client_in_time,
+    verbose_master_returns_at_once_keeps_persisting_and_logs_to_its_file,
+    shutdown_leaves_the_master_by_default_and_exits_it_when_asked,
+    pools_of_one_endpoint_use_separate_lease_namespaces
+);

@@ -24,6 +24,48 @@ pub const DEFAULT_CONTROL_PERSIST: Duration = Duration::from_secs(600);
 /// How long before a master's idle timeout the fast liveness path stops trusting it.
 pub const DEFAULT_REFRESH_MARGIN: Duration = Duration::from_secs(2);
 
+/// How a connection's sessions reach its master. The master itself is always `ssh -M`.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Hash)]
+pub enum Mux {
+    /// Spawn an `ssh -S <socket>` client per command: what OpenSSH users know (the default).
+    #[default]
+    Process,
+    /// Speak OpenSSH's mux protocol (`PROTOCOL.mux`) from this process: no client spawn per
+    /// command, and an exact line between "the remote command exited 255" and "the transport
+    /// failed". Needs the `native-mux` feature and connection reuse.
+    #[cfg(feature = "native-mux")]
+    Native,
+}
+
+impl std::str::FromStr for Mux {
+    type Err = Error;
+    fn from_str(s: &str) -> Result<Self> {
+        match s {
+            "process" => Ok(Mux::Process),
+            #[cfg(feature = "native-mux")]
+            "native" => Ok(Mux::Native),
+            #[cfg(not(feature = "native-mux"))]
+            "native" => Err(Error::Config(
+                "mux back end \"native\" is not compiled in: build with the native-mux feature"
+                    .to_string(),
+            )),
+            _ => Err(Error::Config(format!(
+                "mux back end {s:?} is neither \"process\" nor \"native\""
+            ))),
+        }
+    }
+}
+
+impl std::fmt::Display for Mux {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(match self {
+            Mux::Process => "process",
+            #[cfg(feature = "native-mux")]
+            Mux::Native => "native",
+        })
+    }
+}
+
 /// Everything a connection needs, validated and with the ssh argv prefix computed once.
 #[derive(Debug)]
 pub(crate) struct Config {
@@ -33,6 +75,7 @@ pub(crate) struct Config {
     /// `program` plus every option common to all ssh invocations of this endpoint.
     pub base_args: Vec<String>,
     pub reuse_connections: bool,
+    pub mux: Mux,
     pub control_persist: Duration,
     pub refresh_margin: Duration,
     pub exit_masters_on_shutdown: bool,
@@ -67,6 +110,7 @@ pub struct OpenSshBuilder {
     verbose: u8,
     extra_options: Vec<String>,
     reuse_connections: bool,
+    mux: Mux,
     control_persist: Duration,
     refresh_margin: Duration,
     exit_masters_on_shutdown: bool,
@@ -89,6 +133,7 @@ impl OpenSshBuilder {
                 .map(|s| s.to_string())
                 .collect(),
             reuse_connections: true,
+            mux: Mux::Process,
             control_persist: DEFAULT_CONTROL_PERSIST,
             refresh_margin: DEFAULT_REFRESH_MARGIN,
             exit_masters_on_shutdown: false,
@@ -152,6 +197,13 @@ impl OpenSshBuilder {
         self
     }
 
+    /// How sessions reach the master: [`Mux::Process`] (default) or, with the `native-mux`
+    /// feature, [`Mux::Native`].
+    pub fn mux(mut self, mux: Mux) -> Self {
+        self.mux = mux;
+        self
+    }
+
     /// How long an idle master stays alive after its last session (whole seconds, at least 1;
     /// default 600 s).
     pub fn control_persist(mut self, persist: Duration) -> Self {
@@ -203,6 +255,13 @@ impl OpenSshBuilder {
             return config_err(format!(
                 "ControlPersist of {:?} is too short: it must be at least 1 second",
                 self.control_persist
+            ));
+        }
+        if self.mux != Mux::Process && !self.reuse_connections {
+            return config_err(format!(
+                "mux back end {} needs connection reuse: without a master there is nothing to \
+                 multiplex over",
+                self.mux
             ));
         }
         if self.verbose > 3 {
@@ -284,6 +343,7 @@ impl OpenSshBuilder {
             program: self.program,
             base_args,
             reuse_connections: self.reuse_connections,
+            mux: self.mux,
             control_persist: Duration::from_secs(self.control_persist.as_secs()),
             refresh_margin: self.refresh_margin,
             exit_masters_on_shutdown: self.exit_masters_on_shutdown,

@@ -13,6 +13,8 @@ use conn_core::{
 use conn_lease::Lease;
 
 use crate::config::Config;
+#[cfg(feature = "native-mux")]
+use crate::config::Mux;
 use crate::probe::{SocketState, probe};
 
 /// Upper bound for `ssh -O check`: a hung master must not hang the caller.
@@ -126,8 +128,18 @@ impl OpenSshConnection {
         }
     }
 
-    /// `ssh -O check`: true when a master answered.
-    fn check_master(&self, job: &dyn Job) -> Result<bool> {
+    /// Asks the master whether it is alive (`ssh -O check`, or `MUX_C_ALIVE_CHECK` in-process
+    /// with the native back end): true when it answered. An answer also restarts the master's
+    /// ControlPersist countdown.
+    fn check_master(&self, control: &Control, job: &dyn Job) -> Result<bool> {
+        #[cfg(feature = "native-mux")]
+        if self.config.mux == Mux::Native {
+            let timeout = job
+                .deadline()
+                .map_or(CHECK_TIMEOUT, |d| d.remaining().min(CHECK_TIMEOUT));
+            return Ok(crate::mux::alive_check(&control.socket, timeout).is_ok());
+        }
+        let _ = control;
         let argv = self.ssh_argv(&["-O", "check"], []);
         let cmd = Cmd::new(argv.clone()).stdout(Stream::Null).check(false);
         match run_process(&argv, &cmd, &CappedJob::new(job, CHECK_TIMEOUT)) {
@@ -191,14 +203,27 @@ fn tail(text: &str, max: usize) -> &str {
 impl Connection for OpenSshConnection {
     fn run(&self, cmd: &Cmd, job: &dyn Job) -> Result<Output> {
         cmd.ensure_not_empty()?;
-        let argv = self.session_argv(cmd)?;
-        if !cmd.is_dry_run() {
-            self.refresh(job)?;
-        }
-        let output = run_process(&argv, cmd, job)?;
-        if output.status == ExitStatus::Code(255) {
-            return Err(self.transport_error(&argv, output));
-        }
+        let output = match (self.config.mux, &self.control) {
+            #[cfg(feature = "native-mux")]
+            (Mux::Native, Some(control)) => {
+                if !cmd.is_dry_run() {
+                    self.refresh(job)?;
+                }
+                // Exit 255 here is the remote command's own: transport failures are errors.
+                crate::mux::run_session(&control.socket, self.config.user_host.as_str(), cmd, job)?
+            }
+            _ => {
+                let argv = self.session_argv(cmd)?;
+                if !cmd.is_dry_run() {
+                    self.refresh(job)?;
+                }
+                let output = run_process(&argv, cmd, job)?;
+                if output.status == ExitStatus::Code(255) {
+                    return Err(self.transport_error(&argv, output));
+                }
+                output
+            }
+        };
         if cmd.is_checked() && !output.status.success() {
             return cmd.checked(
                 output,
@@ -238,7 +263,7 @@ impl Connection for OpenSshConnection {
                 false
             }
             SocketState::Live | SocketState::Busy => {
-                self.check_master(job)? || {
+                self.check_master(control, job)? || {
                     // It did not answer: remove the socket only if nobody listens on it now.
                     match probe(&control.socket) {
                         SocketState::Stale => remove_stale_socket(&control.socket)?,

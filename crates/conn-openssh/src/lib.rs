@@ -31,7 +31,7 @@ use conn_core::{Error, Location, Remote, Result, Transport, UserHost};
 use conn_lease::{LeaseManager, ttl_for_control_persist};
 
 pub use config::{
-    DEFAULT_CIPHER, DEFAULT_CONTROL_PERSIST, DEFAULT_EXTRA_OPTIONS, DEFAULT_REFRESH_MARGIN,
+    DEFAULT_CIPHER, DEFAULT_CONTROL_PERSIST, DEFAULT_EXTRA_OPTIONS, DEFAULT_REFRESH_MARGIN, Mux,
     OpenSshBuilder,
 };
 pub use connection::OpenSshConnection;
@@ -63,6 +63,11 @@ impl OpenSsh {
     #[cfg(test)]
     pub(crate) fn config(&self) -> &Config {
         &self.config
+    }
+
+    /// How sessions reach the master.
+    pub fn mux(&self) -> Mux {
+        self.config.mux
     }
 
     /// The ssh client program (`ssh`, `hpnssh` or a path).
