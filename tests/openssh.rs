@@ -28,6 +28,15 @@ fn builder(sshd: &TestSshd, socket_dir: &Path, mux: Mux) -> OpenSshBuilder {
         .mux(mux)
 }
 
+/// A private sshd, a socket directory and a pool of capacity 8 over the sshd, with `mux`.
+fn setup(mux: Mux) -> (TestSshd, tempfile::TempDir, ConnectionPool<OpenSsh>) {
+    let sshd = TestSshd::start_default().unwrap();
+    let dir = sockets_dir();
+    let transport = builder(&sshd, dir.path(), mux).build().unwrap();
+    let pool = ConnectionPool::new(transport, "shared", 8).unwrap();
+    (sshd, dir, pool)
+}
+
 fn job() -> SimpleJob {
     SimpleJob::with_timeout(JOB_TIMEOUT)
 }
@@ -84,14 +93,7 @@ fn wait_gone(pid: i32, within: Duration) -> bool {
 }
 
 fn echo_status_stdout_stderr_and_stdin_round_trip(mux: Mux) {
-    let sshd = TestSshd::start_default().unwrap();
-    let dir = sockets_dir();
-    let pool = ConnectionPool::new(
-        builder(&sshd, dir.path(), mux).build().unwrap(),
-        "shared",
-        8,
-    )
-    .unwrap();
+    let (sshd, _dir, pool) = setup(mux);
 
     let out = pool
         .run(&Cmd::new(["echo", "hello world"]), &job())
@@ -146,14 +148,7 @@ fn echo_status_stdout_stderr_and_stdin_round_trip(mux: Mux) {
 }
 
 fn dry_run_starts_nothing(mux: Mux) {
-    let sshd = TestSshd::start_default().unwrap();
-    let dir = sockets_dir();
-    let pool = ConnectionPool::new(
-        builder(&sshd, dir.path(), mux).build().unwrap(),
-        "shared",
-        8,
-    )
-    .unwrap();
+    let (sshd, _dir, pool) = setup(mux);
     let out = pool
         .run(
             &Cmd::new(["touch", "/tmp/conn-must-not-exist"]).dry_run(true),
@@ -172,14 +167,7 @@ fn printf_round_trip(pool: &ConnectionPool<OpenSsh>, args: &[String]) -> Vec<u8>
 }
 
 fn quoting_survives_the_remote_shell(mux: Mux) {
-    let sshd = TestSshd::start_default().unwrap();
-    let dir = sockets_dir();
-    let pool = ConnectionPool::new(
-        builder(&sshd, dir.path(), mux).build().unwrap(),
-        "shared",
-        8,
-    )
-    .unwrap();
+    let (_sshd, _dir, pool) = setup(mux);
     let fixed: Vec<String> = [
         "", " ", "a b", "'", "\"", "$HOME", "`id`", "$(id)", "\n", "a\nb", ";", "&&", "|", "*",
         "?", "[a]", "~", "-n", "--", "-e", "\\", "\\n", "!", "#", "é", "日本", "\u{7f}", "\t",
@@ -380,14 +368,7 @@ fn hpnssh_is_used_when_selected(mux: Mux) {
 }
 
 fn a_killed_master_is_restarted_and_a_stale_socket_replaced(mux: Mux) {
-    let sshd = TestSshd::start_default().unwrap();
-    let dir = sockets_dir();
-    let pool = ConnectionPool::new(
-        builder(&sshd, dir.path(), mux).build().unwrap(),
-        "shared",
-        8,
-    )
-    .unwrap();
+    let (sshd, _dir, pool) = setup(mux);
     pool.run(&Cmd::new(["true"]), &job()).unwrap();
     let socket: PathBuf = pool.get().unwrap().control_path().unwrap().to_path_buf();
     let pid = master_pid(&sshd, &socket).expect("a master is running");
@@ -418,14 +399,7 @@ fn a_killed_master_is_restarted_and_a_stale_socket_replaced(mux: Mux) {
 }
 
 fn a_deadline_kills_the_ssh_client_in_time(mux: Mux) {
-    let sshd = TestSshd::start_default().unwrap();
-    let dir = sockets_dir();
-    let pool = ConnectionPool::new(
-        builder(&sshd, dir.path(), mux).build().unwrap(),
-        "shared",
-        8,
-    )
-    .unwrap();
+    let (_sshd, _dir, pool) = setup(mux);
     pool.run(&Cmd::new(["true"]), &job()).unwrap(); // the master is up: time only the session
     let job = Arc::new(SimpleJob::with_timeout(Duration::from_millis(500)));
     // Learn the ssh client's pid (it leads its own process group) while it runs.
@@ -499,14 +473,7 @@ fn verbose_master_returns_at_once_keeps_persisting_and_logs_to_its_file(mux: Mux
 }
 
 fn shutdown_leaves_the_master_by_default_and_exits_it_when_asked(mux: Mux) {
-    let sshd = TestSshd::start_default().unwrap();
-    let dir = sockets_dir();
-    let pool = ConnectionPool::new(
-        builder(&sshd, dir.path(), mux).build().unwrap(),
-        "shared",
-        8,
-    )
-    .unwrap();
+    let (sshd, dir, pool) = setup(mux);
     pool.run(&Cmd::new(["true"]), &job()).unwrap();
     let socket = pool.get().unwrap().control_path().unwrap().to_path_buf();
     let name = socket.file_name().unwrap().to_owned();

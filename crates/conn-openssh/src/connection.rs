@@ -64,6 +64,17 @@ impl OpenSshConnection {
         self.control.as_ref().map(|c| c.socket.as_path())
     }
 
+    /// Whether a master listens on this connection's control socket right now: the in-process
+    /// probe of the refresh fast path (the path is a socket file and a non-blocking Unix-stream
+    /// connect to it succeeds), microseconds where `ssh -O check` takes milliseconds. It never
+    /// blocks, spawns nothing and changes nothing; `false` without connection reuse, and for a
+    /// missing, stale or momentarily busy (full backlog) socket.
+    pub fn master_is_listening(&self) -> bool {
+        self.control
+            .as_ref()
+            .is_some_and(|control| probe(&control.socket) == SocketState::Live)
+    }
+
     /// The log file of this connection's master (ssh's `-E`), if connections are reused.
     pub fn master_log_path(&self) -> Option<&Path> {
         self.control.as_ref().map(|c| c.log.as_path())
