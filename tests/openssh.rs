@@ -324,18 +324,25 @@ fn a_second_process_reuses_the_master_without_authenticating(mux: Mux) {
         1,
         "the first process authenticated once: {first}"
     );
-    let second = run_child("reuse", mux, &sshd, dir.path(), None);
-    assert_eq!(
-        sshd.accepted_logins(),
-        1,
-        "the second process must reuse the master, not log in again"
-    );
-    let (first_us, warm_us) = child_figures(&second);
-    println!("second process: first command {first_us} µs, warm median {warm_us} µs");
-    assert!(
-        first_us <= 3 * warm_us,
-        "first command of a reusing process took {first_us} µs, over 3x the warm {warm_us} µs"
-    );
+    // One first command is a single sample on a shared, noisy machine: a reusing process gets
+    // up to three tries to show a first command within 3x its warm median. A process that
+    // authenticated anew (~25x) fails every try, and the login count is checked each time.
+    let mut figures = Vec::new();
+    for _ in 0..3 {
+        let out = run_child("reuse", mux, &sshd, dir.path(), None);
+        assert_eq!(
+            sshd.accepted_logins(),
+            1,
+            "a later process must reuse the master, not log in again"
+        );
+        let (first_us, warm_us) = child_figures(&out);
+        println!("reusing process: first command {first_us} µs, warm median {warm_us} µs");
+        figures.push((first_us, warm_us));
+        if first_us <= 3 * warm_us {
+            return;
+        }
+    }
+    panic!("first command of a reusing process over 3x its warm median: {figures:?} (µs)");
 }
 
 fn hpnssh_is_used_when_selected(mux: Mux) {
