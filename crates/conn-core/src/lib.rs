@@ -25,6 +25,6 @@ pub use job::{CappedJob, Deadline, Job, Pgid, SimpleJob};
 pub use pool::{
     ConnectionPool, ConnectionPools, ConnectionState, DEFAULT_CAPACITY, PooledConnection,
 };
-pub use process::run_process;
+pub use process::{run_process, run_process_watching_stderr};
 pub use quote::{display_line, dquote, join_quoted, quote, quote_if_remote};
 pub use transport::{Connection, Location, Remote, Transport};

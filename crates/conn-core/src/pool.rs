@@ -11,7 +11,7 @@
 use std::collections::BTreeMap;
 use std::fmt;
 use std::ops::Deref;
-use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard};
 use std::time::Duration;
 
@@ -63,7 +63,7 @@ struct Shared<T: Transport> {
     refusals_retried: AtomicU64,
 }
 
-struct State<C> {
+struct State<C: Connection> {
     /// All connections, indexed by id; never shrinks until shutdown empties it for good.
     entries: Vec<Entry<C>>,
     /// Entry ids in max-heap order of [`Entry::key`].
@@ -73,22 +73,22 @@ struct State<C> {
     shut_down: bool,
 }
 
-struct Entry<C> {
-    conn: Arc<C>,
+struct Entry<C: Connection> {
+    conn: Arc<Slot<C>>,
     free: usize,
     last_modified: u64,
     /// Where this entry's id sits in `State::heap`.
     pos: usize,
 }
 
-impl<C> Entry<C> {
+impl<C: Connection> Entry<C> {
     /// Most free slots first, then most recently modified.
     fn key(&self) -> (usize, u64) {
         (self.free, self.last_modified)
     }
 }
 
-impl<C> State<C> {
+impl<C: Connection> State<C> {
     fn key(&self, heap_index: usize) -> (usize, u64) {
         self.entries[self.heap[heap_index]].key()
     }
@@ -214,7 +214,10 @@ impl<T: Transport> ConnectionPool<T> {
                 let pos = state.heap.len();
                 let last_modified = state.tick();
                 state.entries.push(Entry {
-                    conn: Arc::new(conn),
+                    conn: Arc::new(Slot {
+                        conn,
+                        closing: AtomicBool::new(false),
+                    }),
                     free: self.shared.capacity - 1,
                     last_modified,
                     pos,
@@ -307,6 +310,10 @@ impl<T: Transport> ConnectionPool<T> {
 
     /// Closes every connection (each one's [`Connection::shutdown`]); afterwards `get` fails and
     /// giving a slot back does nothing. Idempotent.
+    ///
+    /// A connection that is idle closes before this returns. One still checked out closes when
+    /// its last guard drops: a command in flight is never cut off, and a connection's resources
+    /// (an ssh master's lease, say) are never given up while a command still uses them.
     pub fn shutdown(&self) {
         let entries = {
             let mut state = self.lock();
@@ -314,9 +321,9 @@ impl<T: Transport> ConnectionPool<T> {
             state.heap.clear();
             std::mem::take(&mut state.entries)
         };
-        // Outside the lock: closing may talk to an ssh master.
+        // Dropped outside the lock: closing may talk to an ssh master.
         for entry in entries {
-            entry.conn.shutdown();
+            entry.conn.closing.store(true, Ordering::Release);
         }
     }
 }
@@ -328,6 +335,22 @@ impl<T: Transport> fmt::Debug for ConnectionPool<T> {
             .field("capacity", &self.shared.capacity)
             .field("connections", &self.snapshot())
             .finish()
+    }
+}
+
+/// A pooled connection, shared by the pool and the guards checked out on it. The pool's
+/// shutdown marks it closing; whoever lets go of it last (the pool, or the last guard still out
+/// at shutdown) shuts it down.
+struct Slot<C: Connection> {
+    conn: C,
+    closing: AtomicBool,
+}
+
+impl<C: Connection> Drop for Slot<C> {
+    fn drop(&mut self) {
+        if *self.closing.get_mut() {
+            self.conn.shutdown();
+        }
     }
 }
 
@@ -345,7 +368,7 @@ pub struct ConnectionState {
 /// A checked-out session slot on a pooled connection; dereferences to the connection and
 /// gives the slot back when dropped.
 pub struct PooledConnection<T: Transport> {
-    conn: Option<Arc<T::Connection>>,
+    conn: Option<Arc<Slot<T::Connection>>>,
     id: usize,
     pool: ConnectionPool<T>,
 }
@@ -360,13 +383,13 @@ impl<T: Transport> PooledConnection<T> {
 impl<T: Transport> Deref for PooledConnection<T> {
     type Target = T::Connection;
     fn deref(&self) -> &T::Connection {
-        self.conn.as_deref().expect("present until drop")
+        &self.conn.as_deref().expect("present until drop").conn
     }
 }
 
 impl<T: Transport> Drop for PooledConnection<T> {
     fn drop(&mut self) {
-        self.conn = None;
+        self.conn = None; // after a shutdown, the last guard out closes the connection here
         self.pool.give_back(self.id);
     }
 }

@@ -29,6 +29,52 @@ use crate::quote::display_line;
 /// `SIGKILL` and the child reaped); [`Error::Cancelled`] likewise for a cancelled job;
 /// [`Error::ProgramNotFound`] / [`Error::Spawn`] when it cannot start.
 pub fn run_process<S: AsRef<str>>(argv: &[S], cmd: &Cmd, job: &dyn Job) -> Result<Output> {
+    run(argv, cmd, job, None)
+}
+
+/// Like [`run_process`], but the start of the child's stderr is always seen, whatever
+/// [`Cmd::stderr`] says: a transport whose client reports its own failures on stderr (ssh) can
+/// classify them without taking the stream from the caller.
+///
+/// With [`Stream::Inherit`] the child's stderr goes through a pipe and is copied to this
+/// process's stderr as it arrives; with [`Stream::Null`] it is read and dropped. In both cases
+/// the first `keep` bytes are returned in [`Output::stderr`]. With [`Stream::Capture`] this is
+/// [`run_process`].
+pub fn run_process_watching_stderr<S: AsRef<str>>(
+    argv: &[S],
+    cmd: &Cmd,
+    job: &dyn Job,
+    keep: usize,
+) -> Result<Output> {
+    let watch = match cmd.stderr_setting() {
+        Stream::Capture => None,
+        Stream::Inherit => Some(Watch {
+            keep,
+            forward: true,
+        }),
+        Stream::Null => Some(Watch {
+            keep,
+            forward: false,
+        }),
+    };
+    run(argv, cmd, job, watch)
+}
+
+/// A stderr read through a pipe although the caller did not ask to capture it.
+#[derive(Clone, Copy)]
+struct Watch {
+    /// How many leading bytes to keep for the caller.
+    keep: usize,
+    /// Whether to copy everything to this process's stderr.
+    forward: bool,
+}
+
+fn run<S: AsRef<str>>(
+    argv: &[S],
+    cmd: &Cmd,
+    job: &dyn Job,
+    watch: Option<Watch>,
+) -> Result<Output> {
     let Some((program, args)) = argv.split_first() else {
         return Err(Error::EmptyCommand);
     };
@@ -55,14 +101,33 @@ pub fn run_process<S: AsRef<str>>(argv: &[S], cmd: &Cmd, job: &dyn Job) -> Resul
     let mut command = Command::new(program.as_ref());
     command
         .args(args.iter().map(AsRef::as_ref))
-        .process_group(0)
         .stdin(match cmd.stdin_setting() {
             Stdin::Null => Stdio::null(),
             Stdin::Bytes(_) => Stdio::piped(),
             Stdin::Inherit => Stdio::inherit(),
         })
         .stdout(stdio(cmd.stdout_setting()))
-        .stderr(stdio(cmd.stderr_setting()));
+        .stderr(match watch {
+            Some(_) => Stdio::piped(),
+            None => stdio(cmd.stderr_setting()),
+        });
+    if *cmd.stdin_setting() == Stdin::Inherit {
+        // A child of a background process group that reads our terminal would be stopped by
+        // SIGTTIN. A session of its own has no controlling terminal at all, and still gives
+        // the child its own process group (pgid = pid) for killpg.
+        // SAFETY: setsid is async-signal-safe and touches no memory of the parent.
+        unsafe {
+            command.pre_exec(|| {
+                if libc::setsid() < 0 {
+                    return Err(io::Error::last_os_error());
+                }
+                Ok(())
+            });
+        }
+    } else {
+        // Cheaper than pre_exec, which would rule out std's posix_spawn fast path.
+        command.process_group(0);
+    }
     let mut child = command.spawn().map_err(|source| match source.kind() {
         io::ErrorKind::NotFound => Error::ProgramNotFound {
             program: program.as_ref().to_string(),
@@ -83,7 +148,7 @@ pub fn run_process<S: AsRef<str>>(argv: &[S], cmd: &Cmd, job: &dyn Job) -> Resul
         Stdin::Bytes(bytes) => bytes.as_slice(),
         _ => &[],
     };
-    let result = wait_with_io(&mut child, input, job);
+    let result = wait_with_io(&mut child, input, job, watch);
     job.unregister_child(pgid);
     match result {
         Ok(output) => Ok(output),
@@ -126,12 +191,23 @@ fn kill_and_reap(child: &mut Child) {
 ///
 /// The child is reaped only at the very end: until then it stays a zombie at worst, so its pid
 /// and process-group id cannot be reused and a `killpg` on timeout can never hit a stranger.
-fn wait_with_io(child: &mut Child, input: &[u8], job: &dyn Job) -> Result<Output, Ended> {
+fn wait_with_io(
+    child: &mut Child,
+    input: &[u8],
+    job: &dyn Job,
+    watch: Option<Watch>,
+) -> Result<Output, Ended> {
     let mut stdin: Option<ChildStdin> = child.stdin.take();
     let mut stdout: Option<ChildStdout> = child.stdout.take();
     let mut stderr: Option<ChildStderr> = child.stderr.take();
-    if let Some(pipe) = &stdin {
-        set_nonblocking(pipe.as_raw_fd()).map_err(Ended::Io)?;
+    let fail = |child: &mut Child, why: Ended| {
+        kill_and_reap(child);
+        Err(why)
+    };
+    if let Some(pipe) = &stdin
+        && let Err(e) = set_nonblocking(pipe.as_raw_fd())
+    {
+        return fail(child, Ended::Io(e));
     }
     let exit_fd = pidfd_open(child.id());
     let mut written = 0;
@@ -139,10 +215,6 @@ fn wait_with_io(child: &mut Child, input: &[u8], job: &dyn Job) -> Result<Output
     let mut err = Vec::new();
     let mut exited = false;
     let mut buf = vec![0u8; 64 * 1024];
-    let fail = |child: &mut Child, why: Ended| {
-        kill_and_reap(child);
-        Err(why)
-    };
     loop {
         if written == input.len() || exited {
             stdin = None; // EOF for the child, or nobody left to read it
@@ -204,12 +276,26 @@ fn wait_with_io(child: &mut Child, input: &[u8], job: &dyn Job) -> Result<Output
                     Err(_) => written = input.len(),
                 }
             } else if stdout.as_ref().is_some_and(|p| p.as_raw_fd() == fd) {
-                if !read_some(&mut stdout, &mut out, &mut buf).map_err(Ended::Io)? {
-                    stdout = None;
+                match read_some(&mut stdout, &mut buf) {
+                    Ok(0) => stdout = None,
+                    Ok(n) => out.extend_from_slice(&buf[..n]),
+                    Err(e) => return fail(child, Ended::Io(e)),
                 }
             } else if stderr.as_ref().is_some_and(|p| p.as_raw_fd() == fd) {
-                if !read_some(&mut stderr, &mut err, &mut buf).map_err(Ended::Io)? {
-                    stderr = None;
+                match read_some(&mut stderr, &mut buf) {
+                    Ok(0) => stderr = None,
+                    Ok(n) => match watch {
+                        None => err.extend_from_slice(&buf[..n]),
+                        Some(w) => {
+                            let room = w.keep.saturating_sub(err.len()).min(n);
+                            err.extend_from_slice(&buf[..room]);
+                            if w.forward {
+                                // Our own stderr failing (closed, say) must not fail the command.
+                                let _ = io::stderr().lock().write_all(&buf[..n]);
+                            }
+                        }
+                    },
+                    Err(e) => return fail(child, Ended::Io(e)),
                 }
             } else {
                 exited = true; // the pidfd became readable
@@ -223,7 +309,7 @@ fn wait_with_io(child: &mut Child, input: &[u8], job: &dyn Job) -> Result<Output
         match child.wait() {
             Ok(s) => break s,
             Err(e) if e.kind() == io::ErrorKind::Interrupted => continue,
-            Err(e) => return Err(Ended::Io(e)),
+            Err(e) => return fail(child, Ended::Io(e)),
         }
     };
     Ok(Output {
@@ -235,22 +321,13 @@ fn wait_with_io(child: &mut Child, input: &[u8], job: &dyn Job) -> Result<Output
 
 const TICK: Duration = Duration::from_millis(10);
 
-/// Reads what is available from `pipe` into `sink`; false at end of file.
-fn read_some<R: Read>(
-    pipe: &mut Option<R>,
-    sink: &mut Vec<u8>,
-    buf: &mut [u8],
-) -> io::Result<bool> {
-    let Some(reader) = pipe else { return Ok(false) };
+/// Reads what is available from `pipe` into `buf`: the count, 0 at end of file.
+fn read_some<R: Read>(pipe: &mut Option<R>, buf: &mut [u8]) -> io::Result<usize> {
+    let Some(reader) = pipe else { return Ok(0) };
     loop {
         match reader.read(buf) {
-            Ok(0) => return Ok(false),
-            Ok(n) => {
-                sink.extend_from_slice(&buf[..n]);
-                return Ok(true);
-            }
             Err(e) if e.kind() == io::ErrorKind::Interrupted => continue,
-            Err(e) => return Err(e),
+            other => return other,
         }
     }
 }
@@ -311,5 +388,26 @@ fn child_has_exited(pid: u32) -> bool {
             libc::WEXITED | libc::WNOHANG | libc::WNOWAIT,
         );
         r == 0 && info.si_pid() != 0
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::SimpleJob;
+
+    #[test]
+    fn a_watched_stderr_keeps_its_start_whatever_the_stream_setting() {
+        let argv = ["sh", "-c", "printf abcdef >&2; exit 3"];
+        let cmd = Cmd::new(argv).stderr(Stream::Null);
+        let job = SimpleJob::with_timeout(Duration::from_secs(10));
+        let out = run_process_watching_stderr(&argv, &cmd, &job, 3).unwrap();
+        assert_eq!(out.stderr, b"abc");
+        assert_eq!(out.status, ExitStatus::Code(3));
+        let out = run_process(&argv, &cmd, &job).unwrap();
+        assert_eq!(out.stderr, b"", "not watched: nothing is read");
+        let captured = cmd.clone().stderr(Stream::Capture);
+        let out = run_process_watching_stderr(&argv, &captured, &job, 3).unwrap();
+        assert_eq!(out.stderr, b"abcdef", "a captured stderr is returned whole");
     }
 }

@@ -267,12 +267,19 @@ fn shutdown_then_return_is_a_noop_and_get_fails() {
     assert_eq!(pool.snapshot().len(), 2);
 
     pool.shutdown();
-    assert_eq!(calls.shutdowns(), vec![0, 1]);
+    assert_eq!(
+        calls.shutdowns(),
+        Vec::<usize>::new(),
+        "connections in use close when their guards drop, not under them"
+    );
     assert_eq!(pool.snapshot(), Vec::<ConnectionState>::new());
 
-    // Giving slots back after shutdown changes nothing and does not panic.
+    // Giving slots back after shutdown changes nothing in the pool and does not panic; the
+    // last guard of each connection closes it.
     drop(a);
+    assert_eq!(calls.shutdowns(), vec![0]);
     pool.return_connection(b);
+    assert_eq!(calls.shutdowns(), vec![0, 1]);
     assert_eq!(pool.snapshot(), Vec::<ConnectionState>::new());
 
     match pool.get() {
@@ -287,14 +294,25 @@ fn shutdown_closes_each_connection_exactly_once() {
     let calls = Arc::new(Calls::default());
     let pool = pool(&calls, 2);
     // Three connections: two full, one half used; guards still held during shutdown.
-    let held: Vec<_> = (0..5).map(|_| pool.get().unwrap()).collect();
+    let mut held: Vec<_> = (0..5).map(|_| pool.get().unwrap()).collect();
     assert_eq!(calls.connects(), 3);
+    let last_of_2 = held.pop().unwrap(); // connection 2 has this one guard
+    assert_eq!(last_of_2.id(), 2);
+    drop(last_of_2);
     pool.shutdown();
-    assert_eq!(calls.shutdowns(), vec![0, 1, 2]);
+    assert_eq!(
+        calls.shutdowns(),
+        vec![2],
+        "the idle connection closes at once"
+    );
     pool.shutdown(); // idempotent
     pool.clone().shutdown(); // clones share the pool
     drop(held);
-    assert_eq!(calls.shutdowns(), vec![0, 1, 2]);
+    assert_eq!(
+        calls.shutdowns(),
+        vec![0, 1, 2],
+        "each closed once, by its last guard"
+    );
 }
 
 #[test]
@@ -431,7 +449,11 @@ fn named_pools_have_their_own_capacities_and_shut_down_together() {
     }
 
     pools.shutdown();
-    assert_eq!(calls.shutdowns(), vec![0, 1, 2]);
+    assert_eq!(
+        calls.shutdowns(),
+        Vec::<usize>::new(),
+        "all three are in use"
+    );
     assert!(matches!(shared.get(), Err(Error::PoolShutdown { pool }) if pool == "shared"));
     assert!(matches!(dedicated.get(), Err(Error::PoolShutdown { pool }) if pool == "dedicated"));
     drop((s, d));
