@@ -147,6 +147,35 @@ fn echo_status_stdout_stderr_and_stdin_round_trip(mux: Mux) {
     pool.shutdown();
 }
 
+fn a_remote_command_killed_by_a_signal_is_not_a_transport_failure_natively(mux: Mux) {
+    let (_sshd, _dir, pool) = setup(mux);
+    // `exec`: the login shell itself becomes the process that dies, so sshd sees a signal
+    // rather than a shell reporting 137.
+    let err = pool
+        .run(&Cmd::new(["exec", "sh", "-c", "kill -KILL $$"]), &job())
+        .unwrap_err();
+    if mux == Mux::Process {
+        // The spawned client exits 255 for this as for its own failures: it cannot tell.
+        assert!(matches!(err, Error::Transport { .. }), "{err:?}");
+    } else {
+        // The master is alive, so the command ran and died: never retry it.
+        assert!(
+            matches!(
+                err,
+                Error::Exited {
+                    status: ExitStatus::Code(255),
+                    ..
+                }
+            ),
+            "{err:?}"
+        );
+        assert!(!err.is_retryable());
+    }
+    let out = pool.run(&Cmd::new(["echo", "alive"]), &job()).unwrap();
+    assert_eq!(out.stdout, b"alive\n");
+    pool.shutdown();
+}
+
 fn dry_run_starts_nothing(mux: Mux) {
     let (sshd, _dir, pool) = setup(mux);
     let out = pool
@@ -613,6 +642,7 @@ macro_rules! for_each_backend {
 }
 
 for_each_backend!(
+    a_remote_command_killed_by_a_signal_is_not_a_transport_failure_natively,
     echo_status_stdout_stderr_and_stdin_round_trip,
     dry_run_starts_nothing,
     quoting_survives_the_remote_shell,

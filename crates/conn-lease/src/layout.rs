@@ -14,6 +14,7 @@ use base64::engine::general_purpose::URL_SAFE_NO_PAD;
 use sha2::{Digest, Sha256};
 
 use crate::error::LeaseError;
+use crate::probe::SocketState;
 
 /// Length in bytes of a socket name: `s` + 11 base64 characters of 8 random bytes.
 pub const NAME_LEN: usize = 12;
@@ -281,7 +282,13 @@ impl Dirs {
                     .ok()
                     .and_then(|t| SystemTime::now().duration_since(t).ok());
                 match age {
-                    Some(age) if age > ttl => Some("socket is older than the TTL"),
+                    // An old socket that something still listens on belongs to a live master
+                    // (one made by a process with a longer ControlPersist, or the clock
+                    // jumped): never pull it away.
+                    Some(age) if age > ttl => match crate::probe::probe_socket(&socket) {
+                        SocketState::Live | SocketState::Busy | SocketState::Unknown(_) => None,
+                        _ => Some("socket is older than the TTL and nothing listens on it"),
+                    },
                     _ => None,
                 }
             }

@@ -34,6 +34,7 @@ mod error;
 mod inspect;
 mod layout;
 mod lease;
+mod probe;
 
 use std::time::Duration;
 
@@ -41,6 +42,7 @@ pub use error::LeaseError;
 pub use inspect::{EntryReport, EntryState, NamespaceReport, inspect, prune};
 pub use layout::{NAME_LEN, NAMESPACE_DIR_LEN, namespace_dir_name};
 pub use lease::{Lease, LeaseManager};
+pub use probe::{SocketState, probe_socket};
 
 /// The longest path a Unix socket can be bound to: `sizeof(sun_path) - 1` (the path is stored
 /// NUL-terminated), 108 − 1 on Linux and 104 − 1 on the BSDs and macOS.

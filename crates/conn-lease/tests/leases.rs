@@ -45,11 +45,33 @@ fn make_socket(path: &Path) {
     File::create(path).unwrap();
 }
 
+/// Sets `path`'s mtime `by` into the past (through the path: a socket cannot be opened).
 fn age(path: &Path, by: Duration) {
-    File::open(path)
+    let when = SystemTime::now() - by;
+    let secs = when
+        .duration_since(SystemTime::UNIX_EPOCH)
         .unwrap()
-        .set_modified(SystemTime::now() - by)
-        .unwrap();
+        .as_secs();
+    let times = [
+        libc::timespec {
+            tv_sec: secs as libc::time_t,
+            tv_nsec: 0,
+        },
+        libc::timespec {
+            tv_sec: secs as libc::time_t,
+            tv_nsec: 0,
+        },
+    ];
+    let c_path = std::ffi::CString::new(path.as_os_str().as_encoded_bytes()).unwrap();
+    // SAFETY: a valid C string and two timespecs for the duration of the call.
+    let rc = unsafe { libc::utimensat(libc::AT_FDCWD, c_path.as_ptr(), times.as_ptr(), 0) };
+    assert_eq!(
+        rc,
+        0,
+        "utimensat {}: {}",
+        path.display(),
+        std::io::Error::last_os_error()
+    );
 }
 
 /// Puts a lock file `name` into `folder` ("free" or "used") as another process would have.
@@ -337,6 +359,28 @@ fn fresh_socket_keeps_its_entry() {
     let lease = m.acquire().unwrap();
     assert_eq!(lease.name(), "sFFFFFFFFFFF");
     assert!(socket.exists());
+}
+
+#[test]
+fn an_old_socket_that_something_listens_on_is_never_pruned() {
+    let tmp = tmp();
+    let m = manager(&tmp.path().join("r"), "ns");
+    plant(&m, "free", "sLLLLLLLLLLL");
+    let socket = m.socket_dir().join("sLLLLLLLLLLL");
+    let listener = std::os::unix::net::UnixListener::bind(&socket).unwrap();
+    age(&socket, TTL + Duration::from_secs(3600));
+    assert_eq!(
+        m.prune().unwrap(),
+        0,
+        "a live master outlived our TTL: keep it"
+    );
+    let lease = m.acquire().unwrap();
+    assert_eq!(lease.name(), "sLLLLLLLLLLL");
+    assert!(socket.exists());
+    drop(lease);
+    drop(listener); // now nobody listens: the old socket is stale
+    assert_eq!(m.prune().unwrap(), 1);
+    assert!(!socket.exists());
 }
 
 #[test]

@@ -66,6 +66,11 @@ impl std::fmt::Display for Mux {
     }
 }
 
+/// How long a master start may take when no connect timeout is set.
+const MASTER_START_TIMEOUT: Duration = Duration::from_secs(60);
+/// Time allowed for the SSH handshake and authentication after the TCP connect.
+const AUTH_TIMEOUT: Duration = Duration::from_secs(30);
+
 /// Everything a connection needs, validated and with the ssh argv prefix computed once.
 #[derive(Debug)]
 pub(crate) struct Config {
@@ -77,6 +82,8 @@ pub(crate) struct Config {
     pub reuse_connections: bool,
     pub mux: Mux,
     pub control_persist: Duration,
+    /// Bound of a master start: the connect timeout plus time to authenticate.
+    pub master_start_timeout: Duration,
     pub refresh_margin: Duration,
     pub exit_masters_on_shutdown: bool,
     pub socket_dir: PathBuf,
@@ -328,7 +335,7 @@ impl OpenSshBuilder {
             base_args.push(cfg.to_string_lossy().into_owned());
         }
 
-        let cache_namespace = format!(
+        let mut cache_namespace = format!(
             "{}#{}#{}",
             user_host,
             self.port.map(|p| p.to_string()).unwrap_or_default(),
@@ -337,6 +344,16 @@ impl OpenSshBuilder {
                 .map(|p| sha256_b64(p.as_os_str().as_encoded_bytes()))
                 .unwrap_or_default()
         );
+        // Extra options can change where a master goes and as whom (-oHostname, -oUser, -i,
+        // -oProxyJump …), and the cipher is the master's: masters made with other options are
+        // never reused. The defaults add nothing, so the common namespace stays readable.
+        if self.extra_options != DEFAULT_EXTRA_OPTIONS || self.cipher != DEFAULT_CIPHER {
+            let mut options = self.extra_options.join("\0");
+            options.push_str("\0-c\0");
+            options.push_str(&self.cipher);
+            cache_namespace.push('#');
+            cache_namespace.push_str(&sha256_b64(options.as_bytes()));
+        }
         Ok(OpenSsh::from_config(Config {
             user_host,
             location: self.location,
@@ -345,6 +362,9 @@ impl OpenSshBuilder {
             reuse_connections: self.reuse_connections,
             mux: self.mux,
             control_persist: Duration::from_secs(self.control_persist.as_secs()),
+            master_start_timeout: self
+                .connect_timeout
+                .map_or(MASTER_START_TIMEOUT, |t| t + AUTH_TIMEOUT),
             refresh_margin: self.refresh_margin,
             exit_masters_on_shutdown: self.exit_masters_on_shutdown,
             socket_dir,
@@ -491,7 +511,7 @@ mod tests {
     }
 
     #[test]
-    fn namespace_distinguishes_user_host_port_and_config() {
+    fn namespace_distinguishes_user_host_port_config_and_options() {
         let a = build(OpenSsh::builder("u@h")).unwrap().cache_namespace();
         let b = build(OpenSsh::builder("u@h").port(22))
             .unwrap()
@@ -504,6 +524,19 @@ mod tests {
         assert_eq!(a, "u@h##");
         assert_eq!(b, "u@h#22#");
         assert!(a != c && a != d && d.starts_with("u@h##") && d.len() == "u@h##".len() + 43);
+        let other_user = OpenSsh::builder("u@h").extra_options(["-oUser=root", "-T"]);
+        let e = build(other_user).unwrap().cache_namespace();
+        let f = build(OpenSsh::builder("u@h").cipher(""))
+            .unwrap()
+            .cache_namespace();
+        assert!(
+            e.starts_with("u@h###") && e != f && f.starts_with("u@h###"),
+            "{e} {f}"
+        );
+        let verbose = build(OpenSsh::builder("u@h").verbose(2))
+            .unwrap()
+            .cache_namespace();
+        assert_eq!(verbose, a, "-v changes nothing the master is");
     }
 
     #[test]

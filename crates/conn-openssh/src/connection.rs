@@ -3,24 +3,29 @@
 
 use std::fs;
 use std::path::{Path, PathBuf};
-use std::sync::{Arc, Mutex, MutexGuard};
+use std::sync::{Arc, Condvar, Mutex, MutexGuard};
 use std::time::{Duration, Instant};
 
 use conn_core::{
     CappedJob, Cmd, Connection, Error, ExitStatus, Job, Output, Result, SimpleJob, Stream,
-    display_line, quote, run_process,
+    display_line, quote, run_process, run_process_watching_stderr,
 };
-use conn_lease::Lease;
+use conn_lease::{Lease, SocketState, probe_socket};
 
 use crate::config::Config;
 #[cfg(feature = "native-mux")]
 use crate::config::Mux;
-use crate::probe::{SocketState, probe};
 
 /// Upper bound for `ssh -O check`: a hung master must not hang the caller.
 const CHECK_TIMEOUT: Duration = Duration::from_secs(5);
 /// Upper bound for `ssh -O exit` at shutdown.
 const EXIT_TIMEOUT: Duration = Duration::from_secs(5);
+/// How often a thread waiting for another's master start looks at its own job.
+const WAIT_TICK: Duration = Duration::from_millis(50);
+/// How much of an ssh client's stderr is kept to classify its failure.
+const STDERR_KEEP: usize = 4096;
+/// The first line ssh's mux client writes when the master's session request failed (mux.c).
+const REFUSED_PREFIX: &str = "mux_client_request_session: session request failed:";
 
 /// A connection of an [`OpenSsh`](crate::OpenSsh) pool.
 ///
@@ -39,13 +44,42 @@ struct Control {
     /// The master's `-E` log file: its diagnostics, never a pipe anyone waits on.
     log: PathBuf,
     lease: Mutex<Option<Lease>>,
-    /// When the master was last confirmed alive the slow way; also the per-connection refresh
-    /// lock of the specification.
-    last_refresh: Mutex<Option<Instant>>,
+    /// The per-connection refresh state of the specification. Held only for microseconds: a
+    /// slow refresh marks itself in progress and runs unlocked, while other threads wait on
+    /// `refreshed` within their own deadlines.
+    refresh: Mutex<RefreshState>,
+    refreshed: Condvar,
+}
+
+#[derive(Debug, Default)]
+struct RefreshState {
+    /// When a master was last confirmed alive the slow way.
+    last: Option<Instant>,
+    /// A thread is checking or starting the master right now.
+    in_progress: bool,
 }
 
 fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
     m.lock().unwrap_or_else(|e| e.into_inner())
+}
+
+/// Ends a slow refresh however it ends (a panic included): clears the in-progress mark, records
+/// success, and wakes the waiters.
+struct SlowRefresh<'a> {
+    control: &'a Control,
+    succeeded: bool,
+}
+
+impl Drop for SlowRefresh<'_> {
+    fn drop(&mut self) {
+        let mut state = lock(&self.control.refresh);
+        state.in_progress = false;
+        if self.succeeded {
+            state.last = Some(Instant::now());
+        }
+        drop(state);
+        self.control.refreshed.notify_all();
+    }
 }
 
 impl OpenSshConnection {
@@ -54,7 +88,8 @@ impl OpenSshConnection {
             socket: lease.socket_path().to_path_buf(),
             log: lease.log_path(),
             lease: Mutex::new(Some(lease)),
-            last_refresh: Mutex::new(None),
+            refresh: Mutex::new(RefreshState::default()),
+            refreshed: Condvar::new(),
         });
         OpenSshConnection { config, control }
     }
@@ -72,7 +107,7 @@ impl OpenSshConnection {
     pub fn master_is_listening(&self) -> bool {
         self.control
             .as_ref()
-            .is_some_and(|control| probe(&control.socket) == SocketState::Live)
+            .is_some_and(|control| probe_socket(&control.socket) == SocketState::Live)
     }
 
     /// The log file of this connection's master (ssh's `-E`), if connections are reused.
@@ -107,29 +142,32 @@ impl OpenSshConnection {
         // A session client must never become a master itself, nor fall back to a connection of
         // its own when the master refuses a session or is gone: that would authenticate anew
         // behind the pool's back. ProxyCommand=false makes such a fallback fail at once with
-        // exit 255, which run() turns into a retryable error.
+        // exit 255, which run() turns into a retryable error. Without reuse, the caller's own
+        // ssh_config must not make each command a master either (a backgrounded master would
+        // hold the pipes we wait on).
         let extra: &[&str] = if self.control.is_some() {
             &["-oControlMaster=no", "-oProxyCommand=false"]
         } else {
-            &[]
+            &["-oControlMaster=no", "-oControlPath=none"]
         };
         Ok(self.ssh_argv(extra, quoted))
     }
 
-    /// ssh exits 255 when it (not the remote command) failed.
+    /// The error for an ssh client that exited 255 (its own failure, not the command's).
+    ///
+    /// A refused session never started, so nothing remote was written: stdout is empty and the
+    /// first line on stderr that is not debug output is mux.c's own. Anything looser would let
+    /// a remote command's output make a command that already ran look safe to retry.
     fn transport_error(&self, argv: &[String], output: Output) -> Error {
         let text = String::from_utf8_lossy(&output.stderr);
-        if text.contains("Session open refused by peer")
-            || text.contains("administratively prohibited")
+        let first = text.lines().find(|l| !l.starts_with("debug"));
+        if self.control.is_some()
+            && output.stdout.is_empty()
+            && let Some(line) = first.filter(|l| l.starts_with(REFUSED_PREFIX))
         {
             return Error::SessionRefused {
                 endpoint: self.endpoint(),
-                message: text
-                    .lines()
-                    .find(|l| l.contains("refused") || l.contains("prohibited"))
-                    .unwrap_or("")
-                    .trim()
-                    .to_string(),
+                message: line[REFUSED_PREFIX.len()..].trim().to_string(),
             };
         }
         Error::Transport {
@@ -141,28 +179,40 @@ impl OpenSshConnection {
 
     /// Asks the master whether it is alive (`ssh -O check`, or `MUX_C_ALIVE_CHECK` in-process
     /// with the native back end): true when it answered. An answer also restarts the master's
-    /// ControlPersist countdown.
+    /// ControlPersist countdown. The caller's own timeout or cancellation is an error, not a
+    /// "no".
     fn check_master(&self, control: &Control, job: &dyn Job) -> Result<bool> {
-        #[cfg(feature = "native-mux")]
-        if self.config.mux == Mux::Native {
-            let timeout = job
-                .deadline()
-                .map_or(CHECK_TIMEOUT, |d| d.remaining().min(CHECK_TIMEOUT));
-            return Ok(crate::mux::alive_check(&control.socket, timeout).is_ok());
+        let capped = CappedJob::new(job, CHECK_TIMEOUT);
+        let answered = match self.config.mux {
+            #[cfg(feature = "native-mux")]
+            Mux::Native => {
+                let timeout = capped.deadline().map_or(CHECK_TIMEOUT, |d| d.remaining());
+                crate::mux::alive_check(&control.socket, timeout).is_ok()
+            }
+            _ => {
+                let argv = self.ssh_argv(&["-O", "check"], []);
+                let cmd = Cmd::new(argv.clone())
+                    .stdout(Stream::Null)
+                    .stderr(Stream::Null)
+                    .check(false);
+                match run_process(&argv, &cmd, &capped) {
+                    Ok(out) => out.status.success(),
+                    Err(Error::Timeout { .. }) => false,
+                    Err(e) => return Err(e),
+                }
+            }
+        };
+        if !answered {
+            job_still_running(job, &control.socket)?;
         }
-        let _ = control;
-        let argv = self.ssh_argv(&["-O", "check"], []);
-        let cmd = Cmd::new(argv.clone()).stdout(Stream::Null).check(false);
-        match run_process(&argv, &cmd, &CappedJob::new(job, CHECK_TIMEOUT)) {
-            Ok(out) => Ok(out.status.success()),
-            Err(Error::Timeout { .. }) if !job.deadline().is_some_and(|d| d.expired()) => Ok(false),
-            Err(e) => Err(e),
-        }
+        Ok(answered)
     }
 
     /// Starts a backgrounded master on this connection's socket. Its stdout and stderr are
     /// `/dev/null` and its diagnostics go to the `-E` log file: a master lives on long after
-    /// this call and would otherwise hold any pipe we gave it open.
+    /// this call and would otherwise hold any pipe we gave it open. Bounded by the job and by
+    /// the connect timeout (plus time to authenticate), so a host that accepts TCP but never
+    /// speaks cannot hang the caller.
     fn start_master(&self, control: &Control, job: &dyn Job) -> Result<()> {
         let _ = fs::remove_file(&control.log); // -E appends: keep only this start's story
         let persist = format!(
@@ -175,8 +225,12 @@ impl OpenSshConnection {
             .stdout(Stream::Null)
             .stderr(Stream::Null)
             .check(false);
-        let out = run_process(&argv, &cmd, job)?;
-        let state = probe(&control.socket);
+        let out = run_process(
+            &argv,
+            &cmd,
+            &CappedJob::new(job, self.config.master_start_timeout),
+        )?;
+        let state = probe_socket(&control.socket);
         if out.status.success() && state == SocketState::Live {
             tracing::debug!(socket = %control.socket.display(), "started ssh master");
             return Ok(());
@@ -196,6 +250,78 @@ impl OpenSshConnection {
                 control.log.display(),
             ),
         })
+    }
+
+    /// Steps 3 and 4 of the specification's refresh, run by one thread at a time: ask the
+    /// master, else clear a stale socket and start a new master; then touch the socket.
+    fn slow_refresh(&self, control: &Control, job: &dyn Job) -> Result<()> {
+        let alive = match probe_socket(&control.socket) {
+            SocketState::Missing => false, // nothing to ask
+            SocketState::Stale => {
+                remove_stale_socket(&control.socket)?;
+                false
+            }
+            SocketState::NotASocket => {
+                return Err(Error::Config(format!(
+                    "ControlPath {} exists but is not a socket: remove it",
+                    control.socket.display()
+                )));
+            }
+            SocketState::Unknown(errno) => {
+                return Err(Error::Connect {
+                    endpoint: self.endpoint(),
+                    message: format!(
+                        "cannot probe control socket {}: {}",
+                        control.socket.display(),
+                        std::io::Error::from_raw_os_error(errno)
+                    ),
+                });
+            }
+            SocketState::Live | SocketState::Busy => {
+                self.check_master(control, job)? || {
+                    // It did not answer: remove the socket only if nobody listens on it now.
+                    match probe_socket(&control.socket) {
+                        SocketState::Stale => remove_stale_socket(&control.socket)?,
+                        SocketState::Missing => {}
+                        _ => {
+                            return Err(Error::Connect {
+                                endpoint: self.endpoint(),
+                                message: format!(
+                                    "ssh master on {} is listening but does not answer within {}s",
+                                    control.socket.display(),
+                                    CHECK_TIMEOUT.as_secs()
+                                ),
+                            });
+                        }
+                    }
+                    false
+                }
+            }
+        };
+        if !alive {
+            self.start_master(control, job)?;
+        }
+        if let Some(lease) = lock(&control.lease).as_ref()
+            && let Err(e) = lease.touch_socket()
+        {
+            tracing::warn!(socket = %control.socket.display(), "cannot touch control socket: {e}");
+        }
+        Ok(())
+    }
+}
+
+/// `Ok` unless the job itself ran out or was cancelled, which must not pass for "no answer".
+fn job_still_running(job: &dyn Job, socket: &Path) -> Result<()> {
+    let command = format!("checking the ssh master on {}", socket.display());
+    if job.is_cancelled() {
+        return Err(Error::Cancelled { command });
+    }
+    match job.deadline() {
+        Some(d) if d.expired() => Err(Error::Timeout {
+            command,
+            timeout: d.duration(),
+        }),
+        _ => Ok(()),
     }
 }
 
@@ -228,9 +354,12 @@ impl Connection for OpenSshConnection {
                 if !cmd.is_dry_run() {
                     self.refresh(job)?;
                 }
-                let output = run_process(&argv, cmd, job)?;
+                let mut output = run_process_watching_stderr(&argv, cmd, job, STDERR_KEEP)?;
                 if output.status == ExitStatus::Code(255) {
                     return Err(self.transport_error(&argv, output));
+                }
+                if cmd.stderr_setting() != Stream::Capture {
+                    output.stderr.clear(); // watched for classification only, not the caller's
                 }
                 output
             }
@@ -244,72 +373,56 @@ impl Connection for OpenSshConnection {
         Ok(output)
     }
 
-    /// The refresh of the specification (§6), under this connection's own lock:
-    /// fast path when the last slow check is recent and the socket is a live listener
-    /// (microseconds); otherwise `ssh -O check`, and failing that a new master.
+    /// The refresh of the specification (§6): the fast path when the last slow check is recent
+    /// and the socket is a live listener (microseconds); otherwise, one thread at a time, the
+    /// slow path ([`OpenSshConnection::slow_refresh`]). Threads that find a slow refresh in
+    /// progress wait for it within their own deadline and cancellation, then look again.
     fn refresh(&self, job: &dyn Job) -> Result<()> {
         let Some(control) = &self.control else {
             return Ok(()); // no reuse: every command connects by itself
         };
-        let mut last = lock(&control.last_refresh);
         let fresh_for = self
             .config
             .control_persist
             .saturating_sub(self.config.refresh_margin);
-        if last.is_some_and(|t| t.elapsed() < fresh_for)
-            && probe(&control.socket) == SocketState::Live
-        {
-            return Ok(());
-        }
-        let alive = match probe(&control.socket) {
-            SocketState::Missing => false,
-            SocketState::NotASocket => {
-                return Err(Error::Config(format!(
-                    "ControlPath {} exists but is not a socket: remove it",
-                    control.socket.display()
-                )));
-            }
-            SocketState::Stale => {
-                remove_stale_socket(&control.socket)?;
-                false
-            }
-            SocketState::Live | SocketState::Busy => {
-                self.check_master(control, job)? || {
-                    // It did not answer: remove the socket only if nobody listens on it now.
-                    match probe(&control.socket) {
-                        SocketState::Stale => remove_stale_socket(&control.socket)?,
-                        SocketState::Missing => {}
-                        _ => {
-                            return Err(Error::Connect {
-                                endpoint: self.endpoint(),
-                                message: format!(
-                                    "ssh master on {} is listening but does not answer `ssh -O \
-                                     check` within {}s",
-                                    control.socket.display(),
-                                    CHECK_TIMEOUT.as_secs()
-                                ),
-                            });
-                        }
-                    }
-                    false
+        let mut state = lock(&control.refresh);
+        loop {
+            if !state.in_progress {
+                if state.last.is_some_and(|t| t.elapsed() < fresh_for)
+                    && probe_socket(&control.socket) == SocketState::Live
+                {
+                    return Ok(());
                 }
+                state.in_progress = true;
+                break;
             }
+            job_still_running(job, &control.socket)?;
+            let wait = job
+                .deadline()
+                .map_or(WAIT_TICK, |d| d.remaining().min(WAIT_TICK));
+            state = control
+                .refreshed
+                .wait_timeout(state, wait)
+                .unwrap_or_else(|e| e.into_inner())
+                .0;
+        }
+        drop(state);
+        let mut slow = SlowRefresh {
+            control,
+            succeeded: false,
         };
-        if !alive {
-            self.start_master(control, job)?;
-        }
-        *last = Some(Instant::now());
-        if let Some(lease) = lock(&control.lease).as_ref()
-            && let Err(e) = lease.touch_socket()
-        {
-            tracing::warn!(socket = %control.socket.display(), "cannot touch control socket: {e}");
-        }
+        self.slow_refresh(control, job)?;
+        slow.succeeded = true;
         Ok(())
     }
 
+    /// Called once, when the pool has shut down and the last command on this connection has
+    /// ended: optionally `ssh -O exit`, then the lease goes back to `free/`.
     fn shutdown(&self) {
         let Some(control) = &self.control else { return };
-        if self.config.exit_masters_on_shutdown && probe(&control.socket) == SocketState::Live {
+        if self.config.exit_masters_on_shutdown
+            && probe_socket(&control.socket) == SocketState::Live
+        {
             let argv = self.ssh_argv(&["-O", "exit"], []);
             let cmd = Cmd::new(argv.clone()).stdout(Stream::Null).check(true);
             match run_process(&argv, &cmd, &SimpleJob::with_timeout(EXIT_TIMEOUT))
@@ -341,5 +454,91 @@ fn remove_stale_socket(socket: &Path) -> Result<()> {
             context: format!("removing stale control socket {}", socket.display()),
             source: e,
         }),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::OpenSsh;
+    use conn_core::Transport;
+
+    fn connection(dir: &Path) -> OpenSshConnection {
+        let ssh = OpenSsh::builder("u@h")
+            .socket_dir(dir.join("s"))
+            .build()
+            .unwrap();
+        ssh.connect("shared").unwrap()
+    }
+
+    fn exited_255(stdout: &[u8], stderr: &[u8]) -> Output {
+        Output {
+            status: ExitStatus::Code(255),
+            stdout: stdout.to_vec(),
+            stderr: stderr.to_vec(),
+        }
+    }
+
+    #[test]
+    fn only_ssh_s_own_refusal_line_makes_a_refused_session() {
+        let dir = tempfile::tempdir().unwrap();
+        let conn = connection(dir.path());
+        let argv = vec!["ssh".to_string()];
+        let refused = b"mux_client_request_session: session request failed: Session open \
+                        refused by peer\r\nkex_exchange_identification: Connection closed\r\n";
+        assert!(matches!(
+            conn.transport_error(&argv, exited_255(b"", refused)),
+            Error::SessionRefused { message, .. } if message == "Session open refused by peer"
+        ));
+        let mut verbose = b"debug1: Reading configuration data\n".to_vec();
+        verbose.extend_from_slice(refused);
+        assert!(matches!(
+            conn.transport_error(&argv, exited_255(b"", &verbose)),
+            Error::SessionRefused { .. }
+        ));
+        // A remote command that ran and printed the same words is no refusal: retrying it would
+        // run it again.
+        let remote = b"rm: done\nmux_client_request_session: session request failed: x\n";
+        assert!(matches!(
+            conn.transport_error(&argv, exited_255(b"", remote)),
+            Error::Transport { .. }
+        ));
+        assert!(matches!(
+            conn.transport_error(&argv, exited_255(b"out", refused)),
+            Error::Transport { .. }
+        ));
+        assert!(matches!(
+            conn.transport_error(
+                &argv,
+                exited_255(
+                    b"",
+                    b"channel 0: open failed: administratively prohibited\n"
+                )
+            ),
+            Error::Transport { .. }
+        ));
+    }
+
+    #[test]
+    fn waiting_for_another_thread_s_refresh_honours_the_job() {
+        let dir = tempfile::tempdir().unwrap();
+        let conn = connection(dir.path());
+        let control = conn.control.as_ref().unwrap();
+        lock(&control.refresh).in_progress = true; // as if another thread were starting a master
+        let job = SimpleJob::with_timeout(Duration::from_millis(100));
+        let start = Instant::now();
+        let err = conn.refresh(&job).unwrap_err();
+        assert!(matches!(err, Error::Timeout { .. }), "{err:?}");
+        assert!(
+            start.elapsed() < Duration::from_secs(2),
+            "{:?}",
+            start.elapsed()
+        );
+        let cancelled = SimpleJob::new();
+        cancelled.cancel();
+        assert!(matches!(
+            conn.refresh(&cancelled),
+            Err(Error::Cancelled { .. })
+        ));
     }
 }

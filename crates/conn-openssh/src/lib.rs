@@ -22,7 +22,6 @@ mod connection;
 #[cfg(feature = "native-mux")]
 #[doc(hidden)]
 pub mod mux;
-mod probe;
 
 use std::collections::HashMap;
 use std::sync::{Arc, Mutex};

@@ -606,14 +606,27 @@ fn session(
             }
             if !open {
                 if exit_value.is_none() {
-                    drain_nonblocking(&mut stderr_r, stderr_out);
-                    return Err(Fail::Closed(if session_id.is_some() {
-                        "closed the session without an exit status (the master or its \
-                         connection died, or the remote command was killed by a signal)"
-                            .to_string()
+                    // Masters forward only exit-status, never exit-signal: a session that
+                    // opened and closed without a status while the master still answers ran
+                    // a command that a signal killed. Report 255 as ssh does; it is no
+                    // transport failure, so nobody retries a command that ran.
+                    if session_id.is_some() && alive_check(socket, SIGNAL_PROBE_TIMEOUT).is_ok() {
+                        tracing::debug!(
+                            socket = %socket.display(),
+                            "session ended without an exit status; the master is alive: the \
+                             remote command was killed by a signal"
+                        );
+                        exit_value = Some(255);
                     } else {
-                        "closed the control connection before the session opened".to_string()
-                    }));
+                        drain_nonblocking(&mut stderr_r, stderr_out);
+                        return Err(Fail::Closed(if session_id.is_some() {
+                            "closed the session without an exit status, and the master no \
+                             longer answers (it or its connection died)"
+                                .to_string()
+                        } else {
+                            "closed the control connection before the session opened".to_string()
+                        }));
+                    }
                 }
                 control = None;
             }
@@ -681,6 +694,9 @@ fn read_some(pipe: &mut Option<OwnedFd>, sink: &mut Vec<u8>, buf: &mut [u8]) -> 
 ///
 /// Errors: [`Error::Timeout`] when the master does not answer in time; [`Error::Connect`] when
 /// nothing listens, the master hangs up or refuses; [`Error::Io`] for a protocol violation.
+/// How long to ask a master that closed a session without an exit status whether it lives.
+const SIGNAL_PROBE_TIMEOUT: Duration = Duration::from_secs(1);
+
 pub(crate) fn alive_check(socket: &Path, timeout: Duration) -> Result<u32> {
     let job = SimpleJob::with_timeout(timeout);
     let bound = Bound { job: &job };

@@ -1,5 +1,6 @@
-//! The in-process liveness probe of a ControlMaster socket: microseconds, where `ssh -O check`
-//! costs milliseconds.
+//! Whether something listens on a Unix socket file, told in microseconds without ever waiting:
+//! the liveness probe of ssh masters (where `ssh -O check` costs milliseconds), and the guard
+//! that keeps pruning from removing a live master's socket.
 
 use std::io;
 use std::mem;
@@ -10,7 +11,7 @@ use std::path::Path;
 
 /// What a Unix-stream connect to a control socket found.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub(crate) enum SocketState {
+pub enum SocketState {
     /// No file at the path.
     Missing,
     /// A file that is not a socket (never touched: not ours to remove).
@@ -20,13 +21,16 @@ pub(crate) enum SocketState {
     /// Something listens but would make us wait (its backlog is full): treat as not usable now,
     /// but never remove it.
     Busy,
-    /// A master accepted the connection.
+    /// A listener accepted the connection.
     Live,
+    /// The connect failed for another reason (out of file descriptors, permission, …): nothing
+    /// is known, so nothing may be removed.
+    Unknown(i32),
 }
 
 /// Probes `path` without ever blocking: the connect is non-blocking, and a Unix-domain connect
 /// either completes, is refused, or reports a full backlog at once.
-pub(crate) fn probe(path: &Path) -> SocketState {
+pub fn probe_socket(path: &Path) -> SocketState {
     let meta = match std::fs::symlink_metadata(path) {
         Ok(m) => m,
         Err(_) => return SocketState::Missing,
@@ -38,8 +42,11 @@ pub(crate) fn probe(path: &Path) -> SocketState {
         Ok(_fd) => SocketState::Live, // dropped at once: the master sees an empty client go
         Err(e) => match e.raw_os_error() {
             Some(libc::EAGAIN) | Some(libc::EINPROGRESS) => SocketState::Busy,
-            Some(libc::ECONNREFUSED) | Some(libc::ENOENT) => SocketState::Stale,
-            _ => SocketState::Stale,
+            // Only a refusal proves that nobody listens.
+            Some(libc::ECONNREFUSED) => SocketState::Stale,
+            Some(libc::ENOENT) => SocketState::Missing,
+            Some(errno) => SocketState::Unknown(errno),
+            None => SocketState::Unknown(0),
         },
     }
 }
@@ -83,13 +90,13 @@ mod tests {
     fn tells_live_stale_missing_and_foreign_files_apart() {
         let dir = tempfile::tempdir().unwrap();
         let sock = dir.path().join("s");
-        assert_eq!(probe(&sock), SocketState::Missing);
+        assert_eq!(probe_socket(&sock), SocketState::Missing);
         let listener = UnixListener::bind(&sock).unwrap();
-        assert_eq!(probe(&sock), SocketState::Live);
+        assert_eq!(probe_socket(&sock), SocketState::Live);
         drop(listener); // the file stays, nobody listens
-        assert_eq!(probe(&sock), SocketState::Stale);
+        assert_eq!(probe_socket(&sock), SocketState::Stale);
         let file = dir.path().join("f");
         std::fs::write(&file, b"x").unwrap();
-        assert_eq!(probe(&file), SocketState::NotASocket);
+        assert_eq!(probe_socket(&file), SocketState::NotASocket);
     }
 }
