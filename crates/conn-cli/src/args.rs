@@ -6,7 +6,9 @@ use std::time::Duration;
 
 use clap::{ArgGroup, Args, Parser, Subcommand, ValueEnum};
 use conn_core::{DEFAULT_CAPACITY, Location};
-use conn_openssh::{DEFAULT_CIPHER, DEFAULT_EXTRA_OPTIONS, OpenSsh, OpenSshBuilder};
+use std::ffi::OsString;
+
+use conn_openssh::{DEFAULT_CIPHER, DEFAULT_EXTRA_OPTIONS, Mux, OpenSsh, OpenSshBuilder};
 
 const EXAMPLES: &str = "\
 Examples:
@@ -14,7 +16,8 @@ Examples:
   conn run -H db1 -- uptime                  output and exit status are the remote command's own
   conn run -H db1 -H db2 -H db3 -- uname -r  fan out; each line prefixed \"db1: \"
   conn run --hosts-file hosts.txt --parallel 64 --timeout 30 --retries 2 -- zfs list -H
-  conn bench -n 500 -t 16 backup@db1         pooled masters vs hand-spawned `ssh -S` vs fresh ssh
+  conn run --mux native -H db1 -- zfs list    sessions in-process over the master: no ssh spawn
+  conn bench -n 500 -t 8,32 backup@db1       native and process mux vs hand-spawned `ssh -S`
   conn leases --prune                        what ~/.ssh/conn holds; remove dead names
 
 Masters stay alive after `conn` exits (ControlPersist, 600 s by default), so the next `conn`
@@ -28,29 +31,40 @@ Exit status:
   124        --timeout expired (the command's local ssh client was killed)
   127        the ssh program was not found
   130        interrupted by SIGINT, SIGTERM or SIGHUP (every child was killed)
-  255        ssh itself failed (connection, authentication, master), as with plain ssh
+  255        ssh itself failed (connection, authentication, master), as with plain ssh;
+             with --mux process also a remote exit 255 (ssh cannot tell them apart), with
+             --mux native only a real transport failure
 
 Examples:
   conn run -H db1 -- zfs list -H -o name
   conn run -H db1 -H db2 --timeout 10 -- sh -c 'uptime; df -h /'
   conn run --hosts-file hosts.txt --parallel 64 --retries 3 -- uname -r
   conn run -F ~/.ssh/lab_config -H lab1 -o Compression=yes -- cat /etc/os-release
+  conn run --mux native -H db1 -- true     no `ssh -S` client per command (OpenSSH mux protocol)
   conn run --local -- ls -l /tmp           same code path, no ssh (direct exec, no shell)
   conn run --dry-run -H db1 -- rm -rf /scratch   prints the ssh command line, runs nothing";
 
 const BENCH_AFTER_HELP: &str = "\
-Rows (each runs `/bin/echo hello` on HOST):
-  conn pool (process mux)  through conn's pool of ssh ControlMasters, as `conn run` does
+Rows (each runs `/bin/echo hello` on HOST), sequentially and at each of -t THREADS:
+  conn pool (native mux)   conn's pool, sessions spoken in-process over the master socket
+  conn pool (process mux)  conn's pool, one `ssh -S` client process per command
   ssh -S (hand-spawned)    the baseline: `ssh <same options> -S <socket of a pooled master>`
                            spawned directly, so the ratio columns are conn's own overhead
   ssh (new connection)     a fresh `ssh HOST` each time: TCP + SSH handshake + authentication
-Latencies are per command (nearest-rank percentiles); cmds/s is commands over wall time.
-Each mode runs in two halves, rows in A B … B A order, so that drift favours no row.
+Latencies are per command (nearest-rank percentiles); cmds/s is commands over wall time;
+`failed` must be 0 (any failure makes the exit status 1); `refused` counts sessions sshd
+refused (MaxSessions) that the pool retried. Each mode runs in two halves, rows in A B … B A
+order, so that drift favours no row. Then, in the same run:
+  liveness     the refresh fast path (in-process probe of the socket) vs a spawned
+               `ssh -O check` on the same master (--checks of each, interleaved)
+  fresh        `conn run` spawned as a new process (--fresh-runs per back end) after the pools
+               shut down (masters alive, leases free): its whole wall time vs a fresh ssh
+and a summary of each figure against its target.
 
 Examples:
   conn bench db1
-  conn bench -n 1000 -t 16 --json backup@db1 > bench.json";
-
+  conn bench -n 1000 -t 8,32 --capacity 8 --json backup@db1 > bench.json
+  conn bench --mux process -t 16 db1";
 const LEASES_AFTER_HELP: &str = "\
 Each namespace (one per location, endpoint and pool) holds socket names that are
   free       not leased by anyone; the next `conn` takes it (and its master, if alive)
@@ -98,7 +112,8 @@ pub enum Command {
     /// Run a command on one or more hosts (or locally) through pooled ssh masters.
     #[command(after_help = RUN_AFTER_HELP)]
     Run(RunArgs),
-    /// Measure latency and throughput of pooled masters against hand-spawned and fresh ssh.
+    /// Measure latency and throughput of pooled masters (native and process mux) against
+    /// hand-spawned and fresh ssh, liveness checks, and a fresh process's first command.
     #[command(after_help = BENCH_AFTER_HELP)]
     Bench(BenchArgs),
     /// Show (or prune) the leased control-socket names under a socket directory.
@@ -150,6 +165,12 @@ pub struct RunArgs {
           value_parser = clap::value_parser!(u32).range(0..=100))]
     pub retries: u32,
 
+    /// How sessions reach the master: `process` spawns an `ssh -S` client per command;
+    /// `native` speaks OpenSSH's mux protocol from conn itself (no spawn, and a remote exit 255
+    /// is told apart from an ssh failure). The master is `ssh -M` either way.
+    #[arg(long, value_name = "native|process", default_value = "process", value_parser = parse_mux)]
+    pub mux: Mux,
+
     /// The ssh and pool options.
     #[command(flatten)]
     pub ssh: SshArgs,
@@ -171,15 +192,32 @@ pub struct BenchArgs {
           value_parser = clap::value_parser!(u32).range(1..=1_000_000))]
     pub count: u32,
 
-    /// Threads of the concurrent rows.
-    #[arg(short = 't', long, value_name = "T", default_value_t = 8,
+    /// Threads of the concurrent rows; a comma-separated list measures each (`-t 8,32`).
+    #[arg(short = 't', long, value_name = "T[,T…]", value_delimiter = ',', default_value = "8,32",
           value_parser = clap::value_parser!(u32).range(1..=1024))]
-    pub threads: u32,
+    pub threads: Vec<u32>,
+
+    /// The pool back ends to measure, comma-separated (`native`, `process`).
+    #[arg(long, value_name = "MUX[,MUX]", value_delimiter = ',', default_value = "native,process",
+          value_parser = parse_mux)]
+    pub mux: Vec<Mux>,
 
     /// Fresh ssh connections to measure (0 skips that row).
-    #[arg(long, value_name = "N", default_value_t = 5,
+    #[arg(long, value_name = "N", default_value_t = 10,
           value_parser = clap::value_parser!(u32).range(0..=1000))]
     pub fresh: u32,
+
+    /// Liveness: this many spawned `ssh -O check`s, each followed by the refresh fast path and
+    /// the in-process probe (0 skips the section).
+    #[arg(long, value_name = "N", default_value_t = 100,
+          value_parser = clap::value_parser!(u32).range(0..=100_000))]
+    pub checks: u32,
+
+    /// Fresh `conn run` processes per back end, each timed from spawn to exit (0 skips the
+    /// section).
+    #[arg(long, value_name = "N", default_value_t = 10,
+          value_parser = clap::value_parser!(u32).range(0..=10_000))]
+    pub fresh_runs: u32,
 
     /// Unmeasured commands through the pool first (starts the masters).
     #[arg(long, value_name = "N", default_value_t = 5,
@@ -224,10 +262,10 @@ pub struct DemoArgs {
           value_parser = clap::value_parser!(u32).range(1..=100_000))]
     pub count: u32,
 
-    /// Threads of the concurrent benchmark rows.
-    #[arg(short = 't', long, value_name = "T", default_value_t = 8,
+    /// Threads of the concurrent benchmark rows; a comma-separated list measures each.
+    #[arg(short = 't', long, value_name = "T[,T…]", value_delimiter = ',', default_value = "8,32",
           value_parser = clap::value_parser!(u32).range(1..=256))]
-    pub threads: u32,
+    pub threads: Vec<u32>,
 }
 
 /// `src` or `dst` (clap's view of [`Location`]).
@@ -249,7 +287,7 @@ impl From<LocationArg> for Location {
 }
 
 /// The options of SPEC §3 shared by `run` and `bench`.
-#[derive(Debug, Clone, Args)]
+#[derive(Debug, Clone, PartialEq, Eq, Args)]
 #[command(next_help_heading = "SSH and pool options")]
 pub struct SshArgs {
     /// The ssh client: `ssh`, `hpnssh`, or a path to either.
@@ -342,6 +380,46 @@ impl SshArgs {
         b
     }
 
+    /// These options as `conn` arguments again (for a `conn run` child of `conn bench`), so
+    /// that the child builds the same transport; `--exit-on-shutdown` is left out.
+    pub fn to_cli_args(&self) -> Vec<OsString> {
+        let opt =
+            |name: &str, value: &dyn std::fmt::Display| OsString::from(format!("--{name}={value}"));
+        let mut args = vec![opt("ssh-program", &self.ssh_program)];
+        if let Some(port) = self.port {
+            args.push(opt("port", &port));
+        }
+        if let Some(cfg) = &self.ssh_config {
+            let mut a = OsString::from("--ssh-config=");
+            a.push(cfg);
+            args.push(a);
+        }
+        args.push(opt("cipher", &self.cipher));
+        if let Some(t) = self.connect_timeout {
+            args.push(opt("connect-timeout", &t));
+        }
+        args.extend((0..self.verbose).map(|_| OsString::from("-v")));
+        for o in &self.ssh_option {
+            args.push("-o".into());
+            args.push(o.into());
+        }
+        args.push(opt("control-persist", &self.control_persist));
+        args.push(opt("capacity", &self.capacity));
+        if let Some(dir) = &self.socket_dir {
+            let mut a = OsString::from("--socket-dir=");
+            a.push(dir);
+            args.push(a);
+        }
+        args.push(opt(
+            "location",
+            &match self.location {
+                LocationArg::Src => "src",
+                LocationArg::Dst => "dst",
+            },
+        ));
+        args
+    }
+
     /// Checks what the builder does not: an `-o` value must be an option, not a flag.
     pub fn validate(&self) -> Result<(), String> {
         match self
@@ -355,6 +433,11 @@ impl SshArgs {
             None => Ok(()),
         }
     }
+}
+
+/// Parses a mux back end with [`Mux`]'s own `FromStr` (`native` or `process`).
+fn parse_mux(s: &str) -> Result<Mux, String> {
+    s.trim().parse::<Mux>().map_err(|e| e.to_string())
 }
 
 /// Parses a positive number of seconds, fractions allowed (`30`, `0.5`).
@@ -414,6 +497,112 @@ mod tests {
         assert_eq!(extra[0], "-oBatchMode=no");
         assert_eq!(&extra[1..], DEFAULT_EXTRA_OPTIONS);
         assert!(r.ssh.validate().is_ok());
+    }
+
+    #[test]
+    fn mux_parses_with_the_transport_s_own_names() {
+        let run = |extra: &[&str]| {
+            let mut argv = vec!["conn", "run", "-H", "h"];
+            argv.extend(extra);
+            argv.push("true");
+            match Cli::try_parse_from(argv).map(|c| c.command) {
+                Ok(Command::Run(r)) => Ok(r.mux),
+                Ok(_) => panic!("not run"),
+                Err(e) => Err(e.to_string()),
+            }
+        };
+        assert_eq!(run(&[]), Ok(Mux::Process));
+        assert_eq!(run(&["--mux", "process"]), Ok(Mux::Process));
+        assert_eq!(run(&["--mux", "native"]), Ok(Mux::Native));
+        assert!(run(&["--mux", "nativ"]).unwrap_err().contains("neither"));
+    }
+
+    #[test]
+    fn bench_takes_lists_of_thread_counts_and_back_ends() {
+        let bench = |extra: &[&str]| {
+            let mut argv = vec!["conn", "bench"];
+            argv.extend(extra);
+            argv.push("h");
+            match Cli::try_parse_from(argv).unwrap().command {
+                Command::Bench(b) => b,
+                _ => panic!("not bench"),
+            }
+        };
+        let b = bench(&[]);
+        assert_eq!(b.threads, [8, 32]);
+        assert_eq!(b.mux, [Mux::Native, Mux::Process]);
+        assert_eq!(b.ssh.capacity, 8);
+        let b = bench(&["-t", "32,8", "-t", "16", "--mux", "process"]);
+        assert_eq!(b.threads, [32, 8, 16]);
+        assert_eq!(b.mux, [Mux::Process]);
+        assert!(Cli::try_parse_from(["conn", "bench", "-t", "8,0", "h"]).is_err());
+        let Command::Demo(d) = Cli::try_parse_from(["conn", "demo", "-t", "8,32"])
+            .unwrap()
+            .command
+        else {
+            panic!("not demo")
+        };
+        assert_eq!(d.threads, [8, 32]);
+    }
+
+    #[test]
+    fn ssh_options_survive_the_round_trip_through_a_child_s_command_line() {
+        let Command::Bench(b) = Cli::try_parse_from([
+            "conn",
+            "bench",
+            "--ssh-program",
+            "/usr/bin/ssh",
+            "-p",
+            "2222",
+            "-F",
+            "rel/config",
+            "-c",
+            "",
+            "--connect-timeout",
+            "3",
+            "-vv",
+            "-o",
+            "Compression=yes",
+            "-o",
+            "User=x y",
+            "--control-persist",
+            "90",
+            "--capacity",
+            "4",
+            "--socket-dir",
+            "/tmp/s d",
+            "--location",
+            "dst",
+            "--exit-on-shutdown",
+            "h",
+        ])
+        .unwrap()
+        .command
+        else {
+            panic!("not bench")
+        };
+        let mut argv: Vec<OsString> = vec!["conn".into(), "run".into()];
+        argv.extend(b.ssh.to_cli_args());
+        argv.extend(["-H", "h", "true"].map(OsString::from));
+        let Command::Run(r) = Cli::try_parse_from(argv).unwrap().command else {
+            panic!("not run")
+        };
+        let expected = SshArgs {
+            exit_on_shutdown: false,
+            ..b.ssh.clone()
+        };
+        assert_eq!(r.ssh, expected);
+        // And the defaults stay defaults.
+        let Command::Bench(b) = Cli::try_parse_from(["conn", "bench", "h"]).unwrap().command else {
+            panic!("not bench")
+        };
+        let mut argv: Vec<OsString> = vec!["conn".into(), "run".into()];
+        argv.extend(b.ssh.to_cli_args());
+        argv.extend(["-H", "h", "true"].map(OsString::from));
+        let Command::Run(r) = Cli::try_parse_from(argv).unwrap().command else {
+            panic!("not run")
+        };
+        assert_eq!(r.ssh, b.ssh);
     }
 
     #[test]

@@ -16,6 +16,10 @@ use crate::output::{EXIT_INTERRUPTED, Failure};
 use crate::private_sshd::{DEFAULT_TEST_USER, TestSshd, run_with_timeout};
 use crate::signals;
 
+/// The private sshd's `MaxSessions`: sshd's own default, so that the bench's pool capacity of 8
+/// sessions per master meets the limit a real server has.
+const DEMO_MAX_SESSIONS: u32 = 10;
+
 /// How long one step may take before the demo gives up on it.
 const STEP_TIMEOUT: Duration = Duration::from_secs(600);
 
@@ -48,13 +52,15 @@ pub fn main(args: &DemoArgs) -> Result<u8, Failure> {
 
     say("starting a private sshd on 127.0.0.1 (throwaway host and client keys) …");
     let server = TestSshd::builder()
+        .max_sessions(DEMO_MAX_SESSIONS)
         .start()
         .map_err(|e| Failure::other(format!("cannot start the private sshd: {e}")))?;
     say(&format!(
-        "sshd (pid {}) listens on 127.0.0.1:{}; logins go to `{}`; client config {} \
-         (host aliases {})",
+        "sshd (pid {}) listens on 127.0.0.1:{} (MaxSessions {}); logins go to `{}`; client \
+         config {} (host aliases {})",
         server.pid(),
         server.port(),
+        server.max_sessions(),
         server.user(),
         server.ssh_config_path().display(),
         server.host_aliases().join(", ")
@@ -90,7 +96,16 @@ fn steps(server: &TestSshd, conn: &Path, args: &DemoArgs) -> Result<u8, Failure>
         ]
     };
 
-    heading("1. conn bench: pooled masters vs hand-spawned `ssh -S` vs fresh ssh connections");
+    heading(
+        "1. conn bench: pooled masters (native and process mux) vs hand-spawned `ssh -S` vs \
+         fresh ssh connections",
+    );
+    let threads = args
+        .threads
+        .iter()
+        .map(|t| t.to_string())
+        .collect::<Vec<_>>()
+        .join(",");
     let mut bench: Vec<OsString> = vec!["bench".into()];
     bench.extend(common(bench_dir.path()));
     bench.extend(
@@ -99,9 +114,9 @@ fn steps(server: &TestSshd, conn: &Path, args: &DemoArgs) -> Result<u8, Failure>
             "-n",
             &args.count.to_string(),
             "-t",
-            &args.threads.to_string(),
-            "--fresh",
-            "3",
+            &threads,
+            "--capacity",
+            &conn_core::DEFAULT_CAPACITY.to_string(),
             host,
         ]
         .map(OsString::from),

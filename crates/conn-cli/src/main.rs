@@ -2,8 +2,10 @@
 //! ControlMaster connections.
 //!
 //! - `conn run`: one host (output and exit status passed through) or many (`host: ` prefixes,
-//!   the largest status), `--parallel` workers, `--timeout`, `--retries`, `--dry-run`, `--local`.
-//! - `conn bench`: pooled masters against hand-spawned `ssh -S` and fresh `ssh`.
+//!   the largest status), `--parallel` workers, `--timeout`, `--retries`, `--dry-run`, `--local`,
+//!   `--mux native|process`.
+//! - `conn bench`: pooled masters (native and process mux) against hand-spawned `ssh -S` and
+//!   fresh `ssh`; liveness checks; a fresh process's first command; figures against targets.
 //! - `conn leases`: the leased control-socket names of a socket directory; `--prune`.
 //! - `conn demo`: a private sshd on 127.0.0.1, a short bench, master reuse, teardown.
 //!

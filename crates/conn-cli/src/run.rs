@@ -48,7 +48,7 @@ pub fn main(args: &RunArgs) -> Result<u8, Failure> {
     // Everything is validated before anything starts: a bad name or option is exit 2.
     let targets = hosts
         .into_iter()
-        .map(|h| Ok((h.clone(), args.ssh.builder(&h).build()?)))
+        .map(|h| Ok((h.clone(), args.ssh.builder(&h).mux(args.mux).build()?)))
         .collect::<Result<Vec<_>>>()?;
     run_targets(targets, &settings)
 }

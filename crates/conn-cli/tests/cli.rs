@@ -652,7 +652,7 @@ fn walk(dir: &Path) -> Vec<PathBuf> {
 }
 
 #[test]
-fn bench_measures_every_row_against_the_baseline() {
+fn bench_measures_both_back_ends_against_the_baseline() {
     let server = start_sshd();
     let dir = socket_dir();
     let mut argv = args(&["bench"]);
@@ -661,11 +661,17 @@ fn bench_measures_every_row_against_the_baseline() {
         "-n",
         "6",
         "-t",
-        "3",
+        "3,2",
+        "--capacity",
+        "2",
         "--fresh",
         "2",
         "--warmup",
         "1",
+        "--checks",
+        "4",
+        "--fresh-runs",
+        "2",
         "--json",
         "--exit-on-shutdown",
         "conn-test",
@@ -673,39 +679,158 @@ fn bench_measures_every_row_against_the_baseline() {
     let out = run_conn(&argv);
     assert!(out.status.success(), "{}", text(&out.stderr));
     let report: Value = serde_json::from_slice(&out.stdout).unwrap();
+    assert_eq!(report["threads"], serde_json::json!([2, 3]));
+    assert_eq!(report["failures"], 0, "{report}");
     let rows = report["rows"].as_array().unwrap();
-    let shape: Vec<(String, String, u64)> = rows
+    let shape: Vec<(String, String, u64, u64)> = rows
         .iter()
         .map(|r| {
             (
                 r["backend"].as_str().unwrap().to_string(),
                 r["mode"].as_str().unwrap().to_string(),
+                r["threads"].as_u64().unwrap(),
                 r["commands"].as_u64().unwrap(),
             )
         })
         .collect();
-    let expected: Vec<(String, String, u64)> = [
-        ("conn-pool-process", "sequential", 6),
-        ("ssh-S", "sequential", 6),
-        ("conn-pool-process", "concurrent", 6),
-        ("ssh-S", "concurrent", 6),
-        ("ssh-fresh", "sequential", 2),
-    ]
-    .iter()
-    .map(|(a, b, c)| (a.to_string(), b.to_string(), *c))
-    .collect();
+    let mut expected: Vec<(String, String, u64, u64)> = Vec::new();
+    for (mode, threads) in [("sequential", 1), ("concurrent", 2), ("concurrent", 3)] {
+        for backend in ["conn-pool-native", "conn-pool-process", "ssh-S"] {
+            expected.push((backend.into(), mode.into(), threads, 6));
+        }
+    }
+    expected.push(("ssh-fresh".into(), "sequential".into(), 1, 2));
     assert_eq!(shape, expected);
     for r in rows {
         assert_eq!(r["errors"], 0, "{r}");
         assert!(r["median_us"].as_u64().unwrap() > 0, "{r}");
         assert!(r["p99_us"].as_u64() >= r["median_us"].as_u64(), "{r}");
         assert!(r["median_ratio"].as_f64().unwrap() > 0.0, "{r}");
+        let pool = r["backend"].as_str().unwrap().starts_with("conn-pool-");
+        assert_eq!(r["refusals_retried"].is_u64(), pool, "{r}");
+        assert_eq!(r["commands_per_sec_ratio_to_process"].is_f64(), pool, "{r}");
     }
     assert_eq!(
-        rows[1]["median_ratio"], 1.0,
+        rows[2]["median_ratio"], 1.0,
         "the baseline is its own reference"
     );
-    // Pool and baseline share the masters: one login for the pool's master (3 threads fit one
-    // master of capacity 8), plus one per fresh connection.
-    assert_eq!(server.accepted_logins(), 1 + 2);
+    assert_eq!(rows[1]["commands_per_sec_ratio_to_process"], 1.0);
+    let liveness = &report["liveness"];
+    for key in [
+        "refresh_fast_path_cold",
+        "refresh_fast_path_warm",
+        "probe_cold",
+        "probe_warm",
+    ] {
+        assert_eq!(liveness[key]["count"], 2, "{liveness}");
+    }
+    assert_eq!(liveness["ssh_check"]["count"], 4, "{liveness}");
+    assert!(liveness["speedup"].as_f64().unwrap() > 1.0, "{liveness}");
+    let fresh = report["fresh_processes"].as_array().unwrap();
+    let muxes: Vec<&str> = fresh.iter().map(|f| f["mux"].as_str().unwrap()).collect();
+    assert_eq!(muxes, ["native", "process"]);
+    for f in fresh {
+        assert_eq!(
+            (f["runs"].as_u64(), f["errors"].as_u64()),
+            (Some(2), Some(0)),
+            "{f}"
+        );
+        assert!(f["speedup_vs_fresh_ssh"].as_f64().unwrap() > 0.0, "{f}");
+    }
+    assert!(!report["targets"].as_array().unwrap().is_empty());
+    // Each back end has its own pool, hence its own masters: 3 threads at capacity 2 need two
+    // each. The baseline shares the process pool's masters, the fresh `conn run` processes
+    // lease the masters the pools left, so the only other logins are the fresh connections.
+    assert_eq!(report["masters"], 2);
+    assert_eq!(server.accepted_logins(), 2 * 2 + 2);
+    // --exit-on-shutdown: the bench ended every master it started.
+    let leases = run_conn([
+        "leases",
+        "--json",
+        "--socket-dir",
+        &dir.path().display().to_string(),
+    ]);
+    let leases: Value = serde_json::from_slice(&leases.stdout).unwrap();
+    let live = || -> u64 {
+        let out = run_conn([
+            "leases",
+            "--json",
+            "--socket-dir",
+            &dir.path().display().to_string(),
+        ]);
+        let v: Value = serde_json::from_slice(&out.stdout).unwrap();
+        v["namespaces"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|n| n["live"].as_u64().unwrap())
+            .sum()
+    };
+    assert!(
+        wait_until(Duration::from_secs(5), || live() == 0),
+        "masters still alive: {leases}"
+    );
+}
+
+#[test]
+fn run_with_native_mux_passes_output_and_exit_status_through() {
+    let server = start_sshd();
+    let dir = socket_dir();
+    let run = |remote: &[&str]| {
+        let mut argv = args(&["run", "--mux", "native"]);
+        argv.extend(remote_opts(&server, dir.path()));
+        argv.extend(args(&["-H", "conn-test", "--"]));
+        argv.extend(args(remote));
+        run_conn(&argv)
+    };
+    let out = run(&[
+        "sh",
+        "-c",
+        "printf '%s|' \"$@\"; printf 'to stderr\\n' >&2; exit 42",
+        "sh",
+        "a b",
+        "$HOME",
+        "'quoted'",
+        ";",
+    ]);
+    assert_eq!(out.status.code(), Some(42), "stderr: {}", text(&out.stderr));
+    assert_eq!(text(&out.stdout), "a b|$HOME|'quoted'|;|");
+    assert_eq!(text(&out.stderr), "to stderr\n");
+    assert_eq!(
+        server.accepted_logins(),
+        1,
+        "the first run starts one master"
+    );
+
+    // A remote exit 255 is the command's own with native mux: passed through, no error line.
+    server.mark_log();
+    let out = run(&["sh", "-c", "echo out; echo err >&2; exit 255"]);
+    assert_eq!(
+        out.status.code(),
+        Some(255),
+        "stderr: {}",
+        text(&out.stderr)
+    );
+    assert_eq!(text(&out.stdout), "out\n");
+    assert_eq!(text(&out.stderr), "err\n", "no transport error is reported");
+    assert_eq!(
+        server.accepted_logins(),
+        0,
+        "the second run reuses the master"
+    );
+
+    // stdin that is not a terminal reaches the remote command over the passed descriptors.
+    let mut argv = args(&["run", "--mux", "native"]);
+    argv.extend(remote_opts(&server, dir.path()));
+    argv.extend(args(&["-H", "conn-test", "--", "tr", "a-z", "A-Z"]));
+    let mut cmd = conn();
+    cmd.args(&argv)
+        .stdin(fs::File::open(write_tmp(dir.path(), "in", "piped\n")).unwrap());
+    let out = run_with_timeout(&mut cmd, CONN_TIMEOUT).unwrap();
+    assert!(out.status.success(), "stderr: {}", text(&out.stderr));
+    assert_eq!(text(&out.stdout), "PIPED\n");
+
+    // An unknown back end is a usage error.
+    let out = run_conn(["run", "--mux", "carrier-pigeon", "-H", "conn-test", "true"]);
+    assert_usage_error(&out, "carrier-pigeon");
 }
