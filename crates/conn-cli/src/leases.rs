@@ -2,10 +2,6 @@
 //! [`conn_lease::inspect`] and [`conn_lease::prune`], plus a liveness probe of each socket.
 
 use std::io::{self, Write};
-use std::mem;
-use std::os::fd::{FromRawFd, OwnedFd};
-use std::os::unix::ffi::OsStrExt;
-use std::os::unix::fs::FileTypeExt;
 use std::path::{Path, PathBuf};
 use std::time::{Duration, SystemTime};
 
@@ -235,52 +231,13 @@ fn human(d: Duration) -> String {
     }
 }
 
-/// Whether a master listens on `path`, without ever blocking: a non-blocking Unix-stream
-/// connect completes, is refused, or reports a full backlog at once.
+/// Whether a master listens on `path`, without ever blocking (conn-lease's probe).
 pub fn probe(path: &Path) -> Master {
-    match std::fs::symlink_metadata(path) {
-        Ok(m) if m.file_type().is_socket() => {}
-        _ => return Master::None,
-    }
-    let bytes = path.as_os_str().as_bytes();
-    // SAFETY: sockaddr_un is plain data; zeroed is a valid value.
-    let mut addr: libc::sockaddr_un = unsafe { mem::zeroed() };
-    if bytes.len() >= addr.sun_path.len() {
-        return Master::None;
-    }
-    addr.sun_family = libc::AF_UNIX as libc::sa_family_t;
-    for (dst, &src) in addr.sun_path.iter_mut().zip(bytes) {
-        *dst = src as libc::c_char;
-    }
-    // SAFETY: socket(2) with constant arguments; the fd is owned at once.
-    let fd = unsafe {
-        libc::socket(
-            libc::AF_UNIX,
-            libc::SOCK_STREAM | libc::SOCK_NONBLOCK | libc::SOCK_CLOEXEC,
-            0,
-        )
-    };
-    if fd < 0 {
-        return Master::None;
-    }
-    // SAFETY: fd is a fresh descriptor nobody else owns.
-    let _fd = unsafe { OwnedFd::from_raw_fd(fd) };
-    let len = mem::size_of::<libc::sa_family_t>() + bytes.len() + 1;
-    // SAFETY: addr is a valid sockaddr_un and len does not exceed its size.
-    let rc = unsafe {
-        libc::connect(
-            fd,
-            (&addr as *const libc::sockaddr_un).cast(),
-            len as libc::socklen_t,
-        )
-    };
-    if rc == 0 {
-        return Master::Live;
-    }
-    match io::Error::last_os_error().raw_os_error() {
-        Some(libc::EAGAIN) | Some(libc::EINPROGRESS) => Master::Live,
-        Some(libc::ENOENT) => Master::None,
-        _ => Master::Dead,
+    use conn_lease::SocketState;
+    match conn_lease::probe_socket(path) {
+        SocketState::Live | SocketState::Busy => Master::Live,
+        SocketState::Stale | SocketState::Unknown(_) => Master::Dead,
+        SocketState::Missing | SocketState::NotASocket => Master::None,
     }
 }
 
