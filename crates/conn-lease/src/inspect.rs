@@ -8,8 +8,7 @@ use std::time::{Duration, SystemTime};
 
 use crate::error::LeaseError;
 use crate::layout::{
-    Candidate, Dirs, Folder, check_private_dir, lstat, open_lock_file, valid_name,
-    valid_namespace_dir,
+    Candidate, Dirs, Folder, check_private_dir, lstat, open_lock_file, valid_namespace_dir,
 };
 
 /// The state of one lock file, as [`inspect`] found it.
@@ -176,18 +175,8 @@ fn namespaces(root: &Path) -> Result<Vec<Dirs>, LeaseError> {
 
 /// The name-shaped entries of `dir`, whatever their type; a missing `dir` lists nothing.
 fn list_names(dir: &Path) -> Result<Vec<String>, LeaseError> {
-    let entries = match fs::read_dir(dir) {
-        Ok(e) => e,
-        Err(e) if e.kind() == io::ErrorKind::NotFound => return Ok(Vec::new()),
-        Err(e) => return Err(LeaseError::io(format!("cannot list {}", dir.display()), e)),
-    };
-    let mut names = Vec::new();
-    for entry in entries {
-        let entry =
-            entry.map_err(|e| LeaseError::io(format!("cannot list {}", dir.display()), e))?;
-        if let Some(name) = valid_name(&entry.file_name()) {
-            names.push(name.to_owned());
-        }
-    }
-    Ok(names)
+    Ok(crate::layout::list_entries(dir)?
+        .into_iter()
+        .map(|e| e.name)
+        .collect())
 }

@@ -359,31 +359,57 @@ impl Dirs {
     /// The valid names listed in `folder`, skipping entries that are symlinks or otherwise not
     /// regular files (as reported by the directory listing). A missing folder lists nothing.
     pub fn list(&self, folder: Folder) -> Result<Vec<String>, LeaseError> {
-        let dir = self.folder(folder);
-        let entries = match fs::read_dir(dir) {
-            Ok(e) => e,
-            Err(e) if e.kind() == io::ErrorKind::NotFound => return Ok(Vec::new()),
-            Err(e) => return Err(LeaseError::io(format!("cannot list {}", dir.display()), e)),
-        };
         let mut names = Vec::new();
-        for entry in entries {
-            let entry =
-                entry.map_err(|e| LeaseError::io(format!("cannot list {}", dir.display()), e))?;
-            let file_name = entry.file_name();
-            let Some(name) = valid_name(&file_name) else {
-                continue;
-            };
+        for entry in list_entries(self.folder(folder))? {
             match entry.file_type() {
-                Ok(ft) if ft.is_file() => names.push(name.to_owned()),
+                Ok(ft) if ft.is_file() => names.push(entry.name),
                 Ok(ft) if ft.is_symlink() => tracing::warn!(
                     "skipping lock file {}: it is a symlink",
-                    entry.path().display()
+                    entry.entry.path().display()
                 ),
-                _ => tracing::warn!("skipping {}: not a regular file", entry.path().display()),
+                _ => tracing::warn!(
+                    "skipping {}: not a regular file",
+                    entry.entry.path().display()
+                ),
             }
         }
         Ok(names)
     }
+}
+
+/// A directory entry whose name is a valid lease name.
+pub(crate) struct NamedEntry {
+    pub name: String,
+    entry: fs::DirEntry,
+}
+
+impl NamedEntry {
+    /// The entry's type as the directory listing reports it (no `stat`, no link followed).
+    pub fn file_type(&self) -> io::Result<fs::FileType> {
+        self.entry.file_type()
+    }
+}
+
+/// The entries of `dir` whose names are valid lease names, whatever their type; a missing
+/// `dir` lists nothing.
+pub(crate) fn list_entries(dir: &Path) -> Result<Vec<NamedEntry>, LeaseError> {
+    let listing_error = |e| LeaseError::io(format!("cannot list {}", dir.display()), e);
+    let entries = match fs::read_dir(dir) {
+        Ok(e) => e,
+        Err(e) if e.kind() == io::ErrorKind::NotFound => return Ok(Vec::new()),
+        Err(e) => return Err(listing_error(e)),
+    };
+    let mut named = Vec::new();
+    for entry in entries {
+        let entry = entry.map_err(listing_error)?;
+        if let Some(name) = valid_name(&entry.file_name()) {
+            named.push(NamedEntry {
+                name: name.to_owned(),
+                entry,
+            });
+        }
+    }
+    Ok(named)
 }
 
 #[cfg(test)]
