@@ -45,7 +45,8 @@ Examples:
   conn run --dry-run -H db1 -- rm -rf /scratch   prints the ssh command line, runs nothing";
 
 const BENCH_AFTER_HELP: &str = "\
-Rows (each runs `/bin/echo hello` on HOST), sequentially and at each of -t THREADS:
+Rows (each runs `/bin/echo hello` on HOST, or with --builtin the remote shell's builtin
+`echo hello`), sequentially and at each of -t THREADS:
   conn pool (native mux)   conn's pool, sessions spoken in-process over the master socket
   conn pool (process mux)  conn's pool, one `ssh -S` client process per command
   ssh -S (hand-spawned)    the baseline: `ssh <same options> -S <socket of a pooled master>`
@@ -64,7 +65,8 @@ and a summary of each figure against its target.
 Examples:
   conn bench db1
   conn bench -n 1000 -t 8,32 --capacity 8 --json backup@db1 > bench.json
-  conn bench --mux process -t 16 db1";
+  conn bench --mux process -t 16 db1
+  conn bench --builtin db1                 no remote exec: the transports' own cost";
 const LEASES_AFTER_HELP: &str = "\
 Each namespace (one per location, endpoint and pool) holds socket names that are
   free       not leased by anyone; the next `conn` takes it (and its master, if alive)
@@ -86,8 +88,9 @@ the demo creates when it is missing (`useradd -m -s /bin/sh conntest; usermod -p
 and says so; remove it afterwards with `userdel -r conntest`. As any other user it logs in as
 that user. Nothing outside a temporary directory is touched otherwise.
 
-Example:
-  cargo run --release -p conn-cli -- demo";
+Examples:
+  cargo run --release -p conn-cli -- demo
+  cargo run --release -p conn-cli -- demo --builtin   the bench runs the shell's builtin echo";
 
 /// `conn`: run commands on remote hosts through pooled, multiplexed OpenSSH connections.
 #[derive(Debug, Parser)]
@@ -224,6 +227,12 @@ pub struct BenchArgs {
           value_parser = clap::value_parser!(u32).range(0..=10_000))]
     pub warmup: u32,
 
+    /// Run the remote shell's builtin `echo hello` instead of `/bin/echo hello` (same output,
+    /// no exec on the remote side), in every row and fresh process: isolates the transport's
+    /// cost from the remote exec's, which dominates when the server shares the client's CPUs.
+    #[arg(long)]
+    pub builtin: bool,
+
     /// Print the results as JSON on stdout.
     #[arg(long)]
     pub json: bool,
@@ -266,6 +275,11 @@ pub struct DemoArgs {
     #[arg(short = 't', long, value_name = "T[,T…]", value_delimiter = ',', default_value = "8,32",
           value_parser = clap::value_parser!(u32).range(1..=256))]
     pub threads: Vec<u32>,
+
+    /// Benchmark the remote shell's builtin `echo hello` instead of `/bin/echo hello`
+    /// (`conn bench --builtin`): the transport's cost without the remote exec's.
+    #[arg(long)]
+    pub builtin: bool,
 }
 
 /// `src` or `dst` (clap's view of [`Location`]).
@@ -543,6 +557,8 @@ mod tests {
             panic!("not demo")
         };
         assert_eq!(d.threads, [8, 32]);
+        assert!(!d.builtin && !b.builtin);
+        assert!(bench(&["--builtin"]).builtin);
     }
 
     #[test]

@@ -1,4 +1,5 @@
-//! `conn bench`: latency and throughput of `/bin/echo hello` through conn's pool, with each mux
+//! `conn bench`: latency and throughput of `/bin/echo hello` (with `--builtin`, the remote
+//! shell's builtin `echo hello`: see [`BUILTIN_ARGV`]) through conn's pool, with each mux
 //! back end (native: the OpenSSH mux protocol spoken in-process; process: one `ssh -S` client
 //! per command), against the same number of hand-spawned `ssh -S <socket of a pooled master>`
 //! commands (the baseline: what a careful script would do without conn) and a few fresh `ssh`
@@ -27,8 +28,16 @@ use crate::args::{BenchArgs, SshArgs};
 use crate::output::{EXIT_INTERRUPTED, Failure, one_line, print_error};
 use crate::{POOL_NAME, signals};
 
-/// The command every row runs.
-pub const BENCH_ARGV: [&str; 2] = ["/bin/echo", "hello"];
+/// The command every measurement runs by default: an external program, so each command also
+/// pays the remote side's fork and exec of `/bin/echo`, as a real command would.
+pub const EXEC_ARGV: [&str; 2] = ["/bin/echo", "hello"];
+/// The command with `--builtin`: `echo hello`. sshd still starts the remote login shell
+/// (`$SHELL -c 'echo hello'`), but its builtin `echo` prints the same `hello` with no further
+/// fork or exec. Against a server on the same CPUs as the client, the remote exec of
+/// `/bin/echo` is most of a native-mux session's CPU and hides the transport's difference; the
+/// builtin isolates the transport's cost (client, master, sshd's session, the shell's start)
+/// from the remote exec's.
+pub const BUILTIN_ARGV: [&str; 2] = ["echo", "hello"];
 const EXPECTED_STDOUT: &[u8] = b"hello\n";
 /// Bound for one benchmarked command: a hung master fails the bench instead of hanging it.
 const COMMAND_TIMEOUT: Duration = Duration::from_secs(30);
@@ -243,6 +252,8 @@ fn load_average() -> Option<[f64; 3]> {
 pub struct Report {
     /// The host as given.
     pub host: String,
+    /// The command every measurement ran.
+    pub command: Vec<String>,
     /// Commands per row.
     pub count: usize,
     /// Threads of the concurrent rows, one mode each.
@@ -421,6 +432,8 @@ pub struct Plan {
     pub checks: usize,
     /// Fresh `conn run` processes per back end.
     pub fresh_runs: usize,
+    /// The command every measurement runs: [`EXEC_ARGV`], or [`BUILTIN_ARGV`] with `--builtin`.
+    pub command: Vec<String>,
 }
 
 impl Plan {
@@ -444,6 +457,13 @@ impl Plan {
             warmup: args.warmup as usize,
             checks: args.checks as usize,
             fresh_runs: args.fresh_runs as usize,
+            command: if args.builtin {
+                BUILTIN_ARGV
+            } else {
+                EXEC_ARGV
+            }
+            .map(String::from)
+            .to_vec(),
         }
     }
 }
@@ -499,7 +519,7 @@ pub fn run(opts: &SshArgs, host: &str, plan: &Plan) -> Result<Report, Failure> {
     let masters_started = measured.as_ref().map_or(0, |r| r.masters * pools.len());
     let result = measured.and_then(|mut report| {
         if plan.fresh_runs > 0 {
-            report.fresh_processes = fresh_processes(opts, host, &plan.muxes, plan.fresh_runs)?;
+            report.fresh_processes = fresh_processes(opts, host, plan)?;
         }
         report.load[1] = load_average();
         Ok(report)
@@ -520,7 +540,7 @@ fn measure_pools(
     plan: &Plan,
 ) -> Result<Report, Failure> {
     let capacity = opts.capacity as usize;
-    let echo = Cmd::new(BENCH_ARGV);
+    let echo = Cmd::new(plan.command.iter().cloned());
     let max_threads = plan.threads.iter().copied().max().unwrap_or(1);
     let mut sockets = Vec::new();
     for (_, pool) in pools {
@@ -531,8 +551,8 @@ fn measure_pools(
     }
     // The baseline uses the masters of the last pool (the process one when it is measured).
     let base = base_args(opts)?;
-    let mut subjects = pool_subjects(pools);
-    subjects.push(hand_spawned(&base, host, &sockets, capacity));
+    let mut subjects = pool_subjects(pools, &plan.command);
+    subjects.push(hand_spawned(&base, host, &plan.command, &sockets, capacity));
     let mut rows = Vec::new();
     let modes =
         std::iter::once(Mode::Sequential).chain(plan.threads.iter().map(|&t| Mode::Concurrent(t)));
@@ -541,7 +561,7 @@ fn measure_pools(
     }
     if plan.fresh > 0 {
         rows.push(measure(
-            &fresh_connection(&base, host),
+            &fresh_connection(&base, host, &plan.command),
             Mode::Sequential,
             plan.fresh,
         )?);
@@ -552,6 +572,7 @@ fn measure_pools(
     };
     Ok(Report {
         host: host.to_string(),
+        command: plan.command.clone(),
         count: plan.count,
         threads: plan.threads.clone(),
         capacity,
@@ -563,13 +584,16 @@ fn measure_pools(
     })
 }
 
-/// The pool back ends to measure: one subject per pool, running the command through
+/// The pool back ends to measure: one subject per pool, running `command` through
 /// `ConnectionPool::run` as `conn run` does.
-fn pool_subjects(pools: &[(Mux, ConnectionPool<OpenSsh>)]) -> Vec<Subject<'_>> {
+fn pool_subjects<'a>(
+    pools: &'a [(Mux, ConnectionPool<OpenSsh>)],
+    command: &[String],
+) -> Vec<Subject<'a>> {
     pools
         .iter()
         .map(|(mux, pool)| {
-            let echo = Cmd::new(BENCH_ARGV);
+            let echo = Cmd::new(command.iter().cloned());
             let (key, label) = pool_key_label(*mux);
             Subject {
                 key,
@@ -665,19 +689,16 @@ fn liveness(
     Ok(l)
 }
 
-/// Spawns `conn run --mux <mux> -H host -- /bin/echo hello` (this very binary, with the same
-/// options and socket directory) `n` times per back end, the back ends taking turns, and
-/// times each child from spawn to exit. The pools have shut down: the masters are alive and
-/// their leases free, so each child leases one and runs its first command over it.
-fn fresh_processes(
-    opts: &SshArgs,
-    host: &str,
-    muxes: &[Mux],
-    n: usize,
-) -> Result<Vec<FreshProcess>, Failure> {
+/// Spawns `conn run --mux <mux> -H host -- <the plan's command>` (this very binary, with the
+/// same options and socket directory) `plan.fresh_runs` times per back end, the back ends
+/// taking turns, and times each child from spawn to exit. The pools have shut down: the
+/// masters are alive and their leases free, so each child leases one and runs its first
+/// command over it.
+fn fresh_processes(opts: &SshArgs, host: &str, plan: &Plan) -> Result<Vec<FreshProcess>, Failure> {
     let exe = std::env::current_exe()
         .map_err(|e| Failure::other(format!("cannot find the conn executable: {e}")))?;
-    let mut results: Vec<FreshProcess> = muxes
+    let mut results: Vec<FreshProcess> = plan
+        .muxes
         .iter()
         .map(|&mux| FreshProcess {
             mux,
@@ -686,7 +707,7 @@ fn fresh_processes(
             first_error: None,
         })
         .collect();
-    for _ in 0..n {
+    for _ in 0..plan.fresh_runs {
         for result in results.iter_mut() {
             if signals::interrupted().is_some() {
                 return Err(interrupted());
@@ -696,7 +717,7 @@ fn fresh_processes(
             args.push(format!("--mux={}", result.mux).into());
             args.push(format!("--timeout={}", COMMAND_TIMEOUT.as_secs()).into());
             args.extend(["-H", host, "--"].map(OsString::from));
-            args.extend(BENCH_ARGV.map(OsString::from));
+            args.extend(plan.command.iter().map(OsString::from));
             let t0 = Instant::now();
             let out = Command::new(&exe)
                 .args(&args)
@@ -791,11 +812,12 @@ fn start_masters(pool: &ConnectionPool<OpenSsh>, threads: usize) -> Result<Vec<P
 }
 
 /// The baseline: `ssh <the pool's options> -S <socket> -oControlMaster=no
-/// -oProxyCommand=false <host> /bin/echo hello`, spawned with `std::process::Command`, thread
-/// `t` on the socket of the master the pool would give its `t`-th session.
+/// -oProxyCommand=false <host> <command>`, spawned with `std::process::Command`, thread `t` on
+/// the socket of the master the pool would give its `t`-th session.
 fn hand_spawned<'a>(
     base: &[String],
     host: &str,
+    command: &[String],
     sockets: &[PathBuf],
     capacity: usize,
 ) -> Subject<'a> {
@@ -807,7 +829,7 @@ fn hand_spawned<'a>(
             argv.push(socket.to_string_lossy().into_owned());
             argv.extend(["-oControlMaster=no".into(), "-oProxyCommand=false".into()]);
             argv.push(host.to_string());
-            argv.extend(BENCH_ARGV.iter().map(|s| s.to_string()));
+            argv.extend(command.iter().cloned());
             argv
         })
         .collect();
@@ -824,11 +846,11 @@ fn hand_spawned<'a>(
 }
 
 /// A new ssh connection per command (no master): handshake and authentication every time.
-fn fresh_connection<'a>(base: &[String], host: &str) -> Subject<'a> {
+fn fresh_connection<'a>(base: &[String], host: &str, command: &[String]) -> Subject<'a> {
     let mut argv = base.to_vec();
     argv.extend(["-oControlMaster=no".into(), "-oControlPath=none".into()]);
     argv.push(host.to_string());
-    argv.extend(BENCH_ARGV.iter().map(|s| s.to_string()));
+    argv.extend(command.iter().cloned());
     Subject {
         key: "ssh-fresh",
         label: "ssh (new connection)",
@@ -1082,7 +1104,7 @@ pub fn write_table(out: &mut impl Write, r: &Report) -> io::Result<()> {
         out,
         "conn bench: `{}` on {}: {} commands per row, {} threads in the concurrent rows, \
          {} session{} per master ({} master{} per back end)",
-        BENCH_ARGV.join(" "),
+        r.command.join(" "),
         r.host,
         r.count,
         if threads.is_empty() {
@@ -1194,7 +1216,7 @@ pub fn write_table(out: &mut impl Write, r: &Report) -> io::Result<()> {
             "First command of a fresh process: `conn run --mux M -H {} -- {}` spawned anew each \
              time (after the pools shut down: masters alive, leases free), whole child wall time:",
             r.host,
-            BENCH_ARGV.join(" ")
+            r.command.join(" ")
         )?;
         writeln!(
             out,
@@ -1242,7 +1264,7 @@ pub fn write_table(out: &mut impl Write, r: &Report) -> io::Result<()> {
     let targets = r.targets();
     if !targets.is_empty() {
         writeln!(out)?;
-        writeln!(out, "Targets:")?;
+        writeln!(out, "Targets (`{}`):", r.command.join(" "))?;
         for t in &targets {
             writeln!(
                 out,
@@ -1353,7 +1375,7 @@ pub fn to_json(r: &Report) -> serde_json::Value {
         .collect();
     json!({
         "host": r.host,
-        "command": BENCH_ARGV,
+        "command": r.command,
         "count": r.count,
         "threads": r.threads,
         "capacity": r.capacity,
@@ -1407,6 +1429,7 @@ mod tests {
     fn ratios_compare_to_the_baseline_of_the_same_mode() {
         let report = Report {
             host: "h".into(),
+            command: EXEC_ARGV.map(String::from).to_vec(),
             count: 2,
             threads: vec![4],
             capacity: 8,
@@ -1452,6 +1475,7 @@ mod tests {
         native_32.errors = 1;
         let report = Report {
             host: "h".into(),
+            command: EXEC_ARGV.map(String::from).to_vec(),
             count: 2,
             threads: vec![8, 32],
             capacity: 8,

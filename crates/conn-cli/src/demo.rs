@@ -117,10 +117,13 @@ fn steps(server: &TestSshd, conn: &Path, args: &DemoArgs) -> Result<u8, Failure>
             &threads,
             "--capacity",
             &conn_core::DEFAULT_CAPACITY.to_string(),
-            host,
         ]
         .map(OsString::from),
     );
+    if args.builtin {
+        bench.push("--builtin".into());
+    }
+    bench.push(host.into());
     let (status, _) = run_conn(conn, &bench)?;
     if !status.success() {
         return Err(Failure::other(format!("conn bench failed ({status})")));

@@ -679,6 +679,7 @@ fn bench_measures_both_back_ends_against_the_baseline() {
     let out = run_conn(&argv);
     assert!(out.status.success(), "{}", text(&out.stderr));
     let report: Value = serde_json::from_slice(&out.stdout).unwrap();
+    assert_eq!(report["command"], serde_json::json!(["/bin/echo", "hello"]));
     assert_eq!(report["threads"], serde_json::json!([2, 3]));
     assert_eq!(report["failures"], 0, "{report}");
     let rows = report["rows"].as_array().unwrap();
@@ -770,6 +771,40 @@ fn bench_measures_both_back_ends_against_the_baseline() {
         wait_until(Duration::from_secs(5), || live() == 0),
         "masters still alive: {leases}"
     );
+}
+
+#[test]
+fn bench_builtin_runs_the_remote_shell_s_echo_everywhere() {
+    let server = start_sshd();
+    let dir = socket_dir();
+    let mut argv = args(&["bench"]);
+    argv.extend(remote_opts(&server, dir.path()));
+    argv.extend(args(&[
+        "-n",
+        "2",
+        "-t",
+        "2",
+        "--fresh",
+        "1",
+        "--warmup",
+        "0",
+        "--checks",
+        "0",
+        "--fresh-runs",
+        "1",
+        "--builtin",
+        "--json",
+        "--exit-on-shutdown",
+        "conn-test",
+    ]));
+    let out = run_conn(&argv);
+    assert!(out.status.success(), "{}", text(&out.stderr));
+    let report: Value = serde_json::from_slice(&out.stdout).unwrap();
+    assert_eq!(report["command"], serde_json::json!(["echo", "hello"]));
+    // Every row and fresh process ran it and got `hello` back.
+    assert_eq!(report["failures"], 0, "{report}");
+    assert_eq!(report["rows"].as_array().unwrap().len(), 3 * 2 + 1);
+    assert_eq!(report["fresh_processes"].as_array().unwrap().len(), 2);
 }
 
 #[test]
