@@ -375,7 +375,7 @@ impl Connection for OpenSshConnection {
 
     /// The refresh of the specification (§6): the fast path when the last slow check is recent
     /// and the socket is a live listener (microseconds); otherwise, one thread at a time, the
-    /// slow path ([`OpenSshConnection::slow_refresh`]). Threads that find a slow refresh in
+    /// slow path (`slow_refresh`). Threads that find a slow refresh in
     /// progress wait for it within their own deadline and cancellation, then look again.
     fn refresh(&self, job: &dyn Job) -> Result<()> {
         let Some(control) = &self.control else {
