@@ -321,10 +321,12 @@ impl<T: Transport> ConnectionPool<T> {
             state.heap.clear();
             std::mem::take(&mut state.entries)
         };
-        // Dropped outside the lock: closing may talk to an ssh master.
-        for entry in entries {
+        // Every connection is marked before any is dropped, so a shutdown that panics cannot
+        // leave the others unmarked. Dropped outside the lock: closing may talk to a master.
+        for entry in &entries {
             entry.conn.closing.store(true, Ordering::Release);
         }
+        drop(entries);
     }
 }
 

@@ -215,11 +215,24 @@ fn wait_with_io(
     let mut err = Vec::new();
     let mut exited = false;
     let mut buf = vec![0u8; 64 * 1024];
+    // A watched stderr's bytes on their way to our own stderr. Written only when poll says fd 2
+    // takes them, so an unread stderr of ours can never block us past the deadline; while the
+    // backlog is full, the child's stderr is not read (the child waits, as it would on fd 2).
+    let mut relay: Vec<u8> = Vec::new();
+    // (Not when fd 2 is one of the child's pipes: a process that closed its stderr gets that
+    // number reused.)
+    let pipe_fds = [
+        stdin.as_ref().map(|p| p.as_raw_fd()),
+        stdout.as_ref().map(|p| p.as_raw_fd()),
+        stderr.as_ref().map(|p| p.as_raw_fd()),
+    ];
+    let mut relaying =
+        watch.is_some_and(|w| w.forward) && !pipe_fds.contains(&Some(libc::STDERR_FILENO));
     loop {
         if written == input.len() || exited {
             stdin = None; // EOF for the child, or nobody left to read it
         }
-        if exited && stdout.is_none() && stderr.is_none() {
+        if exited && stdout.is_none() && stderr.is_none() && relay.is_empty() {
             break;
         }
         let mut fds: Vec<libc::pollfd> = Vec::with_capacity(4);
@@ -237,8 +250,13 @@ fn wait_with_io(
         if let Some(p) = &stdout {
             push(p.as_raw_fd(), libc::POLLIN);
         }
-        if let Some(p) = &stderr {
+        if let Some(p) = &stderr
+            && relay.len() < RELAY_MAX
+        {
             push(p.as_raw_fd(), libc::POLLIN);
+        }
+        if !relay.is_empty() {
+            push(libc::STDERR_FILENO, libc::POLLOUT);
         }
         if !exited && let Some(fd) = &exit_fd {
             push(fd.as_raw_fd(), libc::POLLIN);
@@ -266,7 +284,19 @@ fn wait_with_io(
                 continue;
             }
             let fd = pfd.fd;
-            if stdin.as_ref().is_some_and(|p| p.as_raw_fd() == fd) {
+            if fd == libc::STDERR_FILENO {
+                // At most PIPE_BUF bytes, which a writable pipe always takes whole.
+                let chunk = relay.len().min(libc::PIPE_BUF);
+                // SAFETY: writes `chunk` initialised bytes from our own buffer to fd 2.
+                let n = unsafe { libc::write(fd, relay.as_ptr().cast(), chunk) };
+                if n > 0 {
+                    relay.drain(..n as usize);
+                } else if n < 0 && io::Error::last_os_error().kind() != io::ErrorKind::Interrupted {
+                    // Our stderr is gone or broken: drop the copy, never the command.
+                    relay.clear();
+                    relaying = false;
+                }
+            } else if stdin.as_ref().is_some_and(|p| p.as_raw_fd() == fd) {
                 let pipe = stdin.as_mut().expect("checked above");
                 match pipe.write(&input[written..]) {
                     Ok(n) => written += n,
@@ -289,9 +319,8 @@ fn wait_with_io(
                         Some(w) => {
                             let room = w.keep.saturating_sub(err.len()).min(n);
                             err.extend_from_slice(&buf[..room]);
-                            if w.forward {
-                                // Our own stderr failing (closed, say) must not fail the command.
-                                let _ = io::stderr().lock().write_all(&buf[..n]);
+                            if relaying {
+                                relay.extend_from_slice(&buf[..n]);
                             }
                         }
                     },
@@ -320,6 +349,10 @@ fn wait_with_io(
 }
 
 const TICK: Duration = Duration::from_millis(10);
+
+/// How many bytes of a watched stderr may wait for our own stderr before the child's is no
+/// longer read.
+const RELAY_MAX: usize = 256 * 1024;
 
 /// Reads what is available from `pipe` into `buf`: the count, 0 at end of file.
 fn read_some<R: Read>(pipe: &mut Option<R>, buf: &mut [u8]) -> io::Result<usize> {
@@ -409,5 +442,64 @@ mod tests {
         let captured = cmd.clone().stderr(Stream::Capture);
         let out = run_process_watching_stderr(&argv, &captured, &job, 3).unwrap();
         assert_eq!(out.stderr, b"abcdef", "a captured stderr is returned whole");
+    }
+
+    /// Run by `relaying_to_an_unread_stderr_never_outlasts_the_deadline` as a child process
+    /// whose own stderr is a pipe nobody reads.
+    #[test]
+    fn relay_child() {
+        if std::env::var_os("CONN_RELAY_CHILD").is_none() {
+            return;
+        }
+        let argv = ["sh", "-c", "head -c 1000000 /dev/zero >&2; sleep 30"];
+        let cmd = Cmd::new(argv).stderr(Stream::Inherit);
+        let job = SimpleJob::with_timeout(Duration::from_millis(500));
+        let start = std::time::Instant::now();
+        let err = run_process_watching_stderr(&argv, &cmd, &job, 16).unwrap_err();
+        assert!(matches!(err, crate::Error::Timeout { .. }), "{err:?}");
+        // Report on stdout: stderr is the pipe nobody reads.
+        println!("RELAY_CHILD_MS {}", start.elapsed().as_millis());
+    }
+
+    #[test]
+    fn relaying_to_an_unread_stderr_never_outlasts_the_deadline() {
+        let (_unread, stderr_w) = std::io::pipe().unwrap();
+        let mut child = std::process::Command::new(std::env::current_exe().unwrap())
+            .args(["--exact", "process::tests::relay_child", "--nocapture"])
+            .env("CONN_RELAY_CHILD", "1")
+            .stdout(Stdio::piped())
+            .stderr(stderr_w)
+            .spawn()
+            .unwrap();
+        // Bound the test itself: a relay that blocks would hang the child for good.
+        let pid = child.id() as i32;
+        let done = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false));
+        let watchdog = {
+            let done = std::sync::Arc::clone(&done);
+            std::thread::spawn(move || {
+                let until = std::time::Instant::now() + Duration::from_secs(20);
+                while !done.load(std::sync::atomic::Ordering::Acquire) {
+                    if std::time::Instant::now() >= until {
+                        // SAFETY: plain kill of our own child, not yet reaped.
+                        unsafe { libc::kill(pid, libc::SIGKILL) };
+                        return;
+                    }
+                    std::thread::sleep(Duration::from_millis(20));
+                }
+            })
+        };
+        let mut stdout = String::new();
+        child.stdout.take().unwrap().read_to_string(&mut stdout).unwrap();
+        let status = child.wait().unwrap();
+        done.store(true, std::sync::atomic::Ordering::Release);
+        watchdog.join().unwrap();
+        let ms: u64 = stdout
+            .split("RELAY_CHILD_MS ")
+            .nth(1)
+            .and_then(|rest| rest.split_whitespace().next())
+            .and_then(|n| n.parse().ok())
+            .unwrap_or_else(|| panic!("child said: {stdout} ({status})"));
+        assert!(status.success(), "{stdout}");
+        assert!(ms < 2000, "a 500 ms deadline took {ms} ms with our stderr unread");
     }
 }
