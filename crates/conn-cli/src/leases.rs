@@ -14,12 +14,14 @@ use crate::output::Failure;
 /// What is behind a name's socket in `c/`.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Master {
-    /// A master accepted a connection (or would, its backlog is full).
+    /// A master holds the socket.
     Live,
     /// A socket file nobody listens on: the master died.
     Dead,
     /// No socket, or something that is not a socket.
     None,
+    /// The probe failed for another reason (e.g. out of file descriptors): nothing is known.
+    Unknown,
 }
 
 impl Master {
@@ -28,6 +30,7 @@ impl Master {
             Master::Live => "live",
             Master::Dead => "dead",
             Master::None => "none",
+            Master::Unknown => "unknown",
         }
     }
 }
@@ -102,7 +105,7 @@ pub fn counts(report: &NamespaceReport) -> (Counts, Vec<(String, EntryState, Mas
         match master {
             Master::Live => c.live += 1,
             Master::Dead => c.dead += 1,
-            Master::None => {}
+            Master::None | Master::Unknown => {}
         }
         entries.push((e.name.clone(), e.state, master));
     }
@@ -173,6 +176,7 @@ fn write_text(
                 Master::Live => "live master",
                 Master::Dead => "dead master (nothing listens)",
                 Master::None => "no socket",
+                Master::Unknown => "master unknown (the probe failed)",
             };
             writeln!(out, "  {name}  {:<9}  {master}{age}", state_str(*state))?;
         }
@@ -236,7 +240,8 @@ pub fn probe(path: &Path) -> Master {
     use conn_lease::SocketState;
     match conn_lease::probe_socket(path) {
         SocketState::Live | SocketState::Busy => Master::Live,
-        SocketState::Stale | SocketState::Unknown(_) => Master::Dead,
+        SocketState::Stale => Master::Dead,
+        SocketState::Unknown(_) => Master::Unknown,
         SocketState::Missing | SocketState::NotASocket => Master::None,
     }
 }

@@ -489,7 +489,12 @@ mod tests {
             })
         };
         let mut stdout = String::new();
-        child.stdout.take().unwrap().read_to_string(&mut stdout).unwrap();
+        child
+            .stdout
+            .take()
+            .unwrap()
+            .read_to_string(&mut stdout)
+            .unwrap();
         let status = child.wait().unwrap();
         done.store(true, std::sync::atomic::Ordering::Release);
         watchdog.join().unwrap();
@@ -500,6 +505,9 @@ mod tests {
             .and_then(|n| n.parse().ok())
             .unwrap_or_else(|| panic!("child said: {stdout} ({status})"));
         assert!(status.success(), "{stdout}");
-        assert!(ms < 2000, "a 500 ms deadline took {ms} ms with our stderr unread");
+        assert!(
+            ms < 2000,
+            "a 500 ms deadline took {ms} ms with our stderr unread"
+        );
     }
 }

@@ -120,7 +120,8 @@ pub fn inspect(root: &Path) -> Result<Vec<NamespaceReport>, LeaseError> {
 /// Prunes, in every namespace under `root`, exactly what
 /// [`LeaseManager::acquire`](crate::LeaseManager::acquire) would prune when it met it: lock
 /// files in `free/` or `used/` that nobody holds and whose socket is missing, a symlink, or
-/// older than `ttl` (socket and lock file are deleted under the lock). Held names are never
+/// older than `ttl` with nothing listening on it (socket, its `.log` and lock file are deleted
+/// under the lock). Held names are never
 /// touched. Returns how many names were removed; a missing root removes nothing.
 ///
 /// # Errors

@@ -14,7 +14,8 @@ use std::path::Path;
 pub enum SocketState {
     /// No file at the path.
     Missing,
-    /// A file that is not a socket (never touched: not ours to remove).
+    /// A file that is not a socket. A refresh never removes it (it reports an error); pruning
+    /// removes one from a lease directory only once it is older than the TTL.
     NotASocket,
     /// A socket file nobody listens on (a master that died without cleaning up): safe to remove.
     Stale,

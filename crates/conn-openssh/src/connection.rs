@@ -22,8 +22,9 @@ const CHECK_TIMEOUT: Duration = Duration::from_secs(5);
 const EXIT_TIMEOUT: Duration = Duration::from_secs(5);
 /// How often a thread waiting for another's master start looks at its own job.
 const WAIT_TICK: Duration = Duration::from_millis(50);
-/// How much of an ssh client's stderr is kept to classify its failure.
-const STDERR_KEEP: usize = 4096;
+/// How much of an ssh client's stderr is kept to classify its failure (room for `-v -v -v`
+/// debug output before the line that matters).
+const STDERR_KEEP: usize = 256 * 1024;
 /// The first line ssh's mux client writes when the master's session request failed (mux.c).
 const REFUSED_PREFIX: &str = "mux_client_request_session: session request failed:";
 
@@ -57,25 +58,50 @@ struct RefreshState {
     last: Option<Instant>,
     /// A thread is checking or starting the master right now.
     in_progress: bool,
+    /// Slow refreshes finished so far, and how the last one failed (if it did): threads that
+    /// waited for an attempt take its failure instead of repeating a doomed master start each.
+    attempts: u64,
+    last_failure: Option<String>,
+    /// Threads waiting for the attempt in progress.
+    waiters: usize,
 }
 
 fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
     m.lock().unwrap_or_else(|e| e.into_inner())
 }
 
+/// How a slow refresh ended, for the threads that waited for it.
+enum Outcome {
+    Alive,
+    /// The master could not be reached or started: waiters take this failure.
+    Failed(String),
+    /// The refreshing thread's own job ran out or was cancelled: no verdict on the master, so
+    /// a waiter tries itself.
+    NoVerdict,
+}
+
 /// Ends a slow refresh however it ends (a panic included): clears the in-progress mark, records
-/// success, and wakes the waiters.
+/// the outcome, and wakes the waiters.
 struct SlowRefresh<'a> {
     control: &'a Control,
-    succeeded: bool,
+    outcome: Outcome,
 }
 
 impl Drop for SlowRefresh<'_> {
     fn drop(&mut self) {
         let mut state = lock(&self.control.refresh);
         state.in_progress = false;
-        if self.succeeded {
-            state.last = Some(Instant::now());
+        match std::mem::replace(&mut self.outcome, Outcome::NoVerdict) {
+            Outcome::Alive => {
+                state.attempts += 1;
+                state.last = Some(Instant::now());
+                state.last_failure = None;
+            }
+            Outcome::Failed(why) => {
+                state.attempts += 1;
+                state.last_failure = Some(why);
+            }
+            Outcome::NoVerdict => {}
         }
         drop(state);
         self.control.refreshed.notify_all();
@@ -99,11 +125,11 @@ impl OpenSshConnection {
         self.control.as_ref().map(|c| c.socket.as_path())
     }
 
-    /// Whether a master listens on this connection's control socket right now: the in-process
-    /// probe of the refresh fast path (the path is a socket file and a non-blocking Unix-stream
-    /// connect to it succeeds), microseconds where `ssh -O check` takes milliseconds. It never
-    /// blocks, spawns nothing and changes nothing; `false` without connection reuse, and for a
-    /// missing, stale or momentarily busy (full backlog) socket.
+    /// Whether a master holds this connection's control socket right now: the in-process probe
+    /// of the refresh fast path ([`conn_lease::probe_socket`]), microseconds where
+    /// `ssh -O check` takes milliseconds. It never blocks, spawns nothing, changes nothing and
+    /// does not wake the master; `false` without connection reuse, and for a missing or stale
+    /// socket.
     pub fn master_is_listening(&self) -> bool {
         self.control
             .as_ref()
@@ -160,7 +186,10 @@ impl OpenSshConnection {
     /// a remote command's output make a command that already ran look safe to retry.
     fn transport_error(&self, argv: &[String], output: Output) -> Error {
         let text = String::from_utf8_lossy(&output.stderr);
-        let first = text.lines().find(|l| !l.starts_with("debug"));
+        // With -v, ssh's own version banner and debug lines come first.
+        let first = text
+            .lines()
+            .find(|l| !l.starts_with("debug") && !l.starts_with("OpenSSH_"));
         if self.control.is_some()
             && output.stdout.is_empty()
             && let Some(line) = first.filter(|l| l.starts_with(REFUSED_PREFIX))
@@ -178,34 +207,41 @@ impl OpenSshConnection {
     }
 
     /// Asks the master whether it is alive (`ssh -O check`, or `MUX_C_ALIVE_CHECK` in-process
-    /// with the native back end): true when it answered. An answer also restarts the master's
-    /// ControlPersist countdown. The caller's own timeout or cancellation is an error, not a
-    /// "no".
-    fn check_master(&self, control: &Control, job: &dyn Job) -> Result<bool> {
+    /// with the native back end): `None` when it answered, else why not. An answer also
+    /// restarts the master's ControlPersist countdown. The caller's own timeout or
+    /// cancellation is an error, not a "no".
+    fn check_master(&self, control: &Control, job: &dyn Job) -> Result<Option<String>> {
         let capped = CappedJob::new(job, CHECK_TIMEOUT);
-        let answered = match self.config.mux {
+        let silence = || format!("no answer within {}s", CHECK_TIMEOUT.as_secs());
+        let failure = match self.config.mux {
             #[cfg(feature = "native-mux")]
             Mux::Native => {
                 let timeout = capped.deadline().map_or(CHECK_TIMEOUT, |d| d.remaining());
-                crate::mux::alive_check(&control.socket, timeout).is_ok()
+                match crate::mux::alive_check(&control.socket, timeout) {
+                    Ok(_) => None,
+                    Err(Error::Timeout { .. }) => Some(silence()),
+                    Err(e) => Some(e.to_string()),
+                }
             }
             _ => {
                 let argv = self.ssh_argv(&["-O", "check"], []);
-                let cmd = Cmd::new(argv.clone())
-                    .stdout(Stream::Null)
-                    .stderr(Stream::Null)
-                    .check(false);
+                let cmd = Cmd::new(argv.clone()).stdout(Stream::Null).check(false);
                 match run_process(&argv, &cmd, &capped) {
-                    Ok(out) => out.status.success(),
-                    Err(Error::Timeout { .. }) => false,
+                    Ok(out) if out.status.success() => None,
+                    Ok(out) => Some(format!(
+                        "`ssh -O check` failed ({}): {}",
+                        out.status,
+                        tail(String::from_utf8_lossy(&out.stderr).trim(), 500)
+                    )),
+                    Err(Error::Timeout { .. }) => Some(silence()),
                     Err(e) => return Err(e),
                 }
             }
         };
-        if !answered {
+        if failure.is_some() {
             job_still_running(job, &control.socket)?;
         }
-        Ok(answered)
+        Ok(failure)
     }
 
     /// Starts a backgrounded master on this connection's socket. Its stdout and stderr are
@@ -225,31 +261,51 @@ impl OpenSshConnection {
             .stdout(Stream::Null)
             .stderr(Stream::Null)
             .check(false);
-        let out = run_process(
+        let out = match run_process(
             &argv,
             &cmd,
             &CappedJob::new(job, self.config.master_start_timeout),
-        )?;
+        ) {
+            Ok(out) => out,
+            // Our own bound, not the caller's: a master that could not start in time is a
+            // connect failure (retryable, with ssh's story), not the job's timeout.
+            Err(Error::Timeout { .. }) => {
+                job_still_running(job, &control.socket)?;
+                return Err(self.master_failed(
+                    control,
+                    &format!(
+                        "did not start within {}s",
+                        self.config.master_start_timeout.as_secs()
+                    ),
+                ));
+            }
+            Err(e) => return Err(e),
+        };
         let state = probe_socket(&control.socket);
         if out.status.success() && state == SocketState::Live {
             tracing::debug!(socket = %control.socket.display(), "started ssh master");
             return Ok(());
         }
+        Err(self.master_failed(
+            control,
+            &format!("did not start ({}, socket {:?})", out.status, state),
+        ))
+    }
+
+    /// The retryable error of a master that did not start, with its `-E` log.
+    fn master_failed(&self, control: &Control, what: &str) -> Error {
         let diagnostics = fs::read_to_string(&control.log).unwrap_or_default();
         let diagnostics = diagnostics.trim();
-        Err(Error::Connect {
+        Error::Connect {
             endpoint: self.endpoint(),
             message: format!(
-                "ssh master on {} did not start ({}, socket {:?}){}{}; for details add -v -v -v \
-                 (its output lands in {})",
+                "ssh master on {} {what}{}{}; for details add -v -v -v (its output lands in {})",
                 control.socket.display(),
-                out.status,
-                state,
                 if diagnostics.is_empty() { "" } else { ": " },
                 tail(diagnostics, 2000),
                 control.log.display(),
             ),
-        })
+        }
     }
 
     /// Steps 3 and 4 of the specification's refresh, run by one thread at a time: ask the
@@ -277,9 +333,10 @@ impl OpenSshConnection {
                     ),
                 });
             }
-            SocketState::Live | SocketState::Busy => {
-                self.check_master(control, job)? || {
-                    // It did not answer: remove the socket only if nobody listens on it now.
+            SocketState::Live | SocketState::Busy => match self.check_master(control, job)? {
+                None => true,
+                Some(why) => {
+                    // It did not answer: remove the socket only if nobody holds it now.
                     match probe_socket(&control.socket) {
                         SocketState::Stale => remove_stale_socket(&control.socket)?,
                         SocketState::Missing => {}
@@ -287,16 +344,15 @@ impl OpenSshConnection {
                             return Err(Error::Connect {
                                 endpoint: self.endpoint(),
                                 message: format!(
-                                    "ssh master on {} is listening but does not answer within {}s",
+                                    "ssh master on {} holds its socket but does not answer: {why}",
                                     control.socket.display(),
-                                    CHECK_TIMEOUT.as_secs()
                                 ),
                             });
                         }
                     }
                     false
                 }
-            }
+            },
         };
         if !alive {
             self.start_master(control, job)?;
@@ -386,6 +442,8 @@ impl Connection for OpenSshConnection {
             .control_persist
             .saturating_sub(self.config.refresh_margin);
         let mut state = lock(&control.refresh);
+        // The attempt count when this thread began to wait for another's slow refresh.
+        let mut waited_from: Option<u64> = None;
         loop {
             if !state.in_progress {
                 if state.last.is_some_and(|t| t.elapsed() < fresh_for)
@@ -393,27 +451,45 @@ impl Connection for OpenSshConnection {
                 {
                     return Ok(());
                 }
+                if let Some(start) = waited_from
+                    && state.attempts > start
+                    && let Some(why) = &state.last_failure
+                {
+                    return Err(Error::Connect {
+                        endpoint: self.endpoint(),
+                        message: format!(
+                            "{why} (the attempt of another thread on this connection)"
+                        ),
+                    });
+                }
                 state.in_progress = true;
                 break;
             }
+            waited_from.get_or_insert(state.attempts);
             job_still_running(job, &control.socket)?;
             let wait = job
                 .deadline()
                 .map_or(WAIT_TICK, |d| d.remaining().min(WAIT_TICK));
+            state.waiters += 1;
             state = control
                 .refreshed
                 .wait_timeout(state, wait)
                 .unwrap_or_else(|e| e.into_inner())
                 .0;
+            state.waiters -= 1;
         }
         drop(state);
         let mut slow = SlowRefresh {
             control,
-            succeeded: false,
+            outcome: Outcome::Failed("the refresh of another thread panicked".to_string()),
         };
-        self.slow_refresh(control, job)?;
-        slow.succeeded = true;
-        Ok(())
+        let result = self.slow_refresh(control, job);
+        slow.outcome = match &result {
+            Ok(()) => Outcome::Alive,
+            Err(Error::Timeout { .. } | Error::Cancelled { .. }) => Outcome::NoVerdict,
+            Err(e) => Outcome::Failed(e.to_string()),
+        };
+        result
     }
 
     /// Called once, when the pool has shut down and the last command on this connection has
@@ -490,7 +566,9 @@ mod tests {
             conn.transport_error(&argv, exited_255(b"", refused)),
             Error::SessionRefused { message, .. } if message == "Session open refused by peer"
         ));
-        let mut verbose = b"debug1: Reading configuration data\n".to_vec();
+        let mut verbose =
+            b"OpenSSH_9.2p1 Debian-2+deb12u6, OpenSSL 3.0.19 27 Jan 2026\r\ndebug1: Reading configuration data\n"
+                .to_vec();
         verbose.extend_from_slice(refused);
         assert!(matches!(
             conn.transport_error(&argv, exited_255(b"", &verbose)),
@@ -517,6 +595,41 @@ mod tests {
             ),
             Error::Transport { .. }
         ));
+    }
+
+    #[test]
+    fn waiters_take_the_failure_of_the_attempt_they_waited_for() {
+        let dir = tempfile::tempdir().unwrap();
+        let conn = Arc::new(connection(dir.path()));
+        let control = conn.control.as_ref().unwrap();
+        lock(&control.refresh).in_progress = true; // another thread is starting the master
+        let waiter = {
+            let conn = Arc::clone(&conn);
+            std::thread::spawn(move || {
+                conn.refresh(&SimpleJob::with_timeout(Duration::from_secs(10)))
+            })
+        };
+        // Until the waiter waits (bounded; it cannot finish on its own while in_progress holds).
+        let until = Instant::now() + Duration::from_secs(5);
+        while lock(&control.refresh).waiters == 0 && Instant::now() < until {
+            std::thread::yield_now();
+        }
+        assert!(
+            !waiter.is_finished(),
+            "the waiter must wait for the attempt in progress"
+        );
+        drop(SlowRefresh {
+            control,
+            outcome: Outcome::Failed("ssh master on x did not start: boom".to_string()),
+        });
+        let err = waiter.join().unwrap().unwrap_err();
+        assert!(err.is_retryable(), "{err:?}");
+        assert!(err.to_string().contains("boom"), "{err}");
+        assert_eq!(
+            lock(&control.refresh).attempts,
+            1,
+            "no second doomed master start"
+        );
     }
 
     #[test]

@@ -610,7 +610,18 @@ fn session(
                     // opened and closed without a status while the master still answers ran
                     // a command that a signal killed. Report 255 as ssh does; it is no
                     // transport failure, so nobody retries a command that ran.
-                    if session_id.is_some() && alive_check(socket, SIGNAL_PROBE_TIMEOUT).is_ok() {
+                    // The master reports a refused exec request on the session's stderr: then
+                    // the command never ran (and a retry is safe), whatever the alive check says.
+                    let exec_failed = String::from_utf8_lossy(stderr_out)
+                        .contains("exec request failed on channel");
+                    let probe = bound.job.deadline().map_or(SIGNAL_PROBE_TIMEOUT, |d| {
+                        d.remaining().min(SIGNAL_PROBE_TIMEOUT)
+                    });
+                    if session_id.is_some()
+                        && !exec_failed
+                        && !bound.job.is_cancelled()
+                        && alive_check(socket, probe).is_ok()
+                    {
                         tracing::debug!(
                             socket = %socket.display(),
                             "session ended without an exit status; the master is alive: the \
@@ -688,15 +699,15 @@ fn read_some(pipe: &mut Option<OwnedFd>, sink: &mut Vec<u8>, buf: &mut [u8]) -> 
     }
 }
 
+/// How long to ask a master that closed a session without an exit status whether it lives.
+const SIGNAL_PROBE_TIMEOUT: Duration = Duration::from_secs(1);
+
 /// Asks the master behind `socket` for its pid (`MUX_C_ALIVE_CHECK`), within `timeout`: a
 /// protocol-level liveness check that costs one round trip in this process, against a process
 /// spawn for `ssh -O check`.
 ///
 /// Errors: [`Error::Timeout`] when the master does not answer in time; [`Error::Connect`] when
 /// nothing listens, the master hangs up or refuses; [`Error::Io`] for a protocol violation.
-/// How long to ask a master that closed a session without an exit status whether it lives.
-const SIGNAL_PROBE_TIMEOUT: Duration = Duration::from_secs(1);
-
 pub(crate) fn alive_check(socket: &Path, timeout: Duration) -> Result<u32> {
     let job = SimpleJob::with_timeout(timeout);
     let bound = Bound { job: &job };
