@@ -655,3 +655,19 @@ for_each_backend!(
     shutdown_leaves_the_master_by_default_and_exits_it_when_asked,
     pools_of_one_endpoint_use_separate_lease_namespaces
 );
+
+#[test]
+fn a_missing_ssh_program_is_a_clear_error_that_is_not_retried() {
+    let dir = sockets_dir();
+    let transport = OpenSsh::builder("conn-test")
+        .ssh_program("/nonexistent/bin/ssh")
+        .socket_dir(dir.path())
+        .build()
+        .unwrap();
+    let pool = ConnectionPool::new(transport, "shared", 8).unwrap();
+    let err = pool.run(&Cmd::new(["true"]), &job()).unwrap_err();
+    assert!(matches!(err, Error::ProgramNotFound { .. }), "{err:?}");
+    assert!(!err.is_retryable());
+    assert!(err.to_string().contains("/nonexistent/bin/ssh"), "{err}");
+    pool.shutdown();
+}
