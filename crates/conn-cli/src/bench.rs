@@ -549,8 +549,12 @@ fn measure_pools(
         }
         sockets = start_masters(pool, max_threads)?;
     }
-    // The baseline uses the masters of the last pool (the process one when it is measured).
-    let base = base_args(opts)?;
+    // The baseline uses the masters of the last pool (the process one when it is measured),
+    // and exactly the ssh options that pool's transport uses.
+    let base = match pools.last() {
+        Some((_, pool)) => pool.transport().ssh_command_prefix().to_vec(),
+        None => return Err(Failure::other("no pool back end to measure")),
+    };
     let mut subjects = pool_subjects(pools, &plan.command);
     subjects.push(hand_spawned(&base, host, &plan.command, &sockets, capacity));
     let mut rows = Vec::new();
@@ -885,34 +889,6 @@ fn check_stdout(stdout: &[u8]) -> Result<(), String> {
             String::from_utf8_lossy(stdout)
         ))
     }
-}
-
-/// The ssh command line the OpenSSH transport uses before `-S`, rebuilt from the same options
-/// in the same order (conn-openssh keeps its own copy private).
-pub fn base_args(opts: &SshArgs) -> Result<Vec<String>, Failure> {
-    let mut argv = vec![opts.ssh_program.clone()];
-    argv.extend(opts.extra_options());
-    if !opts.cipher.is_empty() {
-        argv.push("-c".into());
-        argv.push(opts.cipher.clone());
-    }
-    if let Some(t) = opts.connect_timeout {
-        argv.push(format!("-oConnectTimeout={}s", t.max(1)));
-    }
-    for _ in 0..opts.verbose {
-        argv.push("-v".into());
-    }
-    if let Some(port) = opts.port {
-        argv.push("-p".into());
-        argv.push(port.to_string());
-    }
-    if let Some(cfg) = &opts.ssh_config {
-        let abs = std::path::absolute(cfg)
-            .map_err(|e| Failure::usage(format!("ssh_config path {}: {e}", cfg.display())))?;
-        argv.push("-F".into());
-        argv.push(abs.to_string_lossy().into_owned());
-    }
-    Ok(argv)
 }
 
 /// Measures every subject in `mode` so that a drift of the machine (caches, CPU frequency,
@@ -1393,7 +1369,6 @@ pub fn to_json(r: &Report) -> serde_json::Value {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use clap::Parser;
 
     fn ms(v: u64) -> Duration {
         Duration::from_millis(v)
@@ -1558,43 +1533,6 @@ mod tests {
         assert!(
             table.contains("MISSED") && table.contains("FAILED"),
             "{table}"
-        );
-    }
-
-    #[test]
-    fn baseline_command_line_matches_the_transport_options() {
-        let cli = crate::args::Cli::parse_from([
-            "conn",
-            "bench",
-            "-p",
-            "2222",
-            "-v",
-            "-o",
-            "Compression=yes",
-            "--connect-timeout",
-            "3",
-            "h",
-        ]);
-        let crate::args::Command::Bench(b) = cli.command else {
-            panic!("not bench")
-        };
-        let argv = base_args(&b.ssh).unwrap();
-        assert_eq!(
-            argv,
-            [
-                "ssh",
-                "-oCompression=yes",
-                "-oBatchMode=yes",
-                "-oServerAliveInterval=0",
-                "-x",
-                "-T",
-                "-c",
-                "^aes256-gcm@openssh.com",
-                "-oConnectTimeout=3s",
-                "-v",
-                "-p",
-                "2222"
-            ]
         );
     }
 

@@ -5,6 +5,8 @@ use std::sync::Mutex;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::{Duration, Instant};
 
+use crate::error::{Error, Result};
+
 /// An absolute, monotonic deadline together with the duration it was made from (for messages).
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub struct Deadline {
@@ -161,6 +163,22 @@ impl Job for SimpleJob {
     }
 }
 
+/// `Ok` while `job` may still run; else [`Error::Cancelled`] (checked first) or
+/// [`Error::Timeout`] naming the job's duration, for the command that `command` describes
+/// (built only on failure). The one place that turns a job's state into an error.
+pub fn ensure_running(job: &dyn Job, command: impl FnOnce() -> String) -> Result<()> {
+    if job.is_cancelled() {
+        return Err(Error::Cancelled { command: command() });
+    }
+    match job.deadline() {
+        Some(d) if d.expired() => Err(Error::Timeout {
+            command: command(),
+            timeout: d.duration(),
+        }),
+        _ => Ok(()),
+    }
+}
+
 /// Another job seen through a tighter deadline: for a housekeeping step (such as probing an ssh
 /// master) that must not use up, or hang past, a few seconds of its caller's time. Children and
 /// cancellation are the inner job's.
@@ -250,6 +268,21 @@ mod tests {
             CappedJob::new(&none, Duration::from_secs(1))
                 .deadline()
                 .is_some()
+        );
+    }
+
+    #[test]
+    fn ensure_running_names_the_command_only_on_failure() {
+        let fresh = SimpleJob::with_timeout(Duration::from_secs(60));
+        assert!(ensure_running(&fresh, || unreachable!("built only on failure")).is_ok());
+        let expired = SimpleJob::with_timeout(Duration::ZERO);
+        let err = ensure_running(&expired, || "sleep 1".into()).unwrap_err();
+        assert!(matches!(err, Error::Timeout { ref command, .. } if command == "sleep 1"));
+        expired.cancel();
+        let err = ensure_running(&expired, || "sleep 1".into()).unwrap_err();
+        assert!(
+            matches!(err, Error::Cancelled { .. }),
+            "cancellation wins: {err:?}"
         );
     }
 

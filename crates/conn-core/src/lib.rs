@@ -21,7 +21,7 @@ mod transport;
 pub use command::{Cmd, ExitStatus, Output, Stdin, Stream};
 pub use error::{Error, Result};
 pub use host::UserHost;
-pub use job::{CappedJob, Deadline, Job, Pgid, SimpleJob};
+pub use job::{CappedJob, Deadline, Job, Pgid, SimpleJob, ensure_running};
 pub use pool::{
     ConnectionPool, ConnectionPools, ConnectionState, DEFAULT_CAPACITY, PooledConnection,
 };

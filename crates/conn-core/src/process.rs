@@ -14,7 +14,7 @@ use std::time::Duration;
 
 use crate::command::{Cmd, ExitStatus, Output, Stdin, Stream};
 use crate::error::{Error, Result};
-use crate::job::{Job, kill_group};
+use crate::job::{Job, ensure_running, kill_group};
 use crate::quote::display_line;
 
 /// Runs `argv` (program first, never through a shell) with the stdin and stream settings of
@@ -82,20 +82,8 @@ fn run<S: AsRef<str>>(
         tracing::info!("Would execute: {}", display_line(argv));
         return Ok(Output::dry_run());
     }
-    if job.is_cancelled() {
-        return Err(Error::Cancelled {
-            command: display_line(argv),
-        });
-    }
+    ensure_running(job, || display_line(argv))?;
     let deadline = job.deadline();
-    if let Some(d) = deadline
-        && d.expired()
-    {
-        return Err(Error::Timeout {
-            command: display_line(argv),
-            timeout: d.duration(),
-        });
-    }
     tracing::debug!("Executing: {}", display_line(argv));
 
     let mut command = Command::new(program.as_ref());

@@ -8,7 +8,7 @@ use std::time::{Duration, Instant};
 
 use conn_core::{
     CappedJob, Cmd, Connection, Error, ExitStatus, Job, Output, Result, SimpleJob, Stream,
-    display_line, quote, run_process, run_process_watching_stderr,
+    display_line, ensure_running, quote, run_process, run_process_watching_stderr,
 };
 use conn_lease::{Lease, SocketState, probe_socket};
 
@@ -368,17 +368,9 @@ impl OpenSshConnection {
 
 /// `Ok` unless the job itself ran out or was cancelled, which must not pass for "no answer".
 fn job_still_running(job: &dyn Job, socket: &Path) -> Result<()> {
-    let command = format!("checking the ssh master on {}", socket.display());
-    if job.is_cancelled() {
-        return Err(Error::Cancelled { command });
-    }
-    match job.deadline() {
-        Some(d) if d.expired() => Err(Error::Timeout {
-            command,
-            timeout: d.duration(),
-        }),
-        _ => Ok(()),
-    }
+    ensure_running(job, || {
+        format!("checking the ssh master on {}", socket.display())
+    })
 }
 
 /// The last `max` bytes of `text`, on a char boundary.

@@ -69,6 +69,13 @@ impl OpenSsh {
         self.config.mux
     }
 
+    /// The program and the options every ssh invocation of this endpoint starts with, before
+    /// conn adds `-S <socket>` and the host: for tools that must spawn the very same ssh
+    /// themselves (a benchmark's hand-spawned baseline, say).
+    pub fn ssh_command_prefix(&self) -> &[String] {
+        &self.config.base_args
+    }
+
     /// The ssh client program (`ssh`, `hpnssh` or a path).
     pub fn ssh_program(&self) -> &str {
         &self.config.program

@@ -338,17 +338,8 @@ pub(crate) fn run_session(
         return Ok(Output::dry_run());
     }
     let named = format!("{endpoint}: {line}");
+    conn_core::ensure_running(job, || named.clone())?;
     let bound = Bound { job };
-    match bound.check() {
-        Ok(()) => {}
-        Err(Fail::Cancelled) => return Err(Error::Cancelled { command: named }),
-        Err(_) => {
-            return Err(Error::Timeout {
-                command: named,
-                timeout: job.deadline().map(|d| d.duration()).unwrap_or_default(),
-            });
-        }
-    }
     tracing::debug!(endpoint, socket = %socket.display(), "Executing: {line}");
 
     let request_id = next_request_id();
