@@ -1,31 +1,87 @@
-//! What to run and what came back: [`Cmd`], [`Output`], [`ExitStatus`].
+//! What to run and what came back: [`Cmd`], its stdio settings [`Stdin`] and [`Stream`],
+//! [`Output`], [`ExitStatus`] and [`Started`].
 
+use std::ffi::{OsStr, OsString};
 use std::fmt;
+use std::fs::File;
+use std::os::fd::OwnedFd;
+use std::os::unix::ffi::OsStrExt;
+use std::sync::Arc;
 
 use crate::error::{Error, Result};
 
 /// What the command reads on standard input.
-#[derive(Clone, Debug, Default, PartialEq, Eq)]
+#[derive(Clone, Debug, Default)]
 pub enum Stdin {
     /// `/dev/null` (the default: a remote command never waits for input by accident).
     #[default]
     Null,
-    /// These bytes, then end of file.
+    /// These bytes, then end of file: written by [`RemoteChild::wait`] or
+    /// [`RemoteChild::wait_with_output`](crate::RemoteChild::wait_with_output) while they wait.
+    ///
+    /// [`RemoteChild::wait`]: crate::RemoteChild::wait
     Bytes(Vec<u8>),
     /// The calling process's own standard input.
     Inherit,
+    /// A pipe whose write end [`RemoteChild::stdin`](crate::RemoteChild::stdin) hands out.
+    Piped,
+    /// This descriptor (a file, a pipe, a socket), shared: each spawn passes a duplicate, so
+    /// the caller's copy stays theirs. With an ssh mux the master reads it directly: the bytes
+    /// never pass through this process.
+    Fd(Arc<OwnedFd>),
 }
 
 /// Where the command's standard output or standard error goes.
-#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+#[derive(Clone, Debug, Default)]
 pub enum Stream {
-    /// Collected into [`Output`] (the default).
+    /// A pipe: [`RemoteChild::stdout`](crate::RemoteChild::stdout) /
+    /// [`stderr`](crate::RemoteChild::stderr) read it, and
+    /// [`run`](crate::ConnectionPool::run) collects it into [`Output`] (the default).
     #[default]
-    Capture,
-    /// Passed through to the calling process's own stream.
+    Piped,
+    /// Passed through to the calling process's own stream. conn copies it over a pipe, so that
+    /// an ssh master never holds the caller's own descriptor past the command's end.
     Inherit,
     /// Discarded (`/dev/null`).
     Null,
+    /// This descriptor (a file, a pipe, a socket), shared as with [`Stdin::Fd`].
+    Fd(Arc<OwnedFd>),
+}
+
+macro_rules! from_fd {
+    ($t:ty) => {
+        impl From<OwnedFd> for $t {
+            fn from(fd: OwnedFd) -> Self {
+                Self::Fd(Arc::new(fd))
+            }
+        }
+        impl From<File> for $t {
+            fn from(file: File) -> Self {
+                Self::Fd(Arc::new(file.into()))
+            }
+        }
+    };
+}
+from_fd!(Stdin);
+from_fd!(Stream);
+
+impl PartialEq for Stdin {
+    fn eq(&self, other: &Self) -> bool {
+        match (self, other) {
+            (Stdin::Bytes(a), Stdin::Bytes(b)) => a == b,
+            (Stdin::Fd(a), Stdin::Fd(b)) => Arc::ptr_eq(a, b),
+            _ => std::mem::discriminant(self) == std::mem::discriminant(other),
+        }
+    }
+}
+
+impl PartialEq for Stream {
+    fn eq(&self, other: &Self) -> bool {
+        match (self, other) {
+            (Stream::Fd(a), Stream::Fd(b)) => Arc::ptr_eq(a, b),
+            _ => std::mem::discriminant(self) == std::mem::discriminant(other),
+        }
+    }
 }
 
 /// How a command ended.
@@ -73,15 +129,52 @@ impl fmt::Display for ExitStatus {
     }
 }
 
+/// Whether a command started: what decides if running it again is safe.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+pub enum Started {
+    /// It provably never started (nothing ran remotely): a retry is safe.
+    No,
+    /// It ran (and maybe finished): running it again would run it twice.
+    Yes,
+    /// The transport cannot tell (the process back end's exit 255, a connection lost
+    /// mid-command): treat as "may have run".
+    Unknown,
+}
+
+impl Started {
+    /// `"not_started"`, `"ran"` or `"unknown"`: for logs and machine-readable output.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Started::No => "not_started",
+            Started::Yes => "ran",
+            Started::Unknown => "unknown",
+        }
+    }
+}
+
+impl fmt::Display for Started {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(match self {
+            Started::No => "the command did not start",
+            Started::Yes => "the command ran",
+            Started::Unknown => "the command may have run",
+        })
+    }
+}
+
 /// What a finished command produced.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct Output {
     /// How it ended.
     pub status: ExitStatus,
-    /// Captured standard output (empty unless [`Stream::Capture`]).
+    /// Captured standard output (empty unless [`Stream::Piped`]).
     pub stdout: Vec<u8>,
-    /// Captured standard error (empty unless [`Stream::Capture`]).
+    /// Captured standard error (empty unless [`Stream::Piped`]).
     pub stderr: Vec<u8>,
+    /// [`Started::Yes`], except for a dry run ([`Started::No`]) and for a status the transport
+    /// cannot tell from its own failure ([`Started::Unknown`]: the process back end's exit 255,
+    /// seen only with `check(false)`).
+    pub started: Started,
 }
 
 impl Output {
@@ -91,6 +184,7 @@ impl Output {
             status: ExitStatus::Code(0),
             stdout: Vec::new(),
             stderr: Vec::new(),
+            started: Started::No,
         }
     }
 
@@ -104,15 +198,17 @@ impl Output {
 ///
 /// The argv is never passed through a local shell. On a remote host every element is quoted
 /// for the remote POSIX shell, so `Cmd::new(["ls", "my file"])` lists one file on either side.
+/// Arguments are bytes (`OsStr`): a file or dataset name that is not UTF-8 reaches the other
+/// side unchanged.
 ///
 /// ```
 /// use conn_core::{Cmd, Stream};
 /// let cmd = Cmd::new(["zfs", "list", "-H"]).stderr(Stream::Inherit).check(true);
 /// assert_eq!(cmd.argv()[0], "zfs");
 /// ```
-#[derive(Clone, Debug, PartialEq, Eq)]
+#[derive(Clone, Debug, PartialEq)]
 pub struct Cmd {
-    argv: Vec<String>,
+    argv: Vec<OsString>,
     stdin: Stdin,
     stdout: Stream,
     stderr: Stream,
@@ -121,38 +217,44 @@ pub struct Cmd {
 }
 
 impl Cmd {
-    /// A command with this argv: stdin null, stdout and stderr captured, a non-zero exit
-    /// reported as [`Error::Exited`], not a dry run.
+    /// A command with this argv: stdin null, stdout and stderr piped, a non-zero exit reported
+    /// as [`Error::Exited`], not a dry run.
     pub fn new<I, S>(argv: I) -> Self
     where
         I: IntoIterator<Item = S>,
-        S: Into<String>,
+        S: AsRef<OsStr>,
     {
         Cmd {
-            argv: argv.into_iter().map(Into::into).collect(),
+            argv: argv.into_iter().map(|a| a.as_ref().to_owned()).collect(),
             stdin: Stdin::Null,
-            stdout: Stream::Capture,
-            stderr: Stream::Capture,
+            stdout: Stream::Piped,
+            stderr: Stream::Piped,
             check: true,
             dry_run: false,
         }
     }
 
+    /// Appends an argument.
+    pub fn arg(mut self, arg: impl AsRef<OsStr>) -> Self {
+        self.argv.push(arg.as_ref().to_owned());
+        self
+    }
+
     /// Sets standard input.
-    pub fn stdin(mut self, stdin: Stdin) -> Self {
-        self.stdin = stdin;
+    pub fn stdin(mut self, stdin: impl Into<Stdin>) -> Self {
+        self.stdin = stdin.into();
         self
     }
 
     /// Sets where standard output goes.
-    pub fn stdout(mut self, stream: Stream) -> Self {
-        self.stdout = stream;
+    pub fn stdout(mut self, stream: impl Into<Stream>) -> Self {
+        self.stdout = stream.into();
         self
     }
 
     /// Sets where standard error goes.
-    pub fn stderr(mut self, stream: Stream) -> Self {
-        self.stderr = stream;
+    pub fn stderr(mut self, stream: impl Into<Stream>) -> Self {
+        self.stderr = stream.into();
         self
     }
 
@@ -170,7 +272,7 @@ impl Cmd {
     }
 
     /// The argv as given.
-    pub fn argv(&self) -> &[String] {
+    pub fn argv(&self) -> &[OsString] {
         &self.argv
     }
 
@@ -180,13 +282,13 @@ impl Cmd {
     }
 
     /// The standard output setting.
-    pub fn stdout_setting(&self) -> Stream {
-        self.stdout
+    pub fn stdout_setting(&self) -> &Stream {
+        &self.stdout
     }
 
     /// The standard error setting.
-    pub fn stderr_setting(&self) -> Stream {
-        self.stderr
+    pub fn stderr_setting(&self) -> &Stream {
+        &self.stderr
     }
 
     /// Whether an unsuccessful exit is an error.
@@ -199,27 +301,104 @@ impl Cmd {
         self.dry_run
     }
 
-    /// Fails with [`Error::EmptyCommand`] for an empty argv.
-    pub fn ensure_not_empty(&self) -> Result<()> {
+    /// Fails before anything runs for an argv no back end can pass on: empty
+    /// ([`Error::EmptyCommand`]), or an argument holding a NUL byte ([`Error::Unquotable`],
+    /// naming it): neither `execve(2)` nor a remote shell can carry one.
+    pub fn validate(&self) -> Result<()> {
         if self.argv.is_empty() {
-            Err(Error::EmptyCommand)
-        } else {
-            Ok(())
+            return Err(Error::EmptyCommand);
         }
+        if let Some(bad) = self.argv.iter().find(|a| a.as_bytes().contains(&0)) {
+            return Err(Error::Unquotable {
+                arg: bad.to_string_lossy().into_owned(),
+                reason: "it contains a NUL byte, which no command argument can hold".into(),
+            });
+        }
+        Ok(())
     }
 
     /// Applies the check policy to a finished command: with `check` on, an unsuccessful exit
-    /// becomes [`Error::Exited`] carrying the status and captured output. `command_line` is the
-    /// shell-quoted line named in the error.
-    pub fn checked(&self, output: Output, command_line: &str) -> Result<Output> {
-        if self.check && !output.status.success() {
-            return Err(Error::Exited {
+    /// becomes [`Error::Exited`] carrying the status and captured output, and a status the
+    /// transport cannot tell from its own failure ([`Started::Unknown`]) becomes
+    /// [`Error::Transport`]. `command_line` is the line named in the error.
+    pub fn checked(&self, output: Output, endpoint: &str, command_line: &str) -> Result<Output> {
+        if !self.check {
+            return Ok(output);
+        }
+        check_output(output, endpoint, command_line)
+    }
+}
+
+/// The check policy itself: `Ok` for success, else the error that fits the output.
+pub(crate) fn check_output(output: Output, endpoint: &str, command_line: &str) -> Result<Output> {
+    {
+        if output.status.success() {
+            return Ok(output);
+        }
+        if output.started == Started::Unknown {
+            return Err(Error::Transport {
+                endpoint: endpoint.to_string(),
                 command: command_line.to_string(),
-                status: output.status,
+                started: Started::Unknown,
                 stdout: output.stdout,
                 stderr: output.stderr,
             });
         }
-        Ok(output)
+        Err(Error::Exited {
+            command: crate::child::CommandName {
+                endpoint: endpoint.to_string(),
+                line: command_line.to_string(),
+            }
+            .to_string(),
+            status: output.status,
+            stdout: output.stdout,
+            stderr: output.stderr,
+        })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::os::unix::ffi::OsStringExt;
+
+    #[test]
+    fn non_utf8_arguments_are_kept_and_nul_is_refused_by_name() {
+        let name = OsString::from_vec(b"tank/caf\xe9".to_vec());
+        let cmd = Cmd::new([OsStr::new("zfs"), &name]);
+        assert_eq!(cmd.argv()[1], name);
+        cmd.validate().unwrap();
+        let err = Cmd::new(["echo", "a\0b"]).validate().unwrap_err();
+        assert!(matches!(err, Error::Unquotable { ref arg, .. } if arg == "a\0b"));
+        assert!(matches!(
+            Cmd::new(Vec::<&str>::new()).validate(),
+            Err(Error::EmptyCommand)
+        ));
+    }
+
+    #[test]
+    fn check_separates_a_failed_command_from_an_unsure_status() {
+        let cmd = Cmd::new(["x"]);
+        let out = |started| Output {
+            status: ExitStatus::Code(255),
+            stdout: b"partial".to_vec(),
+            stderr: vec![],
+            started,
+        };
+        let err = cmd.checked(out(Started::Yes), "h", "x").unwrap_err();
+        assert!(matches!(err, Error::Exited { .. }));
+        let err = cmd.checked(out(Started::Unknown), "h", "x").unwrap_err();
+        assert!(
+            matches!(err, Error::Transport { started: Started::Unknown, ref stdout, .. } if stdout == b"partial")
+        );
+        assert!(
+            !err.is_retryable(),
+            "a command that may have run is never retried"
+        );
+        let kept = cmd
+            .check(false)
+            .checked(out(Started::Unknown), "h", "x")
+            .unwrap();
+        assert_eq!(kept.stdout, b"partial");
     }
 }

@@ -3,17 +3,17 @@
 use std::io;
 use std::time::Duration;
 
-use crate::command::ExitStatus;
+use crate::command::{ExitStatus, Started};
 
 /// Result alias used throughout conn.
 pub type Result<T, E = Error> = std::result::Result<T, E>;
 
 /// Everything that can go wrong when running a command through conn.
 ///
-/// Each variant names the input that failed. [`Error::is_retryable`] tells whether the same call
-/// may succeed when tried again: only failures of the transport itself (connecting, a master
-/// that died, a session the server refused) are retryable, because only there the remote
-/// command is known not to have run to completion by its own choice.
+/// Each variant names the input that failed. [`Error::started`] tells whether the command
+/// started, and [`Error::is_retryable`] follows it: only a failure of the transport itself
+/// (connecting, a master that died, a session the server refused) where the command provably
+/// never started is retryable, so that no retry loop ever runs a command twice.
 #[derive(Debug, thiserror::Error)]
 #[non_exhaustive]
 pub enum Error {
@@ -99,9 +99,10 @@ pub enum Error {
         stderr: Vec<u8>,
     },
 
-    /// The transport failed while the command ran (e.g. ssh exited 255): retryable.
+    /// The transport failed (ssh exited 255, the master died or closed the session): retryable
+    /// only when `started` is [`Started::No`].
     #[error(
-        "transport to {endpoint} failed running: {command}{}",
+        "transport to {endpoint} failed ({started}) running: {command}{}",
         stderr_tail(stderr)
     )]
     Transport {
@@ -109,7 +110,12 @@ pub enum Error {
         endpoint: String,
         /// The command line (shell-quoted).
         command: String,
-        /// What the transport wrote to stderr.
+        /// Whether the command started before the transport failed.
+        started: Started,
+        /// What the command wrote to stdout before the failure (when captured): kept, so that
+        /// a caller can see how far a command that may have run got.
+        stdout: Vec<u8>,
+        /// What the transport (and the command, when captured) wrote to stderr.
         stderr: Vec<u8>,
     },
 
@@ -162,13 +168,51 @@ pub enum Error {
 }
 
 impl Error {
-    /// Whether running the same command again may succeed: true for transport, connect and
-    /// refused-session failures only.
+    /// Whether running the same command again is safe and may succeed: a failure of the
+    /// transport where the command provably never started ([`Error::Connect`],
+    /// [`Error::SessionRefused`], [`Error::Transport`] with [`Started::No`]).
     pub fn is_retryable(&self) -> bool {
-        matches!(
-            self,
-            Error::Transport { .. } | Error::Connect { .. } | Error::SessionRefused { .. }
-        )
+        match self {
+            Error::Connect { .. } | Error::SessionRefused { .. } => true,
+            Error::Transport { started, .. } => *started == Started::No,
+            _ => false,
+        }
+    }
+
+    /// Whether the command started before this error: [`Started::Yes`] for a command that
+    /// exited unsuccessfully, [`Started::Unknown`] for a timeout, a cancellation or an I/O
+    /// failure while it ran, what the transport knows for [`Error::Transport`], and
+    /// [`Started::No`] for everything that fails before a command is started.
+    pub fn started(&self) -> Started {
+        match self {
+            Error::Exited { .. } => Started::Yes,
+            Error::Transport { started, .. } => *started,
+            Error::Timeout { .. } | Error::Cancelled { .. } | Error::Io { .. } => Started::Unknown,
+            _ => Started::No,
+        }
+    }
+
+    /// A short, stable name of the variant (`"exited"`, `"timeout"`, …): for machine-readable
+    /// output and for grouping failures.
+    pub fn kind(&self) -> &'static str {
+        match self {
+            Error::EmptyCommand => "empty_command",
+            Error::InvalidHost { .. } => "invalid_host",
+            Error::Unquotable { .. } => "unquotable",
+            Error::Config(_) => "config",
+            Error::ProgramNotFound { .. } => "program_not_found",
+            Error::Spawn { .. } => "spawn",
+            Error::Io { .. } => "io",
+            Error::Timeout { .. } => "timeout",
+            Error::Cancelled { .. } => "cancelled",
+            Error::Exited { .. } => "exited",
+            Error::Transport { .. } => "transport",
+            Error::Connect { .. } => "connect",
+            Error::SessionRefused { .. } => "session_refused",
+            Error::PoolShutdown { .. } => "pool_shutdown",
+            Error::UnknownPool { .. } => "unknown_pool",
+            Error::Setup { .. } => "setup",
+        }
     }
 
     pub(crate) fn io(context: impl Into<String>, source: io::Error) -> Self {
@@ -194,17 +238,9 @@ fn stderr_tail(stderr: &[u8]) -> String {
     if text.is_empty() {
         return String::new();
     }
-    const MAX: usize = 500;
-    let tail = if text.len() > MAX {
-        let mut start = text.len() - MAX;
-        while !text.is_char_boundary(start) {
-            start += 1;
-        }
-        format!("…{}", &text[start..])
-    } else {
-        text.to_string()
-    };
-    format!(": {tail}")
+    let tail = crate::text::tail(text, 500);
+    let ellipsis = if tail.len() < text.len() { "…" } else { "" };
+    format!(": {ellipsis}{tail}")
 }
 
 #[cfg(test)]
@@ -213,12 +249,17 @@ mod tests {
 
     #[test]
     fn only_transport_failures_are_retryable() {
-        let transport = Error::Transport {
+        let transport = |started| Error::Transport {
             endpoint: "u@h".into(),
             command: "ssh".into(),
+            started,
+            stdout: vec![],
             stderr: vec![],
         };
-        assert!(transport.is_retryable());
+        assert!(transport(Started::No).is_retryable());
+        assert!(!transport(Started::Unknown).is_retryable());
+        assert!(!transport(Started::Yes).is_retryable());
+        assert_eq!(transport(Started::Unknown).started(), Started::Unknown);
         assert!(
             Error::SessionRefused {
                 endpoint: "h".into(),

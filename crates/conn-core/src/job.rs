@@ -1,9 +1,14 @@
-//! Jobs: a deadline, cancellation, and the registry of child processes a unit of work started.
+//! Jobs: what bounds a unit of work. A [`Deadline`], a [`CancelToken`] that wakes every waiter
+//! at once, and the [`ChildRegistry`] of what the work started, so that cancelling also ends
+//! children that nobody is waiting on right now (a stream being read, say).
 
-use std::collections::HashSet;
-use std::sync::Mutex;
-use std::sync::atomic::{AtomicBool, Ordering};
+use std::os::fd::{AsFd, BorrowedFd, OwnedFd};
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::{Arc, Mutex, MutexGuard, OnceLock};
 use std::time::{Duration, Instant};
+
+use rustix::event::{EventfdFlags, eventfd};
+use rustix::process::{Pid, Signal};
 
 use crate::error::{Error, Result};
 
@@ -50,35 +55,193 @@ impl Deadline {
 /// Process group id of a child started through conn (each child leads its own group).
 pub type Pgid = i32;
 
-/// A unit of work whose commands share a deadline, can be cancelled together, and whose child
-/// processes can be terminated together.
+/// Something a job started that cancellation must end: a child's process group, or an
+/// in-process session whose socket, once shut down, makes the far side close the session.
+#[derive(Clone, Debug)]
+pub enum ChildHandle {
+    /// A child process leading its own group: `killpg(pgid, signal)`.
+    ProcessGroup(Pgid),
+    /// A session over a socket: `shutdown(2)` on it ends the session (signals do not apply).
+    Socket(Arc<OwnedFd>),
+}
+
+impl ChildHandle {
+    fn terminate(&self, signal: Signal) {
+        match self {
+            ChildHandle::ProcessGroup(pgid) => kill_group(*pgid, signal),
+            ChildHandle::Socket(fd) => {
+                let _ = rustix::net::shutdown(fd, rustix::net::Shutdown::Both);
+            }
+        }
+    }
+}
+
+/// The children a job has running, so that [`CancelToken::cancel`] (or a caller's
+/// [`ChildRegistry::terminate`], on Ctrl-C say) reaches every one of them.
 ///
-/// Transports call [`Job::register_child`] right after spawning and [`Job::unregister_child`]
-/// after reaping; every child leads its own process group, so terminating the group also ends
-/// whatever the child started. [`SimpleJob`] is the implementation most callers need.
+/// A child is registered right after it starts and unregistered when its [`Registration`]
+/// drops, which its owner does only once the child is reaped: a process-group id in the
+/// registry always names a child of ours (a zombie at worst), never a stranger that reused it.
+#[derive(Debug, Default)]
+pub struct ChildRegistry {
+    next: AtomicU64,
+    children: Mutex<Vec<(u64, ChildHandle)>>,
+}
+
+impl ChildRegistry {
+    fn lock(&self) -> MutexGuard<'_, Vec<(u64, ChildHandle)>> {
+        // A panic while holding this lock cannot leave the list inconsistent.
+        self.children.lock().unwrap_or_else(|e| e.into_inner())
+    }
+
+    /// Sends `signal` to every registered process group and shuts down every registered
+    /// session socket.
+    pub fn terminate(&self, signal: Signal) {
+        for (_, child) in self.lock().iter() {
+            child.terminate(signal);
+        }
+    }
+
+    /// How many children are registered now.
+    pub fn len(&self) -> usize {
+        self.lock().len()
+    }
+
+    /// Whether no child is registered.
+    pub fn is_empty(&self) -> bool {
+        self.len() == 0
+    }
+}
+
+/// Keeps a child in its job's registry; dropping it unregisters the child. Its owner drops it
+/// once the child is reaped (or the session closed).
+#[derive(Debug)]
+pub struct Registration {
+    token: CancelToken,
+    id: u64,
+}
+
+impl Drop for Registration {
+    fn drop(&mut self) {
+        self.token
+            .inner
+            .children
+            .lock()
+            .retain(|(id, _)| *id != self.id);
+    }
+}
+
+#[derive(Debug, Default)]
+struct TokenInner {
+    cancelled: AtomicBool,
+    /// An eventfd made on first use, readable once cancelled: poll loops add it to their set
+    /// and wake the moment a cancel happens, instead of looking at a flag on a timer.
+    wake: OnceLock<OwnedFd>,
+    children: ChildRegistry,
+}
+
+/// Cancellation shared by every command of a job: a flag, a descriptor that wakes pollers when
+/// it is set, and the [`ChildRegistry`] whose children it kills. Cheap to clone (shared).
+///
+/// ```
+/// use conn_core::CancelToken;
+/// let token = CancelToken::new();
+/// let other = token.clone();
+/// other.cancel();
+/// assert!(token.is_cancelled());
+/// ```
+#[derive(Clone, Debug, Default)]
+pub struct CancelToken {
+    inner: Arc<TokenInner>,
+}
+
+impl CancelToken {
+    /// A token not yet cancelled.
+    pub fn new() -> Self {
+        Self::default()
+    }
+
+    /// Whether [`CancelToken::cancel`] was called.
+    pub fn is_cancelled(&self) -> bool {
+        self.inner.cancelled.load(Ordering::Acquire)
+    }
+
+    /// Cancels: later commands fail at once with [`Error::Cancelled`], every waiter wakes, and
+    /// every registered child gets `SIGKILL` (a session socket is shut down). Idempotent.
+    pub fn cancel(&self) {
+        {
+            // Under the registry lock, so that a child registered concurrently is either
+            // killed here or refused by `register`: never missed.
+            let children = self.inner.children.lock();
+            self.inner.cancelled.store(true, Ordering::Release);
+            for (_, child) in children.iter() {
+                child.terminate(Signal::KILL);
+            }
+        }
+        if let Some(fd) = self.inner.wake.get() {
+            let _ = rustix::io::write(fd, &1u64.to_ne_bytes());
+        }
+    }
+
+    /// A descriptor that becomes readable once the token is cancelled (made on first call; an
+    /// `eventfd`). `None` only if the system refuses a new descriptor: callers then look at
+    /// [`CancelToken::is_cancelled`] on a short tick.
+    pub fn wake_fd(&self) -> Option<BorrowedFd<'_>> {
+        if self.inner.wake.get().is_none() {
+            let fd = eventfd(0, EventfdFlags::CLOEXEC | EventfdFlags::NONBLOCK).ok()?;
+            if self.inner.wake.set(fd).is_ok() && self.is_cancelled() {
+                // Cancelled before the descriptor existed: make it readable now.
+                let _ = rustix::io::write(self.inner.wake.get()?, &1u64.to_ne_bytes());
+            }
+        }
+        self.inner.wake.get().map(|fd| fd.as_fd())
+    }
+
+    /// The children this token's cancellation ends.
+    pub fn children(&self) -> &ChildRegistry {
+        &self.inner.children
+    }
+
+    /// Registers a running child. `None` if the token is already cancelled: the caller must
+    /// then end the child itself (it was started after the cancel).
+    pub fn register(&self, child: ChildHandle) -> Option<Registration> {
+        let mut children = self.inner.children.lock();
+        if self.is_cancelled() {
+            return None;
+        }
+        let id = self.inner.children.next.fetch_add(1, Ordering::Relaxed);
+        children.push((id, child));
+        Some(Registration {
+            token: self.clone(),
+            id,
+        })
+    }
+}
+
+/// A unit of work whose commands share a deadline and a cancellation.
+///
+/// Transports read the deadline before every blocking step, poll the token's wake descriptor
+/// while they wait, and register every child they start with the token. [`SimpleJob`] is the
+/// implementation most callers need; [`CappedJob`] narrows another job's deadline.
 pub trait Job: Send + Sync {
     /// The deadline all of this job's commands must meet, if any.
     fn deadline(&self) -> Option<Deadline>;
 
-    /// Whether [`Job::cancel`] was called.
-    fn is_cancelled(&self) -> bool;
+    /// The job's cancellation (and the registry of its children).
+    fn cancel_token(&self) -> &CancelToken;
 
-    /// Records a running child's process group. Returns `false` if the job is already
-    /// cancelled: the caller must then kill and reap the child itself.
-    fn register_child(&self, pgid: Pgid) -> bool;
+    /// Whether the job was cancelled.
+    fn is_cancelled(&self) -> bool {
+        self.cancel_token().is_cancelled()
+    }
 
-    /// Forgets a child that has been reaped.
-    fn unregister_child(&self, pgid: Pgid);
-
-    /// Sends `signal` to the process group of every registered child.
-    fn terminate_subprocesses(&self, signal: i32);
-
-    /// Cancels the job: later commands fail at once with [`Error::Cancelled`](crate::Error)
-    /// and every running child's process group gets `SIGKILL`.
-    fn cancel(&self);
+    /// Cancels the job (see [`CancelToken::cancel`]).
+    fn cancel(&self) {
+        self.cancel_token().cancel()
+    }
 }
 
-/// The plain [`Job`]: an optional timeout, cancellation, and a child registry.
+/// The plain [`Job`]: an optional timeout and a cancellation token.
 ///
 /// ```
 /// use std::time::Duration;
@@ -90,10 +253,7 @@ pub trait Job: Send + Sync {
 #[derive(Debug, Default)]
 pub struct SimpleJob {
     deadline: Option<Deadline>,
-    cancelled: AtomicBool,
-    /// Guarded together with `cancelled` changes so that a child registered concurrently with
-    /// `cancel()` is either killed by `cancel()` or refused here: never missed.
-    children: Mutex<HashSet<Pgid>>,
+    token: CancelToken,
 }
 
 impl SimpleJob {
@@ -111,18 +271,14 @@ impl SimpleJob {
     pub fn with_deadline(deadline: Option<Deadline>) -> Self {
         SimpleJob {
             deadline,
-            ..Self::default()
+            token: CancelToken::new(),
         }
     }
 
-    /// Process groups of the children running now.
-    pub fn children(&self) -> Vec<Pgid> {
-        self.lock().iter().copied().collect()
-    }
-
-    fn lock(&self) -> std::sync::MutexGuard<'_, HashSet<Pgid>> {
-        // A panic while holding this lock cannot leave the set inconsistent.
-        self.children.lock().unwrap_or_else(|e| e.into_inner())
+    /// This job with a cancellation shared with others (one Ctrl-C ends them all).
+    pub fn with_token(mut self, token: CancelToken) -> Self {
+        self.token = token;
+        self
     }
 }
 
@@ -131,35 +287,8 @@ impl Job for SimpleJob {
         self.deadline
     }
 
-    fn is_cancelled(&self) -> bool {
-        self.cancelled.load(Ordering::Acquire)
-    }
-
-    fn register_child(&self, pgid: Pgid) -> bool {
-        let mut children = self.lock();
-        if self.is_cancelled() {
-            return false;
-        }
-        children.insert(pgid);
-        true
-    }
-
-    fn unregister_child(&self, pgid: Pgid) {
-        self.lock().remove(&pgid);
-    }
-
-    fn terminate_subprocesses(&self, signal: i32) {
-        for &pgid in self.lock().iter() {
-            kill_group(pgid, signal);
-        }
-    }
-
-    fn cancel(&self) {
-        let children = self.lock();
-        self.cancelled.store(true, Ordering::Release);
-        for &pgid in children.iter() {
-            kill_group(pgid, libc::SIGKILL);
-        }
+    fn cancel_token(&self) -> &CancelToken {
+        &self.token
     }
 }
 
@@ -180,8 +309,8 @@ pub fn ensure_running(job: &dyn Job, command: impl FnOnce() -> String) -> Result
 }
 
 /// Another job seen through a tighter deadline: for a housekeeping step (such as probing an ssh
-/// master) that must not use up, or hang past, a few seconds of its caller's time. Children and
-/// cancellation are the inner job's.
+/// master) that must not use up, or hang past, a few seconds of its caller's time. The
+/// cancellation is the inner job's.
 pub struct CappedJob<'a> {
     inner: &'a dyn Job,
     deadline: Option<Deadline>,
@@ -206,31 +335,19 @@ impl Job for CappedJob<'_> {
     fn deadline(&self) -> Option<Deadline> {
         self.deadline
     }
-    fn is_cancelled(&self) -> bool {
-        self.inner.is_cancelled()
-    }
-    fn register_child(&self, pgid: Pgid) -> bool {
-        self.inner.register_child(pgid)
-    }
-    fn unregister_child(&self, pgid: Pgid) {
-        self.inner.unregister_child(pgid)
-    }
-    fn terminate_subprocesses(&self, signal: i32) {
-        self.inner.terminate_subprocesses(signal)
-    }
-    fn cancel(&self) {
-        self.inner.cancel()
+    fn cancel_token(&self) -> &CancelToken {
+        self.inner.cancel_token()
     }
 }
 
 /// Sends `signal` to process group `pgid`; a group that is already gone is not an error.
-pub(crate) fn kill_group(pgid: Pgid, signal: i32) {
+pub(crate) fn kill_group(pgid: Pgid, signal: Signal) {
+    // Never signal "every process" or init's group.
     if pgid <= 1 {
-        return; // never signal "every process" or init's group
+        return;
     }
-    // SAFETY: killpg has no memory-safety preconditions.
-    unsafe {
-        libc::killpg(pgid, signal);
+    if let Some(pid) = Pid::from_raw(pgid) {
+        let _ = rustix::process::kill_process_group(pid, signal);
     }
 }
 
@@ -239,14 +356,33 @@ mod tests {
     use super::*;
 
     #[test]
-    fn cancel_refuses_later_registrations() {
-        let job = SimpleJob::new();
-        assert!(job.register_child(999_999));
-        job.unregister_child(999_999);
-        job.cancel();
-        assert!(job.is_cancelled());
-        assert!(!job.register_child(999_998));
-        assert!(job.children().is_empty());
+    fn cancel_refuses_later_registrations_and_unregisters_on_drop() {
+        let token = CancelToken::new();
+        let reg = token.register(ChildHandle::ProcessGroup(999_999)).unwrap();
+        assert_eq!(token.children().len(), 1);
+        drop(reg);
+        assert!(token.children().is_empty());
+        token.cancel();
+        assert!(token.is_cancelled());
+        assert!(token.register(ChildHandle::ProcessGroup(999_998)).is_none());
+        assert!(token.children().is_empty());
+    }
+
+    #[test]
+    fn the_wake_descriptor_is_readable_once_cancelled_before_or_after_it_is_made() {
+        use rustix::event::{PollFd, PollFlags, Timespec, poll};
+        let readable = |token: &CancelToken| {
+            let fd = token.wake_fd().unwrap();
+            let mut fds = [PollFd::new(&fd, PollFlags::IN)];
+            poll(&mut fds, Some(&Timespec::default())).unwrap() == 1
+        };
+        let early = CancelToken::new();
+        early.cancel();
+        assert!(readable(&early), "cancelled before the fd was made");
+        let late = CancelToken::new();
+        assert!(!readable(&late));
+        late.clone().cancel();
+        assert!(readable(&late), "cancelled after the fd was made");
     }
 
     #[test]
@@ -269,6 +405,8 @@ mod tests {
                 .deadline()
                 .is_some()
         );
+        outer.cancel();
+        assert!(CappedJob::new(&outer, Duration::from_secs(1)).is_cancelled());
     }
 
     #[test]

@@ -1,30 +1,49 @@
 //! Core of conn: what every transport shares and nothing that knows about ssh.
 //!
-//! - [`Transport`], [`Connection`], [`Remote`]: the traits a back end implements.
 //! - [`ConnectionPool`], [`ConnectionPools`]: the heap-ordered pool of connections (`pool.rs`).
-//! - [`Job`], [`SimpleJob`], [`Deadline`]: deadlines, cancellation, child-process tracking.
-//! - [`Cmd`], [`Output`], [`run_process`]: what to run and the shared spawn helper.
+//! - [`Cmd`], [`Stdin`], [`Stream`], [`Output`]: what to run, its streams, what came back.
+//! - [`RemoteChild`]: a running command, shaped like `std::process::Child` (`child.rs`).
+//! - [`Job`], [`SimpleJob`], [`Deadline`], [`CancelToken`]: deadlines and cancellation.
+//! - [`Error`], [`Started`]: the one error type, and whether a command started, which decides
+//!   [`Error::is_retryable`]; [`retry`] retries on that rule.
 //! - [`UserHost`]: a `[user@]host` that cannot hold an invalid value.
-//! - [`quote`], [`quote_if_remote`], [`dquote`]: quoting for the remote shell.
-//! - [`Error`]: the one error type, with [`Error::is_retryable`].
+//! - [`quote`], [`join_quoted`], [`dquote`]: quoting for the remote shell, on bytes.
+//! - [`transport`]: what a back end implements ([`Transport`], [`Connection`], [`Session`]) and
+//!   the helpers it builds on ([`transport::spawn_process`]).
 #![warn(missing_docs)]
 
+mod child;
 mod command;
 mod error;
 mod host;
 mod job;
+mod poll;
 mod pool;
 mod process;
+mod pump;
 mod quote;
-mod transport;
+mod retry;
+pub mod text;
+mod traits;
 
-pub use command::{Cmd, ExitStatus, Output, Stdin, Stream};
+pub use child::{ChildStderr, ChildStdin, ChildStdout, RemoteChild};
+pub use command::{Cmd, ExitStatus, Output, Started, Stdin, Stream};
 pub use error::{Error, Result};
 pub use host::UserHost;
-pub use job::{CappedJob, Deadline, Job, Pgid, SimpleJob, ensure_running};
+pub use job::{CancelToken, CappedJob, ChildRegistry, Deadline, Job, SimpleJob, ensure_running};
 pub use pool::{
     ConnectionPool, ConnectionPools, ConnectionState, DEFAULT_CAPACITY, PooledConnection,
 };
-pub use process::{run_process, run_process_watching_stderr};
-pub use quote::{display_line, dquote, join_quoted, quote, quote_if_remote};
-pub use transport::{Connection, Location, Remote, Transport};
+pub use quote::{display_line, dquote, join_quoted, quote};
+pub use retry::{RetryPolicy, retry};
+pub use traits::{Connection, Remote, Transport};
+
+/// For transport authors: the traits a back end implements and the helpers it builds on.
+/// Callers of conn need none of this.
+pub mod transport {
+    pub use crate::child::{ChildFd, CommandName, Seen, Session, StdioOptions, StdioPlan, pipe};
+    pub use crate::job::{ChildHandle, Pgid, Registration};
+    pub use crate::poll::poll_until;
+    pub use crate::process::{Classifier, ProcessOptions, spawn_process};
+    pub use crate::traits::{Connection, Remote, Transport};
+}

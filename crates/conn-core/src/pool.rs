@@ -15,10 +15,11 @@ use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard};
 use std::time::Duration;
 
+use crate::child::RemoteChild;
 use crate::command::{Cmd, Output};
 use crate::error::{Error, Result};
 use crate::job::Job;
-use crate::transport::{Connection, Transport};
+use crate::traits::{Connection, Transport};
 
 /// Sessions per connection unless told otherwise: below sshd's default `MaxSessions` of 10, to
 /// leave room for sessions sshd has not finished closing yet.
@@ -28,18 +29,19 @@ pub const DEFAULT_CAPACITY: usize = 8;
 ///
 /// ```
 /// # use conn_core::*;
-/// # struct Echo; struct EchoConn;
-/// # impl Remote for Echo { fn location(&self) -> Location { Location::Src }
-/// #   fn user_host(&self) -> Option<&UserHost> { None } fn cache_namespace(&self) -> String { "-".into() } }
-/// # impl Transport for Echo { type Connection = EchoConn;
-/// #   fn connect(&self, _: &str) -> Result<EchoConn> { Ok(EchoConn) } }
-/// # impl Connection for EchoConn {
-/// #   fn run(&self, cmd: &Cmd, _: &dyn Job) -> Result<Output> { Ok(Output::dry_run()) }
+/// # use conn_core::transport::{Connection, Transport, CommandName};
+/// # struct Nothing; struct NothingConn;
+/// # impl Transport for Nothing { type Connection = NothingConn;
+/// #   fn connect(&self, _: &str) -> Result<NothingConn> { Ok(NothingConn) } }
+/// # impl Connection for NothingConn {
+/// #   fn spawn(&self, cmd: &Cmd, _: &dyn Job) -> Result<RemoteChild> {
+/// #     Ok(RemoteChild::dry_run(cmd, CommandName { endpoint: String::new(), line: "true".into() })) }
 /// #   fn refresh(&self, _: &dyn Job) -> Result<()> { Ok(()) } fn shutdown(&self) {} }
-/// let pool = ConnectionPool::new(Echo, "shared", 8).unwrap();
+/// let pool = ConnectionPool::new(Nothing, "shared", 8).unwrap();
+/// let job = SimpleJob::new();
 /// {
-///     let conn = pool.get().unwrap(); // a guard: the slot goes back when it drops
-///     conn.run(&Cmd::new(["true"]), &SimpleJob::new()).unwrap();
+///     let conn = pool.get(&job).unwrap(); // a refreshed connection; the slot goes back on drop
+///     conn.run(&Cmd::new(["true"]), &job).unwrap();
 /// }
 /// pool.shutdown();
 /// ```
@@ -61,6 +63,7 @@ struct Shared<T: Transport> {
     capacity: usize,
     state: Mutex<State<T::Connection>>,
     refusals_retried: AtomicU64,
+    restarts_retried: AtomicU64,
 }
 
 struct State<C: Connection> {
@@ -166,6 +169,7 @@ impl<T: Transport> ConnectionPool<T> {
                     shut_down: false,
                 }),
                 refusals_retried: AtomicU64::new(0),
+                restarts_retried: AtomicU64::new(0),
             }),
         })
     }
@@ -190,9 +194,18 @@ impl<T: Transport> ConnectionPool<T> {
         self.shared.state.lock().unwrap_or_else(|e| e.into_inner())
     }
 
-    /// Checks out one session slot on the best connection, making a connection if all are full.
-    /// The slot is given back when the returned guard drops.
-    pub fn get(&self) -> Result<PooledConnection<T>> {
+    /// Checks out one session slot on the best connection (making a connection if all are
+    /// full) and refreshes the connection within `job` (for ssh: the master is alive, or
+    /// restarted), like deadpool's recycle. The slot is given back when the returned guard
+    /// drops, also when the refresh fails.
+    pub fn get(&self, job: &dyn Job) -> Result<PooledConnection<T>> {
+        let conn = self.checkout()?;
+        conn.refresh(job)?;
+        Ok(conn)
+    }
+
+    /// A slot without a refresh: for a dry run, which must not start a master.
+    fn checkout(&self) -> Result<PooledConnection<T>> {
         let mut state = self.lock();
         if state.shut_down {
             return Err(Error::PoolShutdown {
@@ -254,43 +267,95 @@ impl<T: Transport> ConnectionPool<T> {
         state.sift_up(pos);
     }
 
-    /// Runs `cmd` on a pooled connection within `job`.
-    ///
-    /// A session the server refuses ([`Error::SessionRefused`]: the command never started) is
-    /// retried on the then-best connection with a short exponential backoff, within the job's
-    /// deadline (or for about 5 s without one), so a burst that briefly overshoots sshd's
-    /// `MaxSessions` loses no command. Every other error is returned as it is.
+    /// Runs `cmd` on a pooled connection within `job` and waits for its output:
+    /// [`ConnectionPool::spawn`] then [`RemoteChild::wait_with_output`], with the pool's
+    /// retries (see [`ConnectionPool::spawn`]) also covering failures that surface only while
+    /// waiting: a session the server refused, or a master that died before the session opened
+    /// (the process back end learns of those from the ssh client's exit).
     pub fn run(&self, cmd: &Cmd, job: &dyn Job) -> Result<Output> {
+        self.with_retries(job, || Ok(self.spawn_once(cmd, job)?.wait_with_output()?))
+    }
+
+    /// Starts `cmd` on a pooled connection within `job`; the child holds its session slot
+    /// until it is waited for, killed or dropped.
+    ///
+    /// The pool absorbs every failure where the command provably never started
+    /// ([`Error::is_retryable`]): a session the server refused (sshd's `MaxSessions`) is
+    /// retried on the then-best connection with a short exponential backoff, and a master
+    /// that died or refuses its socket is restarted by the next refresh and the command
+    /// tried again (at most three times), all within the job's deadline (or about 5 s without
+    /// one). A caller without a retry loop thus loses nothing to a master that died between
+    /// commands. A command that may have run is never retried; a refresh that cannot start a
+    /// master is returned at once.
+    pub fn spawn(&self, cmd: &Cmd, job: &dyn Job) -> Result<RemoteChild> {
+        self.with_retries(job, || self.spawn_once(cmd, job))
+    }
+
+    fn spawn_once(&self, cmd: &Cmd, job: &dyn Job) -> Result<RemoteChild, Failure> {
+        let conn = if cmd.is_dry_run() {
+            self.checkout()?
+        } else {
+            self.get(job).map_err(Failure::Refresh)?
+        };
+        Ok(conn.spawn(cmd, job)?)
+    }
+
+    /// Calls `attempt` again for what never started: the policy of [`ConnectionPool::spawn`].
+    fn with_retries<R>(
+        &self,
+        job: &dyn Job,
+        mut attempt: impl FnMut() -> Result<R, Failure>,
+    ) -> Result<R> {
         const MAX_BACKOFF: Duration = Duration::from_millis(50);
-        const MAX_RETRIES_WITHOUT_DEADLINE: u32 = 100;
+        const MAX_REFUSALS_WITHOUT_DEADLINE: u32 = 100;
+        const MAX_RESTARTS: u32 = 3;
         let mut backoff = Duration::from_millis(1);
-        let mut retries = 0;
+        let (mut refusals, mut restarts) = (0, 0);
         loop {
-            let conn = self.get()?;
-            let result = conn.run(cmd, job);
-            drop(conn);
-            match result {
-                Err(Error::SessionRefused { .. })
-                    if !job.is_cancelled()
-                        && match job.deadline() {
-                            Some(d) => d.remaining() > backoff,
-                            None => retries < MAX_RETRIES_WITHOUT_DEADLINE,
-                        } =>
+            let err = match attempt() {
+                Ok(r) => return Ok(r),
+                Err(Failure::Refresh(e)) => return Err(e),
+                Err(Failure::Command(e)) => e,
+            };
+            let within_deadline = |wait: Duration| match job.deadline() {
+                Some(d) => d.remaining() > wait,
+                None => true,
+            };
+            if job.is_cancelled() || !err.is_retryable() {
+                return Err(err);
+            }
+            if let Error::SessionRefused { .. } = err {
+                if !within_deadline(backoff)
+                    || job.deadline().is_none() && refusals >= MAX_REFUSALS_WITHOUT_DEADLINE
                 {
-                    self.shared.refusals_retried.fetch_add(1, Ordering::Relaxed);
-                    tracing::debug!(pool = %self.shared.name, ?backoff, "session refused; retrying");
-                    std::thread::sleep(backoff);
-                    backoff = (backoff * 2).min(MAX_BACKOFF);
-                    retries += 1;
+                    return Err(err);
                 }
-                other => return other,
+                self.shared.refusals_retried.fetch_add(1, Ordering::Relaxed);
+                tracing::debug!(pool = %self.shared.name, ?backoff, "session refused; retrying");
+                crate::retry::sleep_within(job.deadline(), job.cancel_token(), backoff);
+                backoff = (backoff * 2).min(MAX_BACKOFF);
+                refusals += 1;
+            } else {
+                if restarts >= MAX_RESTARTS || !within_deadline(Duration::ZERO) {
+                    return Err(err);
+                }
+                self.shared.restarts_retried.fetch_add(1, Ordering::Relaxed);
+                tracing::debug!(pool = %self.shared.name, "command did not start ({err}); retrying");
+                restarts += 1;
             }
         }
     }
 
-    /// How many refused sessions [`ConnectionPool::run`] has retried so far.
+    /// How many refused sessions [`ConnectionPool::run`] and [`ConnectionPool::spawn`] have
+    /// retried so far.
     pub fn refusals_retried(&self) -> u64 {
         self.shared.refusals_retried.load(Ordering::Relaxed)
+    }
+
+    /// How many commands that never started for another reason (a master that died, a socket
+    /// that refused) the pool has tried again so far.
+    pub fn restarts_retried(&self) -> u64 {
+        self.shared.restarts_retried.load(Ordering::Relaxed)
     }
 
     /// The state of every connection, by id: for diagnostics and tests.
@@ -380,6 +445,19 @@ impl<T: Transport> PooledConnection<T> {
     pub fn id(&self) -> usize {
         self.id
     }
+
+    /// Starts `cmd` on this connection; the child takes this slot with it and gives it back
+    /// when it is waited for, killed or dropped (so one slot never carries two sessions).
+    /// No retries: [`ConnectionPool::spawn`] has them.
+    pub fn spawn(self, cmd: &Cmd, job: &dyn Job) -> Result<RemoteChild> {
+        Ok(Connection::spawn(&*self, cmd, job)?.hold(self))
+    }
+
+    /// Runs `cmd` on this connection and waits for its output. No retries:
+    /// [`ConnectionPool::run`] has them.
+    pub fn run(&self, cmd: &Cmd, job: &dyn Job) -> Result<Output> {
+        Connection::run(&**self, cmd, job)
+    }
 }
 
 impl<T: Transport> Deref for PooledConnection<T> {
@@ -453,5 +531,19 @@ impl<T: Transport> ConnectionPools<T> {
         for pool in self.pools.values() {
             pool.shutdown();
         }
+    }
+}
+
+/// Why one attempt of the retry loop failed: a refresh that could not make the connection
+/// usable (returned at once: a master that cannot start is not started again and again), or
+/// the command itself.
+enum Failure {
+    Refresh(Error),
+    Command(Error),
+}
+
+impl From<Error> for Failure {
+    fn from(e: Error) -> Self {
+        Failure::Command(e)
     }
 }

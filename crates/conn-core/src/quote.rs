@@ -1,10 +1,13 @@
-//! Quoting for the remote POSIX shell.
+//! Quoting for the remote POSIX shell, on bytes.
 //!
 //! ssh joins its argv with spaces into one string that the remote login shell parses again, so
 //! every argument of a remote command must be quoted; a local command is executed directly and
-//! needs none.
+//! needs none. Quoting works on bytes (`OsStr`), so a name that is not UTF-8 reaches the remote
+//! side unchanged.
 
 use std::borrow::Cow;
+use std::ffi::{OsStr, OsString};
+use std::os::unix::ffi::{OsStrExt, OsStringExt};
 
 use crate::error::{Error, Result};
 
@@ -17,39 +20,47 @@ use crate::error::{Error, Result};
 /// assert_eq!(conn_core::quote("my file").unwrap(), "'my file'");
 /// assert_eq!(conn_core::quote("").unwrap(), "''");
 /// ```
-pub fn quote(arg: &str) -> Result<Cow<'_, str>> {
-    shlex::try_quote(arg).map_err(|e| Error::Unquotable {
-        arg: arg.to_string(),
-        reason: e.to_string(),
-    })
-}
-
-/// Quotes `arg` only when it is bound for a remote shell (`remote == true`).
-pub fn quote_if_remote(arg: &str, remote: bool) -> Result<Cow<'_, str>> {
-    if remote {
-        quote(arg)
-    } else {
-        Ok(Cow::Borrowed(arg))
+pub fn quote<S: AsRef<OsStr> + ?Sized>(arg: &S) -> Result<Cow<'_, OsStr>> {
+    let arg = arg.as_ref();
+    match shlex::bytes::try_quote(arg.as_bytes()) {
+        Ok(Cow::Borrowed(b)) => Ok(Cow::Borrowed(OsStr::from_bytes(b))),
+        Ok(Cow::Owned(v)) => Ok(Cow::Owned(OsString::from_vec(v))),
+        Err(e) => Err(Error::Unquotable {
+            arg: arg.to_string_lossy().into_owned(),
+            reason: e.to_string(),
+        }),
     }
 }
 
 /// Quotes every element of `argv` and joins them with spaces: one line a POSIX shell splits back
-/// into `argv`. Used for remote commands and for logging any command line.
-pub fn join_quoted<S: AsRef<str>>(argv: &[S]) -> Result<String> {
-    let mut line = String::new();
+/// into `argv`. Used for remote commands.
+///
+/// ```
+/// assert_eq!(conn_core::join_quoted(&["echo", "a b"]).unwrap(), "echo 'a b'");
+/// ```
+pub fn join_quoted<S: AsRef<OsStr>>(argv: &[S]) -> Result<OsString> {
+    let mut line = Vec::new();
     for (i, arg) in argv.iter().enumerate() {
         if i > 0 {
-            line.push(' ');
+            line.push(b' ');
         }
-        line.push_str(&quote(arg.as_ref())?);
+        line.extend_from_slice(quote(arg.as_ref())?.as_bytes());
     }
-    Ok(line)
+    Ok(OsString::from_vec(line))
 }
 
-/// Like [`join_quoted`] for log lines, where a NUL byte is shown escaped instead of failing.
-pub fn display_line<S: AsRef<str>>(argv: &[S]) -> String {
-    join_quoted(argv)
-        .unwrap_or_else(|_| format!("{:?}", argv.iter().map(AsRef::as_ref).collect::<Vec<_>>()))
+/// A command line for logs and error messages: quoted like [`join_quoted`], shown as lossy
+/// UTF-8, with a NUL byte escaped instead of failing.
+pub fn display_line<S: AsRef<OsStr>>(argv: &[S]) -> String {
+    match join_quoted(argv) {
+        Ok(line) => line.to_string_lossy().into_owned(),
+        Err(_) => format!(
+            "{:?}",
+            argv.iter()
+                .map(|a| a.as_ref().to_string_lossy())
+                .collect::<Vec<_>>()
+        ),
+    }
 }
 
 /// Escapes `arg` for embedding inside a `"…"` string of a remote pipeline: `\`, `"`, `$` and
@@ -81,16 +92,25 @@ mod tests {
     }
 
     #[test]
-    fn quote_if_remote_leaves_local_args_alone() {
-        assert_eq!(quote_if_remote("a b", false).unwrap(), "a b");
-        assert_eq!(quote_if_remote("a b", true).unwrap(), "'a b'");
+    fn non_utf8_bytes_are_quoted_unchanged() {
+        let arg = OsStr::from_bytes(b"caf\xe9 x");
+        assert_eq!(quote(arg).unwrap().as_bytes(), b"'caf\xe9 x'");
     }
 
     proptest! {
         #[test]
         fn quoted_argv_splits_back(argv in proptest::collection::vec("[^\0]*", 0..6)) {
             let line = join_quoted(&argv).unwrap();
-            prop_assert_eq!(shlex::split(&line).unwrap(), argv);
+            prop_assert_eq!(shlex::split(line.to_str().unwrap()).unwrap(), argv);
+        }
+
+        #[test]
+        fn quoted_bytes_split_back(argv in proptest::collection::vec(
+            proptest::collection::vec(1u8..=255, 0..12), 0..6)) {
+            let argv: Vec<OsString> = argv.into_iter().map(OsString::from_vec).collect();
+            let line = join_quoted(&argv).unwrap();
+            let back: Vec<Vec<u8>> = shlex::bytes::split(line.as_bytes()).unwrap();
+            prop_assert_eq!(back, argv.into_iter().map(|a| a.into_vec()).collect::<Vec<_>>());
         }
 
         #[test]

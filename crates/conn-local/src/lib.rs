@@ -14,35 +14,25 @@
 //! pool.shutdown();
 //! ```
 #![warn(missing_docs)]
+#![forbid(unsafe_code)]
 
-use conn_core::{
-    Cmd, Connection, Job, Location, Output, Remote, Result, Transport, UserHost, display_line,
-    run_process,
-};
+use conn_core::transport::{ProcessOptions, spawn_process};
+use conn_core::{Cmd, Connection, Job, Remote, RemoteChild, Result, Transport, UserHost};
 
 /// The local endpoint: a [`Transport`] whose connections execute commands on this host.
 #[derive(Clone, Copy, Debug, Default)]
 pub struct Local {
-    location: Location,
+    _private: (),
 }
 
 impl Local {
-    /// The local endpoint on the source side.
+    /// The local endpoint.
     pub fn new() -> Self {
         Self::default()
-    }
-
-    /// The local endpoint on the given side.
-    pub fn with_location(location: Location) -> Self {
-        Local { location }
     }
 }
 
 impl Remote for Local {
-    fn location(&self) -> Location {
-        self.location
-    }
-
     fn user_host(&self) -> Option<&UserHost> {
         None
     }
@@ -60,19 +50,18 @@ impl Transport for Local {
     }
 }
 
-/// A "connection" to this host: stateless, it only runs commands.
+/// A "connection" to this host: stateless, it only starts commands.
 #[derive(Debug)]
 pub struct LocalConnection {
     _private: (),
 }
 
 impl Connection for LocalConnection {
-    fn run(&self, cmd: &Cmd, job: &dyn Job) -> Result<Output> {
-        let output = run_process(cmd.argv(), cmd, job)?;
-        if cmd.is_checked() && !output.status.success() {
-            return cmd.checked(output, &display_line(cmd.argv()));
-        }
-        Ok(output)
+    /// Executes the argv directly: the child gets the caller's descriptors themselves (no
+    /// master stands between, so nothing can hold them past the command's end).
+    fn spawn(&self, cmd: &Cmd, job: &dyn Job) -> Result<RemoteChild> {
+        cmd.validate()?;
+        spawn_process(cmd.argv(), cmd, job, ProcessOptions::default())
     }
 
     fn refresh(&self, _job: &dyn Job) -> Result<()> {

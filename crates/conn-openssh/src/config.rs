@@ -5,10 +5,12 @@ use std::path::{Path, PathBuf};
 use std::time::Duration;
 
 use base64::Engine;
-use conn_core::{Error, Location, Result, UserHost};
+use conn_core::{Error, Result, UserHost};
 use sha2::{Digest, Sha256};
 
 use crate::OpenSsh;
+use crate::backend::Backend;
+use crate::location::Location;
 
 /// The extra options used unless [`OpenSshBuilder::extra_options`] replaces them: no password
 /// prompt (`BatchMode`), no keep-alive probes, no X11 forwarding, no pseudo-terminal.
@@ -25,7 +27,12 @@ pub const DEFAULT_CONTROL_PERSIST: Duration = Duration::from_secs(600);
 pub const DEFAULT_REFRESH_MARGIN: Duration = Duration::from_secs(2);
 
 /// How a connection's sessions reach its master. The master itself is always `ssh -M`.
+///
+/// Every variant exists whatever the features; asking for one that is not compiled in is an
+/// error from [`OpenSshBuilder::build`] that names the feature. New back ends may come, so a
+/// `match` needs a wildcard arm.
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Hash)]
+#[non_exhaustive]
 pub enum Mux {
     /// Spawn an `ssh -S <socket>` client per command: what OpenSSH users know (the default).
     #[default]
@@ -33,7 +40,6 @@ pub enum Mux {
     /// Speak OpenSSH's mux protocol (`PROTOCOL.mux`) from this process: no client spawn per
     /// command, and an exact line between "the remote command exited 255" and "the transport
     /// failed". Needs the `native-mux` feature and connection reuse.
-    #[cfg(feature = "native-mux")]
     Native,
 }
 
@@ -42,13 +48,7 @@ impl std::str::FromStr for Mux {
     fn from_str(s: &str) -> Result<Self> {
         match s {
             "process" => Ok(Mux::Process),
-            #[cfg(feature = "native-mux")]
             "native" => Ok(Mux::Native),
-            #[cfg(not(feature = "native-mux"))]
-            "native" => Err(Error::Config(
-                "mux back end \"native\" is not compiled in: build with the native-mux feature"
-                    .to_string(),
-            )),
             _ => Err(Error::Config(format!(
                 "mux back end {s:?} is neither \"process\" nor \"native\""
             ))),
@@ -60,7 +60,6 @@ impl std::fmt::Display for Mux {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.write_str(match self {
             Mux::Process => "process",
-            #[cfg(feature = "native-mux")]
             Mux::Native => "native",
         })
     }
@@ -81,6 +80,7 @@ pub(crate) struct Config {
     pub base_args: Vec<String>,
     pub reuse_connections: bool,
     pub mux: Mux,
+    pub backend: Backend,
     pub control_persist: Duration,
     /// Bound of a master start: the connect timeout plus time to authenticate.
     pub master_start_timeout: Duration,
@@ -264,6 +264,7 @@ impl OpenSshBuilder {
                 self.control_persist
             ));
         }
+        let backend = Backend::for_mux(self.mux)?;
         if self.mux != Mux::Process && !self.reuse_connections {
             return config_err(format!(
                 "mux back end {} needs connection reuse: without a master there is nothing to \
@@ -361,6 +362,7 @@ impl OpenSshBuilder {
             base_args,
             reuse_connections: self.reuse_connections,
             mux: self.mux,
+            backend,
             control_persist: Duration::from_secs(self.control_persist.as_secs()),
             master_start_timeout: self
                 .connect_timeout

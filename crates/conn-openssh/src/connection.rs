@@ -6,15 +6,17 @@ use std::path::{Path, PathBuf};
 use std::sync::{Arc, Condvar, Mutex, MutexGuard};
 use std::time::{Duration, Instant};
 
+use std::ffi::OsString;
+
+use conn_core::text::tail;
+use conn_core::transport::{ProcessOptions, spawn_process};
 use conn_core::{
-    CappedJob, Cmd, Connection, Error, ExitStatus, Job, Output, Result, SimpleJob, Stream,
-    display_line, ensure_running, quote, run_process, run_process_watching_stderr,
+    CappedJob, Cmd, Connection, Error, Job, Output, RemoteChild, Result, SimpleJob, Stream,
+    display_line, ensure_running, quote,
 };
 use conn_lease::{Lease, SocketState, probe_socket};
 
 use crate::config::Config;
-#[cfg(feature = "native-mux")]
-use crate::config::Mux;
 
 /// Upper bound for `ssh -O check`: a hung master must not hang the caller.
 const CHECK_TIMEOUT: Duration = Duration::from_secs(5);
@@ -22,11 +24,6 @@ const CHECK_TIMEOUT: Duration = Duration::from_secs(5);
 const EXIT_TIMEOUT: Duration = Duration::from_secs(5);
 /// How often a thread waiting for another's master start looks at its own job.
 const WAIT_TICK: Duration = Duration::from_millis(50);
-/// How much of an ssh client's stderr is kept to classify its failure (room for `-v -v -v`
-/// debug output before the line that matters).
-const STDERR_KEEP: usize = 256 * 1024;
-/// The first line ssh's mux client writes when the master's session request failed (mux.c).
-const REFUSED_PREFIX: &str = "mux_client_request_session: session request failed:";
 
 /// A connection of an [`OpenSsh`](crate::OpenSsh) pool.
 ///
@@ -35,13 +32,13 @@ const REFUSED_PREFIX: &str = "mux_client_request_session: session request failed
 /// socket, which [`Connection::refresh`] keeps alive.
 #[derive(Debug)]
 pub struct OpenSshConnection {
-    config: Arc<Config>,
-    control: Option<Control>,
+    pub(crate) config: Arc<Config>,
+    pub(crate) control: Option<Control>,
 }
 
 #[derive(Debug)]
-struct Control {
-    socket: PathBuf,
+pub(crate) struct Control {
+    pub(crate) socket: PathBuf,
     /// The master's `-E` log file: its diagnostics, never a pipe anyone waits on.
     log: PathBuf,
     lease: Mutex<Option<Lease>>,
@@ -141,25 +138,32 @@ impl OpenSshConnection {
         self.control.as_ref().map(|c| c.log.as_path())
     }
 
-    fn endpoint(&self) -> String {
+    pub(crate) fn endpoint(&self) -> String {
         self.config.user_host.to_string()
     }
 
-    /// `ssh <options> [-S <socket>] <extra> <user@host> <tail…>`
-    fn ssh_argv(&self, extra: &[&str], tail: impl IntoIterator<Item = String>) -> Vec<String> {
-        let mut argv = self.config.base_args.clone();
+    /// `ssh <options> [-S <socket>] <extra> <user@host> <tail…>`: every ssh command line of
+    /// this connection comes from here.
+    pub(crate) fn ssh_argv(
+        &self,
+        extra: &[&str],
+        tail: impl IntoIterator<Item = OsString>,
+    ) -> Vec<OsString> {
+        let mut argv: Vec<OsString> = self.config.base_args.iter().map(OsString::from).collect();
         if let Some(c) = &self.control {
             argv.push("-S".into());
-            argv.push(c.socket.to_string_lossy().into_owned());
+            argv.push(c.socket.clone().into_os_string());
         }
-        argv.extend(extra.iter().map(|s| s.to_string()));
-        argv.push(self.config.user_host.to_string());
+        argv.extend(extra.iter().map(OsString::from));
+        argv.push(self.config.user_host.to_string().into());
         argv.extend(tail);
         argv
     }
 
-    /// The argv that runs `cmd` remotely, every element quoted for the remote shell.
-    fn session_argv(&self, cmd: &Cmd) -> Result<Vec<String>> {
+    /// The full argv of the process back end for `cmd`: ssh's options, `-S <socket>`, the host,
+    /// and every argument quoted (as bytes) for the remote shell.
+    pub(crate) fn session_argv(&self, cmd: &Cmd) -> Result<Vec<OsString>> {
+        cmd.validate()?;
         let quoted = cmd
             .argv()
             .iter()
@@ -179,33 +183,6 @@ impl OpenSshConnection {
         Ok(self.ssh_argv(extra, quoted))
     }
 
-    /// The error for an ssh client that exited 255 (its own failure, not the command's).
-    ///
-    /// A refused session never started, so nothing remote was written: stdout is empty and the
-    /// first line on stderr that is not debug output is mux.c's own. Anything looser would let
-    /// a remote command's output make a command that already ran look safe to retry.
-    fn transport_error(&self, argv: &[String], output: Output) -> Error {
-        let text = String::from_utf8_lossy(&output.stderr);
-        // With -v, ssh's own version banner and debug lines come first.
-        let first = text
-            .lines()
-            .find(|l| !l.starts_with("debug") && !l.starts_with("OpenSSH_"));
-        if self.control.is_some()
-            && output.stdout.is_empty()
-            && let Some(line) = first.filter(|l| l.starts_with(REFUSED_PREFIX))
-        {
-            return Error::SessionRefused {
-                endpoint: self.endpoint(),
-                message: line[REFUSED_PREFIX.len()..].trim().to_string(),
-            };
-        }
-        Error::Transport {
-            endpoint: self.endpoint(),
-            command: display_line(argv),
-            stderr: output.stderr,
-        }
-    }
-
     /// Asks the master whether it is alive (`ssh -O check`, or `MUX_C_ALIVE_CHECK` in-process
     /// with the native back end): `None` when it answered, else why not. An answer also
     /// restarts the master's ControlPersist countdown. The caller's own timeout or
@@ -213,30 +190,11 @@ impl OpenSshConnection {
     fn check_master(&self, control: &Control, job: &dyn Job) -> Result<Option<String>> {
         let capped = CappedJob::new(job, CHECK_TIMEOUT);
         let silence = || format!("no answer within {}s", CHECK_TIMEOUT.as_secs());
-        let failure = match self.config.mux {
-            #[cfg(feature = "native-mux")]
-            Mux::Native => {
-                let timeout = capped.deadline().map_or(CHECK_TIMEOUT, |d| d.remaining());
-                match crate::mux::alive_check(&control.socket, timeout) {
-                    Ok(_) => None,
-                    Err(Error::Timeout { .. }) => Some(silence()),
-                    Err(e) => Some(e.to_string()),
-                }
-            }
-            _ => {
-                let argv = self.ssh_argv(&["-O", "check"], []);
-                let cmd = Cmd::new(argv.clone()).stdout(Stream::Null).check(false);
-                match run_process(&argv, &cmd, &capped) {
-                    Ok(out) if out.status.success() => None,
-                    Ok(out) => Some(format!(
-                        "`ssh -O check` failed ({}): {}",
-                        out.status,
-                        tail(String::from_utf8_lossy(&out.stderr).trim(), 500)
-                    )),
-                    Err(Error::Timeout { .. }) => Some(silence()),
-                    Err(e) => return Err(e),
-                }
-            }
+        let failure = match self.config.backend.check_master(self, control, &capped) {
+            Ok(()) => None,
+            Err(Error::Timeout { .. }) => Some(silence()),
+            Err(e @ (Error::Cancelled { .. } | Error::ProgramNotFound { .. })) => return Err(e),
+            Err(e) => Some(e.to_string()),
         };
         if failure.is_some() {
             job_still_running(job, &control.socket)?;
@@ -256,14 +214,10 @@ impl OpenSshConnection {
             self.config.control_persist.as_secs()
         );
         let log = control.log.to_string_lossy().into_owned();
-        let argv = self.ssh_argv(&["-M", &persist, "-E", &log], ["exit".to_string()]);
-        let cmd = Cmd::new(argv.clone())
-            .stdout(Stream::Null)
-            .stderr(Stream::Null)
-            .check(false);
-        let out = match run_process(
+        let argv = self.ssh_argv(&["-M", &persist, "-E", &log], ["exit".into()]);
+        let out = match self.run_ssh(
             &argv,
-            &cmd,
+            Stream::Null,
             &CappedJob::new(job, self.config.master_start_timeout),
         ) {
             Ok(out) => out,
@@ -292,6 +246,21 @@ impl OpenSshConnection {
         ))
     }
 
+    /// Runs an ssh control command of this connection (a master start, `-O check`, `-O exit`)
+    /// to its end; stdout is discarded, stderr goes where `stderr` says.
+    pub(crate) fn run_ssh(
+        &self,
+        argv: &[OsString],
+        stderr: Stream,
+        job: &dyn Job,
+    ) -> Result<Output> {
+        let cmd = Cmd::new(argv)
+            .stdout(Stream::Null)
+            .stderr(stderr)
+            .check(false);
+        spawn_process(argv, &cmd, job, ProcessOptions::default())?.wait_with_output()
+    }
+
     /// The retryable error of a master that did not start, with its `-E` log.
     fn master_failed(&self, control: &Control, what: &str) -> Error {
         let diagnostics = fs::read_to_string(&control.log).unwrap_or_default();
@@ -308,8 +277,8 @@ impl OpenSshConnection {
         }
     }
 
-    /// Steps 3 and 4 of the specification's refresh, run by one thread at a time: ask the
-    /// master, else clear a stale socket and start a new master; then touch the socket.
+    /// The slow path of the refresh (docs/design.md#slow-path), run by one thread at a time:
+    /// ask the master, else clear a stale socket and start a new master; then touch the socket.
     fn slow_refresh(&self, control: &Control, job: &dyn Job) -> Result<()> {
         let alive = match probe_socket(&control.socket) {
             SocketState::Missing => false, // nothing to ask
@@ -373,55 +342,14 @@ fn job_still_running(job: &dyn Job, socket: &Path) -> Result<()> {
     })
 }
 
-/// The last `max` bytes of `text`, on a char boundary.
-fn tail(text: &str, max: usize) -> &str {
-    if text.len() <= max {
-        return text;
-    }
-    let mut start = text.len() - max;
-    while !text.is_char_boundary(start) {
-        start += 1;
-    }
-    &text[start..]
-}
-
 impl Connection for OpenSshConnection {
-    fn run(&self, cmd: &Cmd, job: &dyn Job) -> Result<Output> {
-        cmd.ensure_not_empty()?;
-        let output = match (self.config.mux, &self.control) {
-            #[cfg(feature = "native-mux")]
-            (Mux::Native, Some(control)) => {
-                if !cmd.is_dry_run() {
-                    self.refresh(job)?;
-                }
-                // Exit 255 here is the remote command's own: transport failures are errors.
-                crate::mux::run_session(&control.socket, self.config.user_host.as_str(), cmd, job)?
-            }
-            _ => {
-                let argv = self.session_argv(cmd)?;
-                if !cmd.is_dry_run() {
-                    self.refresh(job)?;
-                }
-                let mut output = run_process_watching_stderr(&argv, cmd, job, STDERR_KEEP)?;
-                if output.status == ExitStatus::Code(255) {
-                    return Err(self.transport_error(&argv, output));
-                }
-                if cmd.stderr_setting() != Stream::Capture {
-                    output.stderr.clear(); // watched for classification only, not the caller's
-                }
-                output
-            }
-        };
-        if cmd.is_checked() && !output.status.success() {
-            return cmd.checked(
-                output,
-                &format!("{}: {}", self.config.user_host, display_line(cmd.argv())),
-            );
-        }
-        Ok(output)
+    /// Starts `cmd` over this connection's master (refreshed by the pool before), through the
+    /// back end chosen with [`OpenSshBuilder::mux`](crate::OpenSshBuilder::mux).
+    fn spawn(&self, cmd: &Cmd, job: &dyn Job) -> Result<RemoteChild> {
+        self.config.backend.spawn(self, cmd, job)
     }
 
-    /// The refresh of the specification (§6): the fast path when the last slow check is recent
+    /// The refresh (docs/design.md#refresh): the fast path when the last slow check is recent
     /// and the socket is a live listener (microseconds); otherwise, one thread at a time, the
     /// slow path (`slow_refresh`). Threads that find a slow refresh in
     /// progress wait for it within their own deadline and cancellation, then look again.
@@ -492,9 +420,10 @@ impl Connection for OpenSshConnection {
             && probe_socket(&control.socket) == SocketState::Live
         {
             let argv = self.ssh_argv(&["-O", "exit"], []);
-            let cmd = Cmd::new(argv.clone()).stdout(Stream::Null).check(true);
-            match run_process(&argv, &cmd, &SimpleJob::with_timeout(EXIT_TIMEOUT))
-                .and_then(|out| cmd.checked(out, &display_line(&argv)))
+            let cmd = Cmd::new(&argv).check(true);
+            match self
+                .run_ssh(&argv, Stream::Piped, &SimpleJob::with_timeout(EXIT_TIMEOUT))
+                .and_then(|out| cmd.checked(out, "", &display_line(&argv)))
             {
                 Ok(_) => {
                     let _ = fs::remove_file(&control.log);
@@ -537,56 +466,6 @@ mod tests {
             .build()
             .unwrap();
         ssh.connect("shared").unwrap()
-    }
-
-    fn exited_255(stdout: &[u8], stderr: &[u8]) -> Output {
-        Output {
-            status: ExitStatus::Code(255),
-            stdout: stdout.to_vec(),
-            stderr: stderr.to_vec(),
-        }
-    }
-
-    #[test]
-    fn only_ssh_s_own_refusal_line_makes_a_refused_session() {
-        let dir = tempfile::tempdir().unwrap();
-        let conn = connection(dir.path());
-        let argv = vec!["ssh".to_string()];
-        let refused = b"mux_client_request_session: session request failed: Session open \
-                        refused by peer\r\nkex_exchange_identification: Connection closed\r\n";
-        assert!(matches!(
-            conn.transport_error(&argv, exited_255(b"", refused)),
-            Error::SessionRefused { message, .. } if message == "Session open refused by peer"
-        ));
-        let mut verbose =
-            b"OpenSSH_9.2p1 Debian-2+deb12u6, OpenSSL 3.0.19 27 Jan 2026\r\ndebug1: Reading configuration data\n"
-                .to_vec();
-        verbose.extend_from_slice(refused);
-        assert!(matches!(
-            conn.transport_error(&argv, exited_255(b"", &verbose)),
-            Error::SessionRefused { .. }
-        ));
-        // A remote command that ran and printed the same words is no refusal: retrying it would
-        // run it again.
-        let remote = b"rm: done\nmux_client_request_session: session request failed: x\n";
-        assert!(matches!(
-            conn.transport_error(&argv, exited_255(b"", remote)),
-            Error::Transport { .. }
-        ));
-        assert!(matches!(
-            conn.transport_error(&argv, exited_255(b"out", refused)),
-            Error::Transport { .. }
-        ));
-        assert!(matches!(
-            conn.transport_error(
-                &argv,
-                exited_255(
-                    b"",
-                    b"channel 0: open failed: administratively prohibited\n"
-                )
-            ),
-            Error::Transport { .. }
-        ));
     }
 
     #[test]

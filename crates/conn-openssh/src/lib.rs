@@ -17,16 +17,18 @@
 //! ```
 #![warn(missing_docs)]
 
+mod backend;
 mod config;
 mod connection;
+mod location;
 #[cfg(feature = "native-mux")]
-#[doc(hidden)]
-pub mod mux;
+mod native_mux;
+mod process_mux;
 
 use std::collections::HashMap;
 use std::sync::{Arc, Mutex};
 
-use conn_core::{Error, Location, Remote, Result, Transport, UserHost};
+use conn_core::{Error, Remote, Result, Transport, UserHost};
 use conn_lease::{LeaseManager, ttl_for_control_persist};
 
 pub use config::{
@@ -34,6 +36,12 @@ pub use config::{
     OpenSshBuilder,
 };
 pub use connection::OpenSshConnection;
+pub use location::Location;
+
+/// The native mux's frame decoder, for the fuzz target only (`cargo fuzz` sets
+/// `cfg(fuzzing)`): no part of the API.
+#[cfg(all(fuzzing, feature = "native-mux"))]
+pub use native_mux::decode_server_message;
 
 use config::Config;
 
@@ -117,11 +125,14 @@ impl OpenSsh {
     }
 }
 
-impl Remote for OpenSsh {
-    fn location(&self) -> Location {
+impl OpenSsh {
+    /// The side of a transfer this endpoint is on (part of the lease namespace).
+    pub fn location(&self) -> Location {
         self.config.location
     }
+}
 
+impl Remote for OpenSsh {
     fn user_host(&self) -> Option<&UserHost> {
         Some(&self.config.user_host)
     }

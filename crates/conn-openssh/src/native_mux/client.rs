@@ -18,33 +18,34 @@
 use std::io::{self, IoSlice};
 use std::mem::MaybeUninit;
 use std::os::fd::{AsFd, BorrowedFd, OwnedFd};
+use std::os::unix::ffi::OsStringExt;
 use std::path::Path;
+use std::sync::Arc;
 use std::sync::atomic::{AtomicU32, Ordering};
 use std::time::Duration;
 
-use conn_core::{
-    Cmd, Error, ExitStatus, Job, Output, Result, SimpleJob, Stdin, Stream, join_quoted,
+use conn_core::transport::{
+    ChildFd, ChildHandle, CommandName, Registration, Seen, Session, StdioOptions, StdioPlan,
+    poll_until,
 };
-use rustix::event::{PollFd, PollFlags, Timespec, poll};
+use conn_core::{
+    Cmd, Error, ExitStatus, Job, RemoteChild, Result, SimpleJob, Started, join_quoted,
+};
+use rustix::event::{PollFd, PollFlags};
 use rustix::fs::{Mode, OFlags};
 use rustix::io::Errno;
 use rustix::net::{
     AddressFamily, SendAncillaryBuffer, SendAncillaryMessage, SendFlags, SocketAddrUnix,
     SocketFlags, SocketType,
 };
-use rustix::pipe::{PipeFlags, pipe_with};
 
 use super::codec::{
     ClientMessage, CodecError, MAX_PACKET, MUX_VERSION, NewSession, ServerMessage, split_frame,
 };
 
-/// Longest single wait in the poll loop. A native session has no child process, so the job's
-/// child registry (which `Job::cancel` uses to kill children at once) cannot reach it: the loop
-/// notices cancellation by looking at `Job::is_cancelled` at least this often instead.
+/// Longest single wait when the job's cancellation has no descriptor to poll (the system
+/// refused an eventfd): cancellation is then noticed on this tick.
 const CANCEL_TICK: Duration = Duration::from_millis(50);
-
-/// Bytes read from a pipe per `read(2)`.
-const PIPE_CHUNK: usize = 64 * 1024;
 
 /// Bytes read from the control socket per `read(2)`: its messages are a few dozen bytes.
 const CONTROL_CHUNK: usize = 4 * 1024;
@@ -83,7 +84,8 @@ impl From<CodecError> for Fail {
     }
 }
 
-/// The job's deadline and cancellation, as seen by the poll loop.
+/// The job's deadline and cancellation, as seen by the waits of a session's start and of an
+/// alive check.
 struct Bound<'a> {
     job: &'a dyn Job,
 }
@@ -100,38 +102,47 @@ impl Bound<'_> {
         Ok(())
     }
 
-    /// The next wait: what is left of the deadline, capped at [`CANCEL_TICK`].
-    fn slice(&self) -> Duration {
-        self.job
-            .deadline()
-            .map_or(CANCEL_TICK, |d| d.remaining().min(CANCEL_TICK))
-    }
-
-    /// One `poll(2)` of at most [`Self::slice`], then [`Self::check`] whatever poll returned
-    /// (a master that keeps the pipes busy must not outlive the deadline).
-    fn poll(&self, fds: &mut [PollFd<'_>]) -> Result<(), Fail> {
-        let wait = self.slice();
-        // ppoll takes nanoseconds on Linux: an early wake-up never spins on a rounded-down zero.
-        let ts = Timespec {
-            tv_sec: 0,
-            tv_nsec: wait.subsec_nanos().into(),
-        };
-        match poll(fds, Some(&ts)) {
-            Ok(_) | Err(Errno::INTR) => {}
-            Err(e) => return Err(Fail::Local("poll", e.into())),
+    /// Waits until `fd` is ready for `flags`, the deadline passes or the job is cancelled
+    /// (its wake descriptor is polled too): `Ok(true)` when `fd` is ready, `Ok(false)` to look
+    /// again, then [`Self::check`] whatever poll returned.
+    fn wait_for(&self, fd: BorrowedFd<'_>, flags: PollFlags) -> Result<bool, Fail> {
+        let wake = self.job.cancel_token().wake_fd();
+        let mut fds = vec![PollFd::from_borrowed_fd(fd, flags)];
+        if let Some(w) = wake {
+            fds.push(PollFd::from_borrowed_fd(w, PollFlags::IN));
         }
-        self.check()
+        poll_until(
+            &mut fds,
+            self.job.deadline().map(|d| d.at()),
+            wake.is_none().then_some(CANCEL_TICK),
+        )
+        .map_err(|e| Fail::Local("poll", e))?;
+        let ready = !fds[0].revents().is_empty();
+        self.check()?;
+        Ok(ready)
     }
 
     fn sleep(&self, d: Duration) -> Result<(), Fail> {
-        std::thread::sleep(d.min(self.slice()));
+        let until = std::time::Instant::now() + d;
+        let mut none: [PollFd<'_>; 0] = [];
+        let until = self.job.deadline().map_or(until, |dl| dl.at().min(until));
+        let _ = poll_until(&mut none, Some(until), None);
         self.check()
     }
 }
 
+/// What one non-blocking read of the control connection found.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+enum Filled {
+    Data,
+    Nothing,
+    Eof,
+}
+
 /// The control connection and the bytes read from it that do not form a whole frame yet.
 struct Control {
-    fd: OwnedFd,
+    /// Shared with the job's child registry, which shuts it down on cancel.
+    fd: Arc<OwnedFd>,
     inbuf: Vec<u8>,
     hello_seen: bool,
 }
@@ -161,13 +172,7 @@ impl Control {
                 Err(Errno::INPROGRESS) | Err(Errno::INTR) => {
                     // Not seen with Unix sockets on Linux, but allowed by POSIX: wait until
                     // writable, then read the outcome.
-                    loop {
-                        let mut fds = [PollFd::new(&fd, PollFlags::OUT)];
-                        bound.poll(&mut fds)?;
-                        if !fds[0].revents().is_empty() {
-                            break;
-                        }
-                    }
+                    while !bound.wait_for(fd.as_fd(), PollFlags::OUT)? {}
                     match rustix::net::sockopt::socket_error(&fd) {
                         Ok(Ok(())) => {}
                         Ok(Err(e)) | Err(e) => return Err(Fail::Connect(e.into())),
@@ -176,7 +181,7 @@ impl Control {
                 Err(e) => return Err(Fail::Connect(e.into())),
             }
             return Ok(Control {
-                fd,
+                fd: Arc::new(fd),
                 inbuf: Vec::new(),
                 hello_seen: false,
             });
@@ -184,14 +189,13 @@ impl Control {
     }
 
     fn wait_writable(&self, bound: &Bound<'_>) -> Result<(), Fail> {
-        let mut fds = [PollFd::new(&self.fd, PollFlags::OUT)];
-        bound.poll(&mut fds)
+        bound.wait_for(self.fd.as_fd(), PollFlags::OUT).map(|_| ())
     }
 
     /// Writes all of `bytes` (`MSG_NOSIGNAL`: a vanished master is an error, not a SIGPIPE).
     fn send_all(&self, mut bytes: &[u8], bound: &Bound<'_>) -> Result<(), Fail> {
         while !bytes.is_empty() {
-            match rustix::net::send(&self.fd, bytes, SendFlags::NOSIGNAL) {
+            match rustix::net::send(&*self.fd, bytes, SendFlags::NOSIGNAL) {
                 Ok(n) => bytes = &bytes[n..],
                 Err(Errno::AGAIN) => self.wait_writable(bound)?,
                 Err(Errno::INTR) => {}
@@ -217,7 +221,7 @@ impl Control {
             }
             let data = [0u8];
             match rustix::net::sendmsg(
-                &self.fd,
+                &*self.fd,
                 &[IoSlice::new(&data)],
                 &mut control,
                 SendFlags::NOSIGNAL,
@@ -235,16 +239,16 @@ impl Control {
         }
     }
 
-    /// One non-blocking read. `Ok(false)` at end of file.
-    fn fill(&mut self) -> Result<bool, Fail> {
+    /// One non-blocking read.
+    fn fill(&mut self) -> Result<Filled, Fail> {
         let mut chunk = [0u8; CONTROL_CHUNK];
-        match rustix::io::read(&self.fd, &mut chunk[..]) {
-            Ok(0) => Ok(false),
+        match rustix::io::read(&*self.fd, &mut chunk[..]) {
+            Ok(0) => Ok(Filled::Eof),
             Ok(n) => {
                 self.inbuf.extend_from_slice(&chunk[..n]);
-                Ok(true)
+                Ok(Filled::Data)
             }
-            Err(Errno::AGAIN) | Err(Errno::INTR) => Ok(true),
+            Err(Errno::AGAIN) | Err(Errno::INTR) => Ok(Filled::Nothing),
             Err(e) => Err(Fail::Closed(format!("reading from the ssh master: {e}"))),
         }
     }
@@ -305,42 +309,39 @@ fn expect_reply(msg: &ServerMessage, request_id: u32) -> Result<(), Fail> {
     }
 }
 
-/// Runs `cmd` on `endpoint` over the ControlMaster listening on `socket`, in this process:
-/// no `ssh` client is spawned.
+/// Starts `cmd` on `endpoint` over the ControlMaster listening on `socket`, in this process: no
+/// `ssh` client is spawned, and the command's descriptors go to the master with `SCM_RIGHTS`,
+/// so its streamed bytes never pass through this process (except where conn relays an
+/// inherited stream, or the caller reads a pipe).
 ///
-/// From the caller's view it behaves like [`conn_core::run_process`] running `ssh -S socket
-/// endpoint <quoted argv>`: empty argv, quoting, dry run ("Would execute: …", nothing
-/// connected), cancellation and an expired deadline (no connection made), "Executing: …" at
-/// debug level, stdin (null, bytes, inherit) and stdout/stderr (capture, inherit, null), and
-/// one poll loop bounded by the job's deadline. It returns the raw [`Output`], with no check
-/// applied: the caller applies [`Cmd::checked`]. Unlike the `ssh` client, an exit status of
-/// 255 here is the remote command's own.
-///
-/// Errors: [`Error::EmptyCommand`], [`Error::Unquotable`]; [`Error::Timeout`] /
-/// [`Error::Cancelled`] (the control connection and pipes are closed, which makes the master
-/// close the session channel); [`Error::Connect`] when nothing listens on `socket`;
-/// [`Error::SessionRefused`] when sshd refused the session channel ("Session open refused by
-/// peer", e.g. `MaxSessions`; the command did not start); [`Error::Transport`] when the master
-/// refused for another reason or closed the control connection before the exit status (a dead
-/// master, like `ssh`'s exit 255; a remote command killed by a signal looks the same, because
-/// the master forwards only `exit-status`); [`Error::Io`] for a protocol violation or a local
-/// failure.
-pub(crate) fn run_session(
+/// Returns once the master has confirmed the session (one round trip), so that everything
+/// that keeps the command from starting is an error here, which the pool may retry:
+/// [`Error::Connect`] when nothing listens on `socket`; [`Error::SessionRefused`] when sshd
+/// refused the session channel ("Session open refused by peer", e.g. `MaxSessions`);
+/// [`Error::Transport`] with [`Started::No`] when the master refused for another reason or
+/// hung up before confirming. [`Error::Timeout`] / [`Error::Cancelled`] when the job ends
+/// first (the control connection is closed), [`Error::Io`] for a protocol violation or a local
+/// failure. After that the [`RemoteChild`] reports the end: the exit status the master
+/// forwards (255 included: it is the remote command's own), or [`Error::Transport`] with
+/// [`Started::Unknown`] when the master died first.
+pub(crate) fn spawn(
     socket: &Path,
     endpoint: &str,
     cmd: &Cmd,
     job: &dyn Job,
-) -> Result<Output> {
-    cmd.ensure_not_empty()?;
+) -> Result<RemoteChild> {
+    cmd.validate()?;
     let line = join_quoted(cmd.argv())?;
+    let name = CommandName {
+        endpoint: endpoint.to_string(),
+        line: line.to_string_lossy().into_owned(),
+    };
     if cmd.is_dry_run() {
-        tracing::info!(endpoint, "Would execute: {line}");
-        return Ok(Output::dry_run());
+        return Ok(RemoteChild::dry_run(cmd, name));
     }
-    let named = format!("{endpoint}: {line}");
-    conn_core::ensure_running(job, || named.clone())?;
+    conn_core::ensure_running(job, || name.to_string())?;
     let bound = Bound { job };
-    tracing::debug!(endpoint, socket = %socket.display(), "Executing: {line}");
+    tracing::debug!(endpoint, socket = %socket.display(), "Executing: {}", name.line);
 
     let request_id = next_request_id();
     let mut request = ClientMessage::Hello {
@@ -348,69 +349,93 @@ pub(crate) fn run_session(
     }
     .encode()
     .expect("a hello always encodes");
-    match ClientMessage::NewSession(NewSession::command(request_id, line.clone())).encode() {
+    let line_len = line.len();
+    match ClientMessage::NewSession(NewSession::command(request_id, line.into_vec())).encode() {
         Ok(frame) => request.extend_from_slice(&frame),
         Err(e) => {
             return Err(Error::Io {
                 context: format!(
-                    "remote command of {} bytes does not fit the ssh mux protocol (at most \
-                     {MAX_PACKET} bytes per message): {}",
-                    line.len(),
-                    truncated(&named, 200)
+                    "remote command of {line_len} bytes does not fit the ssh mux protocol (at \
+                     most {MAX_PACKET} bytes per message): {}",
+                    conn_core::text::head(&name.to_string(), 200)
                 ),
                 source: io::Error::new(io::ErrorKind::InvalidInput, e),
             });
         }
     }
+    let mut plan = StdioPlan::new(
+        cmd,
+        StdioOptions {
+            relay_inherit: true,
+            watch_stderr: None,
+        },
+    )?;
+    let fds = plan.take_child_fds();
+    let opened = open_session(socket, &request, request_id, fds, &bound);
+    let (control, session_id) = opened.map_err(|fail| fail_error(fail, socket, &name, job))?;
+    let Some(registration) = job
+        .cancel_token()
+        .register(ChildHandle::Socket(Arc::clone(&control.fd)))
+    else {
+        return Err(Error::Cancelled {
+            command: name.to_string(),
+        });
+    };
+    let session = NativeSession {
+        control,
+        socket: socket.to_path_buf(),
+        name: name.clone(),
+        session_id,
+        exit_value: None,
+        closed: false,
+        no_status: false,
+        _registration: registration,
+    };
+    Ok(RemoteChild::new(Box::new(session), plan, cmd, job, name))
+}
 
-    let mut stderr_seen = Vec::new();
-    session(socket, &request, request_id, cmd, &bound, &mut stderr_seen).map_err(|fail| {
-        match fail {
-            Fail::Timeout => Error::Timeout {
-                command: named,
-                timeout: job.deadline().map(|d| d.duration()).unwrap_or_default(),
-            },
-            Fail::Cancelled => Error::Cancelled { command: named },
-            Fail::Connect(e) => Error::Connect {
-                endpoint: endpoint.to_string(),
-                message: format!(
-                    "no ssh master answers on control socket {}: {e}",
-                    socket.display()
-                ),
-            },
-            Fail::Refused(reason) if is_session_refusal(&reason) => Error::SessionRefused {
-                endpoint: endpoint.to_string(),
-                message: reason,
-            },
-            Fail::Refused(why) | Fail::Closed(why) => {
-                // What the remote command wrote to stderr so far, then our diagnosis, as the
-                // spawned client's stderr would read.
-                let mut stderr = stderr_seen;
-                if !stderr.is_empty() && !stderr.ends_with(b"\n") {
-                    stderr.push(b'\n');
-                }
-                stderr.extend_from_slice(
-                    format!("ssh mux master {}: {why}", socket.display()).as_bytes(),
-                );
-                Error::Transport {
-                    endpoint: endpoint.to_string(),
-                    command: line,
-                    stderr,
-                }
-            }
-            Fail::Protocol(why) => Error::Io {
-                context: format!(
-                    "ssh mux protocol error on {} running {named}",
-                    socket.display()
-                ),
-                source: io::Error::new(io::ErrorKind::InvalidData, why),
-            },
-            Fail::Local(what, source) => Error::Io {
-                context: format!("{what} for {named}"),
-                source,
-            },
-        }
-    })
+/// Maps why a session could not open onto [`Error`].
+fn fail_error(fail: Fail, socket: &Path, name: &CommandName, job: &dyn Job) -> Error {
+    match fail {
+        Fail::Timeout => Error::Timeout {
+            command: name.to_string(),
+            timeout: job.deadline().map(|d| d.duration()).unwrap_or_default(),
+        },
+        Fail::Cancelled => Error::Cancelled {
+            command: name.to_string(),
+        },
+        Fail::Connect(e) => Error::Connect {
+            endpoint: name.endpoint.clone(),
+            message: format!(
+                "no ssh master answers on control socket {}: {e}",
+                socket.display()
+            ),
+        },
+        Fail::Refused(reason) if is_session_refusal(&reason) => Error::SessionRefused {
+            endpoint: name.endpoint.clone(),
+            message: reason,
+        },
+        // The master acts only on a whole request with all three descriptors, and answered
+        // no or hung up before confirming: the command did not start.
+        Fail::Refused(why) | Fail::Closed(why) => Error::Transport {
+            endpoint: name.endpoint.clone(),
+            command: name.line.clone(),
+            started: Started::No,
+            stdout: Vec::new(),
+            stderr: format!("ssh mux master {}: {why}", socket.display()).into_bytes(),
+        },
+        Fail::Protocol(why) => Error::Io {
+            context: format!(
+                "ssh mux protocol error on {} running {name}",
+                socket.display()
+            ),
+            source: io::Error::new(io::ErrorKind::InvalidData, why),
+        },
+        Fail::Local(what, source) => Error::Io {
+            context: format!("{what} for {name}"),
+            source,
+        },
+    }
 }
 
 /// sshd refused the channel (its `MaxSessions`, or a policy): the command never started, so
@@ -419,85 +444,18 @@ fn is_session_refusal(reason: &str) -> bool {
     reason.contains("refused by peer") || reason.contains("prohibited")
 }
 
-fn truncated(s: &str, max: usize) -> &str {
-    if s.len() <= max {
-        return s;
-    }
-    let mut end = max;
-    while !s.is_char_boundary(end) {
-        end -= 1;
-    }
-    &s[..end]
-}
-
-/// What the master gets as one of the session's stdio descriptors.
-enum RemoteEnd {
-    /// `/dev/null` (one shared descriptor, opened read-write).
-    Null,
-    /// The calling process's own descriptor (0, 1 or 2).
-    Inherit,
-    /// The far end of a pipe whose near end we keep.
-    Pipe(OwnedFd),
-}
-
-/// A pipe for one stream: `(master's end, our end)`. Both ends are close-on-exec (no child
-/// forked elsewhere in the process inherits them); ours is non-blocking for the poll loop.
-fn pipe_for(for_stdin: bool) -> Result<(RemoteEnd, OwnedFd), Fail> {
-    let (read, write) =
-        pipe_with(PipeFlags::CLOEXEC).map_err(|e| Fail::Local("creating a pipe", e.into()))?;
-    let (remote, local) = if for_stdin {
-        (read, write)
-    } else {
-        (write, read)
-    };
-    rustix::io::ioctl_fionbio(&local, true)
-        .map_err(|e| Fail::Local("making a pipe non-blocking", e.into()))?;
-    Ok((RemoteEnd::Pipe(remote), local))
-}
-
-fn output_end(stream: Stream) -> Result<(RemoteEnd, Option<OwnedFd>), Fail> {
-    Ok(match stream {
-        Stream::Capture => {
-            let (remote, local) = pipe_for(false)?;
-            (remote, Some(local))
-        }
-        Stream::Inherit => (RemoteEnd::Inherit, None),
-        Stream::Null => (RemoteEnd::Null, None),
-    })
-}
-
-/// The session proper, after the checks; `stderr_out` receives what was captured from stderr
-/// even when the session fails (for the error message).
-fn session(
+/// Connects, sends the request and the three descriptors, and waits for the master's answer:
+/// the session id once the session is open.
+fn open_session(
     socket: &Path,
     request: &[u8],
     request_id: u32,
-    cmd: &Cmd,
+    fds: [ChildFd; 3],
     bound: &Bound<'_>,
-    stderr_out: &mut Vec<u8>,
-) -> Result<Output, Fail> {
-    let control = Control::connect(socket, bound)?;
-
-    // The three descriptors for the master. An empty stdin needs no pipe: /dev/null gives the
-    // same immediate end of file.
-    let input: &[u8] = match cmd.stdin_setting() {
-        Stdin::Bytes(b) => b,
-        _ => &[],
-    };
-    let (in_remote, mut stdin_w) = match cmd.stdin_setting() {
-        Stdin::Null => (RemoteEnd::Null, None),
-        Stdin::Bytes(b) if b.is_empty() => (RemoteEnd::Null, None),
-        Stdin::Bytes(_) => {
-            let (remote, local) = pipe_for(true)?;
-            (remote, Some(local))
-        }
-        Stdin::Inherit => (RemoteEnd::Inherit, None),
-    };
-    let (out_remote, mut stdout_r) = output_end(cmd.stdout_setting())?;
-    let (err_remote, mut stderr_r) = output_end(cmd.stderr_setting())?;
+) -> Result<(Control, u32), Fail> {
+    let mut control = Control::connect(socket, bound)?;
     {
-        let ends = [&in_remote, &out_remote, &err_remote];
-        let devnull = if ends.iter().any(|e| matches!(e, RemoteEnd::Null)) {
+        let devnull = if fds.iter().any(|e| matches!(e, ChildFd::Null)) {
             Some(
                 rustix::fs::open("/dev/null", OFlags::RDWR | OFlags::CLOEXEC, Mode::empty())
                     .map_err(|e| Fail::Local("opening /dev/null", e.into()))?,
@@ -508,185 +466,185 @@ fn session(
         // Handles on our own stdio, borrowed only while the descriptors are sent.
         let (own_in, own_out, own_err) = (io::stdin(), io::stdout(), io::stderr());
         let own: [BorrowedFd<'_>; 3] = [own_in.as_fd(), own_out.as_fd(), own_err.as_fd()];
-
         control.send_all(request, bound)?;
-        for (end, own) in ends.into_iter().zip(own) {
+        for (end, own) in fds.iter().zip(own) {
             let fd = match end {
-                RemoteEnd::Null => devnull.as_ref().expect("opened above").as_fd(),
-                RemoteEnd::Inherit => own,
-                RemoteEnd::Pipe(fd) => fd.as_fd(),
+                ChildFd::Null => devnull.as_ref().expect("opened above").as_fd(),
+                ChildFd::Inherit => own,
+                ChildFd::Fd(fd) => fd.as_fd(),
             };
             control.send_fd(fd, bound)?;
         }
     }
     // The master holds its own duplicates now. Dropping ours is what lets our read ends see
     // end of file once the master closes its copies.
-    drop((in_remote, out_remote, err_remote));
-
-    let mut control = Some(control);
-    let mut session_id: Option<u32> = None;
-    let mut exit_value: Option<u32> = None;
-    let mut written = 0;
-    let mut out = Vec::new();
-    let mut chunk = vec![0u8; PIPE_CHUNK];
+    drop(fds);
     loop {
-        if written == input.len() || exit_value.is_some() {
-            stdin_w = None; // end of file for the remote command, or nobody left to read
+        if !bound.wait_for(control.fd.as_fd(), PollFlags::IN)? {
+            continue;
         }
-        if exit_value.is_some() && control.is_none() && stdout_r.is_none() && stderr_r.is_none() {
-            break;
+        let filled = control.fill()?;
+        if let Some(msg) = control.next_message()? {
+            expect_reply(&msg, request_id)?;
+            return match msg {
+                ServerMessage::SessionOpened { session_id, .. } => Ok((control, session_id)),
+                ServerMessage::Failure { reason, .. }
+                | ServerMessage::PermissionDenied { reason, .. } => Err(Fail::Refused(reason)),
+                other => Err(Fail::Protocol(format!(
+                    "unexpected reply to a session request: {other:?}"
+                ))),
+            };
         }
-        // Slots: 0 control, 1 stdin, 2 stdout, 3 stderr.
-        let mut ready = [false; 4];
-        {
-            let mut fds: Vec<PollFd<'_>> = Vec::with_capacity(4);
-            let mut slots: Vec<usize> = Vec::with_capacity(4);
-            if let Some(c) = &control {
-                fds.push(PollFd::new(&c.fd, PollFlags::IN));
-                slots.push(0);
-            }
-            if let Some(w) = &stdin_w {
-                fds.push(PollFd::new(w, PollFlags::OUT));
-                slots.push(1);
-            }
-            if let Some(r) = &stdout_r {
-                fds.push(PollFd::new(r, PollFlags::IN));
-                slots.push(2);
-            }
-            if let Some(r) = &stderr_r {
-                fds.push(PollFd::new(r, PollFlags::IN));
-                slots.push(3);
-            }
-            bound.poll(&mut fds)?;
-            for (fd, slot) in fds.iter().zip(slots) {
-                ready[slot] = !fd.revents().is_empty();
-            }
+        if filled == Filled::Eof {
+            return Err(Fail::Closed(
+                "closed the control connection before the session opened".to_string(),
+            ));
         }
+    }
+}
 
-        if ready[0] {
-            let c = control.as_mut().expect("polled");
-            let open = c.fill()?;
-            while let Some(msg) = c.next_message()? {
+/// An open session on the master, as [`RemoteChild`] drives it: its end is the exit message
+/// followed by the master closing the control connection.
+///
+/// Waiting for the close, not just for the exit message, matters twice: the master closes it
+/// only once the session channel is completely closed, so stdout and stderr have been flushed to
+/// the command's descriptors; and sshd frees the session slot only once that close exchange is
+/// done, so a caller that opens its next session right after is far less likely to overshoot
+/// `MaxSessions`.
+struct NativeSession {
+    control: Control,
+    socket: std::path::PathBuf,
+    name: CommandName,
+    session_id: u32,
+    exit_value: Option<u32>,
+    closed: bool,
+    /// The session closed without an exit status while the master still answers: a signal
+    /// killed the remote command (masters forward only `exit-status`).
+    no_status: bool,
+    /// In the job's registry while open: a cancel shuts the control connection down.
+    _registration: Registration,
+}
+
+impl NativeSession {
+    /// Reads what the master has sent, without blocking.
+    fn read_control(&mut self) -> Result<(), Fail> {
+        while !self.closed {
+            let filled = self.control.fill()?;
+            while let Some(msg) = self.control.next_message()? {
                 match msg {
-                    ServerMessage::SessionOpened { session_id: id, .. } if session_id.is_none() => {
-                        expect_reply(&msg, request_id)?;
-                        session_id = Some(id);
-                    }
-                    ServerMessage::Failure { ref reason, .. }
-                    | ServerMessage::PermissionDenied { ref reason, .. }
-                        if session_id.is_none() =>
-                    {
-                        expect_reply(&msg, request_id)?;
-                        return Err(Fail::Refused(reason.clone()));
-                    }
                     ServerMessage::ExitMessage {
-                        session_id: id,
-                        exit_value: value,
-                    } if session_id == Some(id) && exit_value.is_none() => {
-                        exit_value = Some(value);
+                        session_id,
+                        exit_value,
+                    } if session_id == self.session_id && self.exit_value.is_none() => {
+                        self.exit_value = Some(exit_value);
                     }
                     // We never ask for a tty; nothing to restore.
-                    ServerMessage::TtyAllocFail { session_id: id } if session_id == Some(id) => {}
+                    ServerMessage::TtyAllocFail { session_id } if session_id == self.session_id => {
+                    }
                     other => {
                         return Err(Fail::Protocol(format!(
-                            "unexpected message from the ssh master (session {session_id:?}, \
-                             exit {exit_value:?}): {other:?}"
+                            "unexpected message from the ssh master (session {}, exit {:?}): \
+                             {other:?}",
+                            self.session_id, self.exit_value
                         )));
                     }
                 }
             }
-            if !open {
-                if exit_value.is_none() {
-                    // Masters forward only exit-status, never exit-signal: a session that
-                    // opened and closed without a status while the master still answers ran
-                    // a command that a signal killed. Report 255 as ssh does; it is no
-                    // transport failure, so nobody retries a command that ran.
-                    // The master reports a refused exec request on the session's stderr: then
-                    // the command never ran (and a retry is safe), whatever the alive check says.
-                    let exec_failed = String::from_utf8_lossy(stderr_out)
-                        .contains("exec request failed on channel");
-                    let probe = bound.job.deadline().map_or(SIGNAL_PROBE_TIMEOUT, |d| {
-                        d.remaining().min(SIGNAL_PROBE_TIMEOUT)
-                    });
-                    if session_id.is_some()
-                        && !exec_failed
-                        && !bound.job.is_cancelled()
-                        && alive_check(socket, probe).is_ok()
-                    {
-                        tracing::debug!(
-                            socket = %socket.display(),
-                            "session ended without an exit status; the master is alive: the \
-                             remote command was killed by a signal"
-                        );
-                        exit_value = Some(255);
-                    } else {
-                        drain_nonblocking(&mut stderr_r, stderr_out);
-                        return Err(Fail::Closed(if session_id.is_some() {
-                            "closed the session without an exit status, and the master no \
-                             longer answers (it or its connection died)"
-                                .to_string()
-                        } else {
-                            "closed the control connection before the session opened".to_string()
-                        }));
-                    }
-                }
-                control = None;
+            match filled {
+                Filled::Eof => self.closed = true,
+                Filled::Nothing => break, // nothing more right now
+                Filled::Data => {}
             }
         }
-        if ready[1] {
-            let w = stdin_w.as_ref().expect("polled");
-            match rustix::io::write(w, &input[written..]) {
-                Ok(n) => written += n,
-                Err(Errno::AGAIN) | Err(Errno::INTR) => {}
-                // EPIPE and the like: the remote side closed its stdin; the rest is not wanted.
-                // (A pipe write to a closed reader also raises SIGPIPE, which Rust programs
-                // ignore by default; run_process relies on the same.)
-                Err(_) => written = input.len(),
-            }
-        }
-        if ready[2] && !read_some(&mut stdout_r, &mut out, &mut chunk)? {
-            stdout_r = None;
-        }
-        if ready[3] && !read_some(&mut stderr_r, stderr_out, &mut chunk)? {
-            stderr_r = None;
-        }
-    }
-    Ok(Output {
-        // The master sends the u32 of sshd's exit-status; real values are 0..=255.
-        status: ExitStatus::Code(exit_value.expect("loop ends after the exit message") as i32),
-        stdout: out,
-        stderr: std::mem::take(stderr_out),
-    })
-}
-
-/// On a failed session: appends what the stderr pipe already holds to `sink`, without
-/// waiting (a bounded number of reads), for the error message.
-fn drain_nonblocking(pipe: &mut Option<OwnedFd>, sink: &mut Vec<u8>) {
-    let mut chunk = vec![0u8; PIPE_CHUNK];
-    for _ in 0..16 {
-        let before = sink.len();
-        match read_some(pipe, sink, &mut chunk) {
-            Ok(true) if sink.len() > before => {}
-            _ => break,
-        }
+        Ok(())
     }
 }
 
-/// Reads what is available from `pipe` into `sink`; false at end of file, true otherwise
-/// (including "nothing right now").
-fn read_some(pipe: &mut Option<OwnedFd>, sink: &mut Vec<u8>, buf: &mut [u8]) -> Result<bool, Fail> {
-    let Some(fd) = pipe else { return Ok(false) };
-    loop {
-        match rustix::io::read(&*fd, &mut *buf) {
-            Ok(0) => return Ok(false),
-            Ok(n) => {
-                sink.extend_from_slice(&buf[..n]);
-                return Ok(true);
+impl Session for NativeSession {
+    fn exit_fd(&self) -> Option<BorrowedFd<'_>> {
+        (!self.closed).then(|| self.control.fd.as_fd())
+    }
+
+    fn try_finish(&mut self) -> Result<Option<ExitStatus>> {
+        let name = self.name.clone();
+        let socket = self.socket.clone();
+        self.read_control().map_err(|fail| {
+            let err = fail_error(fail, &socket, &name, &SimpleJob::new());
+            match err {
+                // After the session opened, a failure of the master means the command may
+                // have run.
+                Error::Transport {
+                    endpoint,
+                    command,
+                    stdout,
+                    stderr,
+                    ..
+                } => Error::Transport {
+                    endpoint,
+                    command,
+                    started: Started::Unknown,
+                    stdout,
+                    stderr,
+                },
+                other => other,
             }
-            Err(Errno::INTR) => continue,
-            Err(Errno::AGAIN) => return Ok(true),
-            Err(e) => return Err(Fail::Local("reading the session's output", e.into())),
+        })?;
+        if !self.closed {
+            return Ok(None);
         }
+        if let Some(value) = self.exit_value {
+            // The master sends the u32 of sshd's exit-status; real values are 0..=255.
+            return Ok(Some(ExitStatus::Code(value as i32)));
+        }
+        // Masters forward only exit-status, never exit-signal: a session that closed without
+        // a status while the master still answers ran a command that a signal killed. Report
+        // 255 as ssh does; it is no transport failure, so nobody retries a command that ran.
+        if alive_check(&self.socket, SIGNAL_PROBE_TIMEOUT).is_ok() {
+            tracing::debug!(
+                socket = %self.socket.display(),
+                "session ended without an exit status; the master is alive: the remote \
+                 command was killed by a signal"
+            );
+            self.no_status = true;
+            return Ok(Some(ExitStatus::Code(255)));
+        }
+        Err(Error::Transport {
+            endpoint: self.name.endpoint.clone(),
+            command: self.name.line.clone(),
+            started: Started::Unknown,
+            stdout: Vec::new(),
+            stderr: format!(
+                "ssh mux master {}: closed the session without an exit status, and the master \
+                 no longer answers (it or its connection died)",
+                self.socket.display()
+            )
+            .into_bytes(),
+        })
+    }
+
+    fn kill(&mut self) {
+        // The master then marks the session's channel failed and closes its descriptors.
+        let _ = rustix::net::shutdown(&*self.control.fd, rustix::net::Shutdown::Both);
+        self.closed = true;
+    }
+
+    fn classify(&mut self, status: ExitStatus, seen: &Seen<'_>) -> Result<(ExitStatus, Started)> {
+        // The master reports a refused exec request on the session's stderr: then the command
+        // never ran (seen only when stderr was captured).
+        if self.no_status
+            && seen.stderr.is_some_and(|e| {
+                String::from_utf8_lossy(e).contains("exec request failed on channel")
+            })
+        {
+            return Err(Error::Transport {
+                endpoint: self.name.endpoint.clone(),
+                command: self.name.line.clone(),
+                started: Started::No,
+                stdout: Vec::new(),
+                stderr: seen.stderr.unwrap_or_default().to_vec(),
+            });
+        }
+        Ok((status, Started::Yes))
     }
 }
 
@@ -742,14 +700,10 @@ fn alive(socket: &Path, request: &[u8], request_id: u32, bound: &Bound<'_>) -> R
     let mut control = Control::connect(socket, bound)?;
     control.send_all(request, bound)?;
     loop {
-        {
-            let mut fds = [PollFd::new(&control.fd, PollFlags::IN)];
-            bound.poll(&mut fds)?;
-            if fds[0].revents().is_empty() {
-                continue;
-            }
+        if !bound.wait_for(control.fd.as_fd(), PollFlags::IN)? {
+            continue;
         }
-        let open = control.fill()?;
+        let filled = control.fill()?;
         if let Some(msg) = control.next_message()? {
             expect_reply(&msg, request_id)?;
             return match msg {
@@ -761,7 +715,7 @@ fn alive(socket: &Path, request: &[u8], request_id: u32, bound: &Bound<'_>) -> R
                 ))),
             };
         }
-        if !open {
+        if filled == Filled::Eof {
             return Err(Fail::Closed(
                 "the master closed the control connection without answering".into(),
             ));
@@ -781,10 +735,10 @@ mod tests {
     use std::thread::JoinHandle;
     use std::time::Instant;
 
-    use conn_core::Deadline;
+    use conn_core::{Deadline, Output, Stdin};
     use rustix::net::{RecvAncillaryBuffer, RecvAncillaryMessage, RecvFlags};
 
-    use crate::mux::codec::{self, MAX_PACKET};
+    use crate::native_mux::codec::{self, MAX_PACKET};
 
     struct Fake {
         _dir: tempfile::TempDir,
@@ -871,6 +825,12 @@ mod tests {
         SimpleJob::with_timeout(Duration::from_secs(10))
     }
 
+    /// A whole command, as the pool runs it: spawn, then wait for the output (unchecked, so
+    /// that a status comes back as it is).
+    fn run_session(socket: &Path, endpoint: &str, cmd: &Cmd, job: &dyn Job) -> Result<Output> {
+        spawn(socket, endpoint, &cmd.clone().check(false), job)?.wait_with_output()
+    }
+
     #[test]
     fn happy_path_collects_output_feeds_stdin_and_keeps_255_an_exit_status() {
         let input: Vec<u8> = (0..300_000u32).map(|i| (i % 253) as u8).collect();
@@ -878,7 +838,7 @@ mod tests {
         let fake = Fake::start(move |mut s| {
             send(&mut s, hello());
             let (req, [stdin, stdout, stderr]) = accept_session(&mut s);
-            assert_eq!(req.command, "printf '%s' 'a b'");
+            assert_eq!(req.command, b"printf '%s' 'a b'");
             assert!(!req.want_tty && req.escape_char == codec::NO_ESCAPE_CHAR);
             send(
                 &mut s,
@@ -972,16 +932,23 @@ mod tests {
             Error::Transport {
                 endpoint,
                 command,
+                started,
                 stderr,
+                ..
             } => {
                 assert_eq!(endpoint, "u@h");
                 assert_eq!(command, "true");
+                assert_eq!(*started, Started::Unknown);
                 let text = String::from_utf8_lossy(stderr);
+                assert!(text.contains("partial"), "{text}");
                 assert!(text.contains("without an exit status"), "{text}");
             }
             other => panic!("expected Transport, got {other:?}"),
         }
-        assert!(err.is_retryable());
+        assert!(
+            !err.is_retryable(),
+            "the session had opened: the command may have run"
+        );
     }
 
     fn protocol_error_for(reply: impl FnOnce(&mut UnixStream, u32) + Send + 'static) -> Error {
@@ -1076,8 +1043,15 @@ mod tests {
         // with EPIPE only once every copy of our ends is closed.
         let fake = Fake::start(|mut s| {
             send(&mut s, hello());
-            let (_req, [stdin, stdout, stderr]) = accept_session(&mut s);
-            // Never answers: the client must give up at its deadline and hang up.
+            let (req, [stdin, stdout, stderr]) = accept_session(&mut s);
+            send(
+                &mut s,
+                ServerMessage::SessionOpened {
+                    request_id: req.request_id,
+                    session_id: 1,
+                },
+            );
+            // Never sends an exit: the client must give up at its deadline and hang up.
             let mut rest = Vec::new();
             let _ = s.read_to_end(&mut rest);
             let mut input = Vec::new();
@@ -1106,7 +1080,7 @@ mod tests {
         let took = start.elapsed();
         assert!(
             matches!(&err, Error::Timeout { command, timeout } if command == "u@h: sleep 30"
-                && *timeout == Duration::from_millis(300)),
+                && timeout == &Duration::from_millis(300)),
             "{err:?}"
         );
         assert!(took < Duration::from_secs(2), "took {took:?}");

@@ -29,6 +29,7 @@ pub mod types {
     /// Client: ask for the master's pid.
     pub const MUX_C_ALIVE_CHECK: u32 = 0x1000_0004;
     /// Client: ask the master to exit.
+    #[cfg(any(test, fuzzing))]
     pub const MUX_C_TERMINATE: u32 = 0x1000_0005;
     /// Master: request done.
     pub const MUX_S_OK: u32 = 0x8000_0001;
@@ -106,15 +107,16 @@ pub struct NewSession {
     pub escape_char: u32,
     /// `$TERM` for a tty session (ignored without one; empty is fine).
     pub term: String,
-    /// The remote command line, parsed by the remote user's shell.
-    pub command: String,
+    /// The remote command line, parsed by the remote user's shell: bytes, so that a name that
+    /// is not UTF-8 reaches the remote side unchanged.
+    pub command: Vec<u8>,
     /// `NAME=value` strings; the master forwards only those its own `SendEnv` matches.
     pub env: Vec<String>,
 }
 
 impl NewSession {
     /// A plain command session: no tty, no forwarding, no escape character, no environment.
-    pub fn command(request_id: u32, command: impl Into<String>) -> Self {
+    pub fn command(request_id: u32, command: impl Into<Vec<u8>>) -> Self {
         NewSession {
             request_id,
             want_tty: false,
@@ -144,6 +146,7 @@ pub enum ClientMessage {
         /// Echoed in the reply.
         request_id: u32,
     },
+    #[cfg(any(test, fuzzing))] // the master's side: the fake master of the tests, the fuzz target
     /// `MUX_C_TERMINATE`: the master exits (answered by `MUX_S_OK`, often not even that).
     Terminate {
         /// Echoed in the reply.
@@ -265,10 +268,15 @@ impl Writer {
 
     /// A string the master reads with `sshbuf_get_cstring`, which rejects embedded NULs.
     fn cstring(&mut self, v: &str, field: &'static str) -> Result<&mut Self, CodecError> {
-        if v.as_bytes().contains(&0) {
+        self.cbytes(v.as_bytes(), field)
+    }
+
+    /// A string the master will read as a C string: no NUL inside.
+    fn cbytes(&mut self, v: &[u8], field: &'static str) -> Result<&mut Self, CodecError> {
+        if v.contains(&0) {
             return Err(CodecError::EmbeddedNul { field });
         }
-        Ok(self.bytes(v.as_bytes()))
+        Ok(self.bytes(v))
     }
 
     /// Fills in the length and checks the limit.
@@ -304,7 +312,7 @@ impl ClientMessage {
                     .bool(s.subsystem)
                     .u32(s.escape_char);
                 w.cstring(&s.term, "terminal type")?;
-                w.cstring(&s.command, "command")?;
+                w.cbytes(&s.command, "command")?;
                 for e in &s.env {
                     w.cstring(e, "environment string")?;
                 }
@@ -315,6 +323,7 @@ impl ClientMessage {
                 w.u32(*request_id);
                 w.finish()
             }
+            #[cfg(any(test, fuzzing))]
             ClientMessage::Terminate { request_id } => {
                 let mut w = Writer::frame(MUX_C_TERMINATE);
                 w.u32(*request_id);
@@ -325,6 +334,7 @@ impl ClientMessage {
 }
 
 impl ServerMessage {
+    #[cfg(any(test, fuzzing))] // the master's side: the fake master of the tests, the fuzz target
     /// The message as one frame (length prefix included): what a master sends. Used by tests
     /// and by fake masters; a client never sends these.
     pub fn encode(&self) -> Result<Vec<u8>, CodecError> {
@@ -428,6 +438,7 @@ impl<'a> Reader<'a> {
         Ok(u32::from_be_bytes(*head))
     }
 
+    #[cfg(any(test, fuzzing))] // the master's side: the fake master of the tests, the fuzz target
     fn bool(&mut self, field: &'static str) -> Result<bool, CodecError> {
         Ok(self.u32(field)? != 0)
     }
@@ -508,6 +519,7 @@ impl ServerMessage {
 }
 
 impl ClientMessage {
+    #[cfg(any(test, fuzzing))] // the master's side: the fake master of the tests, the fuzz target
     /// Decodes one frame body sent by a client: what a master (or a fake one in tests) reads.
     pub fn decode(body: &[u8]) -> Result<ClientMessage, CodecError> {
         let mut r = Reader { rest: body };
@@ -525,7 +537,7 @@ impl ClientMessage {
                 let subsystem = r.bool("subsystem flag")?;
                 let escape_char = r.u32("escape char")?;
                 let term = r.text("terminal type")?;
-                let command = r.text("command")?;
+                let command = r.bytes("command")?.to_vec();
                 let mut env = Vec::new();
                 while !r.is_empty() {
                     env.push(r.text("environment string")?);
@@ -545,6 +557,7 @@ impl ClientMessage {
             MUX_C_ALIVE_CHECK => ClientMessage::AliveCheck {
                 request_id: r.u32("request id")?,
             },
+            #[cfg(any(test, fuzzing))]
             MUX_C_TERMINATE => ClientMessage::Terminate {
                 request_id: r.u32("request id")?,
             },
@@ -554,6 +567,7 @@ impl ClientMessage {
     }
 }
 
+#[cfg(any(test, fuzzing))] // the master's side: the fake master of the tests, the fuzz target
 /// Decodes every complete server frame at the start of `bytes`: the messages, and how many
 /// bytes they used (the rest is an incomplete frame). Stops at the first error. This is the
 /// entry point of the fuzz target: it must never panic, whatever `bytes` holds.
@@ -846,7 +860,7 @@ mod tests {
                         subsystem: flags[3],
                         escape_char,
                         term,
-                        command,
+                        command: command.into_bytes(),
                         env,
                     })
                 }),

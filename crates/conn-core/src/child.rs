@@ -1,0 +1,790 @@
+//! A running command: [`RemoteChild`], shaped like `std::process::Child`, the same for every
+//! back end; and what a back end implements to drive one ([`Session`]) and to wire its stdio
+//! ([`StdioPlan`]).
+
+use std::fmt;
+use std::fs::File;
+use std::io::{self, Read, Write};
+use std::os::fd::{AsFd, BorrowedFd, OwnedFd};
+use std::sync::Arc;
+use std::thread::JoinHandle;
+use std::time::Duration;
+
+use rustix::event::{PollFd, PollFlags};
+
+use crate::command::{Cmd, ExitStatus, Output, Started, Stdin, Stream};
+use crate::error::{Error, Result};
+use crate::job::{CancelToken, Deadline, Job};
+use crate::poll::poll_until;
+use crate::pump::{Dest, Input, Pump, Sink};
+
+/// How often a wait looks at a session that has no descriptor to poll for its end.
+const TICK: Duration = Duration::from_millis(10);
+
+/// How much of an uncollected stderr `wait` keeps for [`Session::classify`] and messages.
+const STDERR_HEAD: usize = 64 * 1024;
+
+/// A back end's running command, as [`RemoteChild`] drives it: a child process, or a session
+/// over an ssh master's socket. Implemented by transports; callers never see it.
+pub trait Session: Send {
+    /// A descriptor that becomes readable when the session may have ended (a pidfd, the
+    /// control socket), or `None`: then the session is looked at on a short tick.
+    fn exit_fd(&self) -> Option<BorrowedFd<'_>>;
+
+    /// Looks at the session without blocking: `Some` once it has ended. An error is the
+    /// transport's failure (its [`Error::started`] says whether the command ran).
+    fn try_finish(&mut self) -> Result<Option<ExitStatus>>;
+
+    /// Ends the session at once (kills the process group, closes the control connection) and
+    /// releases it. Called at most once, and never after [`Session::release`].
+    fn kill(&mut self);
+
+    /// Releases what the ended session still holds (reaps the child). Called once, after
+    /// [`Session::try_finish`] returned `Some` and the command's pipes are drained.
+    fn release(&mut self) {}
+
+    /// The caller's view of the raw status, given the first bytes of stderr that conn saw (when
+    /// it saw any) and stdout (when it was captured). The default: the status as it is, the
+    /// command ran. The ssh process back end overrides it for its exit 255.
+    fn classify(&mut self, status: ExitStatus, _seen: &Seen<'_>) -> Result<(ExitStatus, Started)> {
+        Ok((status, Started::Yes))
+    }
+}
+
+/// What conn saw of a command's output, for [`Session::classify`].
+#[derive(Debug)]
+pub struct Seen<'a> {
+    /// The first bytes of stderr, when conn read stderr (captured or watched); else `None`.
+    pub stderr: Option<&'a [u8]>,
+    /// The captured stdout; `None` when it went elsewhere.
+    pub stdout: Option<&'a [u8]>,
+}
+
+macro_rules! handle {
+    ($(#[$doc:meta])* $name:ident) => {
+        $(#[$doc])*
+        #[derive(Debug)]
+        pub struct $name(File);
+
+        impl $name {
+            /// The pipe end as a plain descriptor (e.g. to pass to another command).
+            pub fn into_owned_fd(self) -> OwnedFd {
+                self.0.into()
+            }
+        }
+
+        impl AsFd for $name {
+            fn as_fd(&self) -> BorrowedFd<'_> {
+                self.0.as_fd()
+            }
+        }
+
+        impl From<$name> for OwnedFd {
+            fn from(h: $name) -> OwnedFd {
+                h.0.into()
+            }
+        }
+    };
+}
+
+handle!(
+    /// The write end of a spawned command's stdin ([`Stdin::Piped`]). Dropping it is end of
+    /// file for the command.
+    ChildStdin
+);
+handle!(
+    /// The read end of a spawned command's stdout ([`Stream::Piped`]).
+    ChildStdout
+);
+handle!(
+    /// The read end of a spawned command's stderr ([`Stream::Piped`]).
+    ChildStderr
+);
+
+impl Write for ChildStdin {
+    fn write(&mut self, buf: &[u8]) -> io::Result<usize> {
+        self.0.write(buf)
+    }
+    fn flush(&mut self) -> io::Result<()> {
+        Ok(())
+    }
+}
+
+impl Read for ChildStdout {
+    fn read(&mut self, buf: &mut [u8]) -> io::Result<usize> {
+        self.0.read(buf)
+    }
+}
+
+impl Read for ChildStderr {
+    fn read(&mut self, buf: &mut [u8]) -> io::Result<usize> {
+        self.0.read(buf)
+    }
+}
+
+/// What a command's descriptor 0, 1 or 2 is, as the back end hands it to the child process or
+/// the ssh master.
+#[derive(Debug)]
+pub enum ChildFd {
+    /// `/dev/null`.
+    Null,
+    /// The calling process's own descriptor of the same number.
+    Inherit,
+    /// This descriptor (a pipe end of conn's or the caller's, or a duplicate of a caller's).
+    Fd(OwnedFd),
+}
+
+impl From<ChildFd> for std::process::Stdio {
+    fn from(fd: ChildFd) -> Self {
+        match fd {
+            ChildFd::Null => std::process::Stdio::null(),
+            ChildFd::Inherit => std::process::Stdio::inherit(),
+            ChildFd::Fd(fd) => std::process::Stdio::from(fd),
+        }
+    }
+}
+
+/// How a back end wants the caller's stdio settings wired.
+#[derive(Clone, Copy, Debug, Default)]
+pub struct StdioOptions {
+    /// Put [`Stream::Inherit`] behind a pipe that conn copies to its own stdout/stderr, so that
+    /// whoever receives the descriptors (an ssh master, which keeps them until the remote side
+    /// is done) never holds the caller's own. For ssh back ends.
+    pub relay_inherit: bool,
+    /// Always read stderr through a pipe of conn's, keeping its first bytes for
+    /// [`Session::classify`], and copy it where the caller wanted it. For back ends whose
+    /// client reports its own failures on stderr (ssh).
+    pub watch_stderr: Option<usize>,
+}
+
+/// The three descriptors for the command, and conn's ends of the pipes that go with them:
+/// made from a [`Cmd`] by [`StdioPlan::new`], then handed to [`RemoteChild::new`].
+#[derive(Debug)]
+pub struct StdioPlan {
+    /// Descriptors 0, 1 and 2 of the command.
+    pub child: [ChildFd; 3],
+    caller: (Option<ChildStdin>, Option<ChildStdout>, Option<ChildStderr>),
+    pump: Pump,
+}
+
+/// A close-on-exec pipe: `(read end, write end)`.
+pub fn pipe() -> io::Result<(OwnedFd, OwnedFd)> {
+    Ok(rustix::pipe::pipe_with(rustix::pipe::PipeFlags::CLOEXEC)?)
+}
+
+fn dup(fd: &Arc<OwnedFd>) -> io::Result<OwnedFd> {
+    fd.as_fd().try_clone_to_owned()
+}
+
+impl StdioPlan {
+    /// Wires `cmd`'s stdin, stdout and stderr settings.
+    pub fn new(cmd: &Cmd, options: StdioOptions) -> Result<Self> {
+        Self::wire(cmd, options).map_err(|e| Error::Io {
+            context: format!(
+                "setting up the standard streams of {}",
+                crate::display_line(cmd.argv())
+            ),
+            source: e,
+        })
+    }
+
+    fn wire(cmd: &Cmd, options: StdioOptions) -> io::Result<Self> {
+        let mut pump = Pump::default();
+        let mut caller = (None, None, None);
+        let stdin = match cmd.stdin_setting() {
+            Stdin::Null => ChildFd::Null,
+            Stdin::Bytes(b) if b.is_empty() => ChildFd::Null,
+            Stdin::Bytes(b) => {
+                let (r, w) = pipe()?;
+                pump.input = Some(Input::new(w, b.clone())?);
+                ChildFd::Fd(r)
+            }
+            Stdin::Inherit => ChildFd::Inherit,
+            Stdin::Piped => {
+                let (r, w) = pipe()?;
+                caller.0 = Some(ChildStdin(File::from(w)));
+                ChildFd::Fd(r)
+            }
+            Stdin::Fd(fd) => ChildFd::Fd(dup(fd)?),
+        };
+        let stdout = match cmd.stdout_setting() {
+            Stream::Piped => {
+                let (r, w) = pipe()?;
+                caller.1 = Some(ChildStdout(File::from(r)));
+                ChildFd::Fd(w)
+            }
+            Stream::Inherit if options.relay_inherit => {
+                let (r, w) = pipe()?;
+                pump.sinks[0] = Some(Sink::relay(r, Dest::Stdout, 0)?);
+                ChildFd::Fd(w)
+            }
+            Stream::Inherit => ChildFd::Inherit,
+            Stream::Null => ChildFd::Null,
+            Stream::Fd(fd) => ChildFd::Fd(dup(fd)?),
+        };
+        let stderr = match (cmd.stderr_setting(), options.watch_stderr) {
+            (Stream::Piped, _) => {
+                let (r, w) = pipe()?;
+                caller.2 = Some(ChildStderr(File::from(r)));
+                ChildFd::Fd(w)
+            }
+            (Stream::Inherit, keep) if keep.is_some() || options.relay_inherit => {
+                let (r, w) = pipe()?;
+                pump.sinks[1] = Some(Sink::relay(r, Dest::Stderr, keep.unwrap_or(0))?);
+                ChildFd::Fd(w)
+            }
+            (Stream::Inherit, _) => ChildFd::Inherit,
+            (Stream::Null, Some(keep)) => {
+                let (r, w) = pipe()?;
+                pump.sinks[1] = Some(Sink::relay(r, Dest::Discard, keep)?);
+                ChildFd::Fd(w)
+            }
+            (Stream::Null, None) => ChildFd::Null,
+            (Stream::Fd(fd), Some(keep)) => {
+                let (r, w) = pipe()?;
+                pump.sinks[1] = Some(Sink::relay(r, Dest::Fd(Arc::clone(fd)), keep)?);
+                ChildFd::Fd(w)
+            }
+            (Stream::Fd(fd), None) => ChildFd::Fd(dup(fd)?),
+        };
+        pump.disable_self_relay();
+        Ok(StdioPlan {
+            child: [stdin, stdout, stderr],
+            caller,
+            pump,
+        })
+    }
+
+    /// Takes the command's three descriptors out, for the spawn (the rest of the plan goes to
+    /// [`RemoteChild::new`]). Dropping them after handing them over is what lets conn's ends see
+    /// end of file.
+    pub fn take_child_fds(&mut self) -> [ChildFd; 3] {
+        std::mem::replace(
+            &mut self.child,
+            [ChildFd::Null, ChildFd::Null, ChildFd::Null],
+        )
+    }
+}
+
+/// Names a command in messages: the endpoint and the shell-quoted line.
+#[derive(Clone, Debug)]
+pub struct CommandName {
+    /// `user@host`; empty for the local host.
+    pub endpoint: String,
+    /// The command line (shell-quoted).
+    pub line: String,
+}
+
+impl fmt::Display for CommandName {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        if self.endpoint.is_empty() {
+            f.write_str(&self.line)
+        } else {
+            write!(f, "{}: {}", self.endpoint, self.line)
+        }
+    }
+}
+
+/// How the child ended, once known.
+#[derive(Debug)]
+enum Ended {
+    Status(ExitStatus, Started),
+    /// Killed by [`RemoteChild::kill`] (or the job): no status of the command's own.
+    Killed,
+}
+
+/// A command started with [`PooledConnection::spawn`](crate::PooledConnection::spawn) or
+/// [`ConnectionPool::spawn`](crate::ConnectionPool::spawn): shaped like
+/// `std::process::Child`, the same for the local host, the ssh process back end and the native
+/// mux.
+///
+/// The job's deadline and cancellation go on applying: the `wait` methods end the command
+/// (and release everything it holds) when the deadline passes or the job is cancelled, and a
+/// cancel reaches the command even while nobody waits on it (its streams then end). A child
+/// from a pool holds its session slot until it is waited for, killed or dropped; dropping a
+/// child that is still running kills it.
+///
+/// `check(true)` applies to every way of waiting: an unsuccessful exit is
+/// [`Error::Exited`].
+///
+/// ```
+/// # #[cfg(unix)] {
+/// use std::io::{Read, Write};
+/// use conn_core::{Cmd, Stdin, SimpleJob};
+/// # fn demo<T: conn_core::Transport>(pool: &conn_core::ConnectionPool<T>) -> conn_core::Result<()> {
+/// let mut child = pool.spawn(&Cmd::new(["sha256sum"]).stdin(Stdin::Piped), &SimpleJob::new())?;
+/// child.stdin().unwrap().write_all(b"hello\n")?;
+/// drop(child.take_stdin()); // end of file
+/// let mut sum = String::new();
+/// child.stdout().unwrap().read_to_string(&mut sum)?;
+/// child.wait()?;
+/// # Ok(()) }
+/// # }
+/// ```
+pub struct RemoteChild {
+    session: Box<dyn Session>,
+    name: CommandName,
+    check: bool,
+    deadline: Option<Deadline>,
+    token: CancelToken,
+    stdin: Option<ChildStdin>,
+    stdout: Option<ChildStdout>,
+    stderr: Option<ChildStderr>,
+    /// conn's own pipe ends; moved to `pumping` while a thread runs it.
+    pump: Option<Pump>,
+    pumping: Option<JoinHandle<Pump>>,
+    ended: Option<Ended>,
+    /// Whatever must live exactly as long as the command (a pool's session slot).
+    hold: Option<Box<dyn Send + Sync>>,
+}
+
+impl fmt::Debug for RemoteChild {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("RemoteChild")
+            .field("command", &self.name.to_string())
+            .field("ended", &self.ended)
+            .finish()
+    }
+}
+
+impl RemoteChild {
+    /// A child driven by `session`, with the rest of `plan` (the command's own descriptors
+    /// must have been taken and handed over). For transports.
+    pub fn new(
+        session: Box<dyn Session>,
+        mut plan: StdioPlan,
+        cmd: &Cmd,
+        job: &dyn Job,
+        name: CommandName,
+    ) -> Self {
+        drop(plan.take_child_fds());
+        let (stdin, stdout, stderr) = plan.caller;
+        RemoteChild {
+            session,
+            name,
+            check: cmd.is_checked(),
+            deadline: job.deadline(),
+            token: job.cancel_token().clone(),
+            stdin,
+            stdout,
+            stderr,
+            pump: Some(plan.pump),
+            pumping: None,
+            ended: None,
+            hold: None,
+        }
+    }
+
+    /// A child that has already ended successfully without running anything: a dry run.
+    pub fn dry_run(cmd: &Cmd, name: CommandName) -> Self {
+        struct Done;
+        impl Session for Done {
+            fn exit_fd(&self) -> Option<BorrowedFd<'_>> {
+                None
+            }
+            fn try_finish(&mut self) -> Result<Option<ExitStatus>> {
+                Ok(Some(ExitStatus::Code(0)))
+            }
+            fn kill(&mut self) {}
+        }
+        tracing::info!("Would execute: {name}");
+        RemoteChild {
+            session: Box::new(Done),
+            name,
+            check: cmd.is_checked(),
+            deadline: None,
+            token: CancelToken::new(),
+            stdin: None,
+            stdout: None,
+            stderr: None,
+            pump: Some(Pump::default()),
+            pumping: None,
+            ended: Some(Ended::Status(ExitStatus::Code(0), Started::No)),
+            hold: None,
+        }
+    }
+
+    /// Keeps `value` alive until the command has ended (a pool's session slot, say).
+    pub fn hold(mut self, value: impl Send + Sync + 'static) -> Self {
+        self.hold = Some(Box::new(value));
+        self
+    }
+
+    /// The command, as named in messages.
+    pub fn name(&self) -> &CommandName {
+        &self.name
+    }
+
+    /// The stdin pipe ([`Stdin::Piped`]).
+    pub fn stdin(&mut self) -> Option<&mut ChildStdin> {
+        self.pump_in_background();
+        self.stdin.as_mut()
+    }
+
+    /// The stdout pipe ([`Stream::Piped`]).
+    pub fn stdout(&mut self) -> Option<&mut ChildStdout> {
+        self.pump_in_background();
+        self.stdout.as_mut()
+    }
+
+    /// The stderr pipe ([`Stream::Piped`]).
+    pub fn stderr(&mut self) -> Option<&mut ChildStderr> {
+        self.pump_in_background();
+        self.stderr.as_mut()
+    }
+
+    /// Takes the stdin pipe (dropping it is end of file for the command).
+    pub fn take_stdin(&mut self) -> Option<ChildStdin> {
+        self.pump_in_background();
+        self.stdin.take()
+    }
+
+    /// Takes the stdout pipe.
+    pub fn take_stdout(&mut self) -> Option<ChildStdout> {
+        self.pump_in_background();
+        self.stdout.take()
+    }
+
+    /// Takes the stderr pipe.
+    pub fn take_stderr(&mut self) -> Option<ChildStderr> {
+        self.pump_in_background();
+        self.stderr.take()
+    }
+
+    /// Once the caller works the pipes itself, conn's own pipe ends (input bytes, relays, a
+    /// watched stderr) must keep moving while nobody waits: one thread moves them until they
+    /// are done, or the job's deadline or cancellation stops it.
+    fn pump_in_background(&mut self) {
+        let Some(pump) = self.pump.take_if(|p| !p.is_empty() && !p.done()) else {
+            return;
+        };
+        let (deadline, token) = (self.deadline, self.token.clone());
+        let spawned = std::thread::Builder::new()
+            .name("conn-pump".into())
+            .spawn(move || {
+                let mut pump = pump;
+                let _ = run_pump(&mut pump, deadline, &token);
+                pump
+            });
+        match spawned {
+            Ok(handle) => self.pumping = Some(handle),
+            // No thread to be had: the pump stays here and moves only while `wait` runs.
+            Err(e) => tracing::warn!("cannot start a pump thread for {}: {e}", self.name),
+        }
+    }
+
+    /// Whether the command has ended; the status once it has (applying `check`).
+    /// Once it has ended, the output the caller did not take is read and dropped as for
+    /// [`RemoteChild::wait`].
+    pub fn try_wait(&mut self) -> Result<Option<ExitStatus>> {
+        let known = match self.ended {
+            Some(_) => None,
+            None => match self.session.try_finish() {
+                Ok(None) => return Ok(None),
+                Ok(Some(status)) => Some(status),
+                Err(e) => return Err(self.fail(e)),
+            },
+        };
+        drop(self.stdin.take());
+        self.finish(false, known).map(|o| Some(o.status))
+    }
+
+    /// Waits for the command to end (closing stdin first, as std does) and returns its status.
+    /// Output on pipes the caller did not take is read and dropped (the command is never cut
+    /// off by a closed pipe); use [`RemoteChild::wait_with_output`] to collect it.
+    pub fn wait(&mut self) -> Result<ExitStatus> {
+        drop(self.stdin.take());
+        self.finish(false, None).map(|o| o.status)
+    }
+
+    /// Waits for the command to end, collecting what it writes to the pipes the caller did not
+    /// take ([`Stream::Piped`]), and feeding [`Stdin::Bytes`].
+    pub fn wait_with_output(mut self) -> Result<Output> {
+        drop(self.stdin.take());
+        self.finish(true, None)
+    }
+
+    /// How the command started: known once it has ended ([`Started::Unknown`] for the process
+    /// back end's exit 255 and for a killed command).
+    pub fn started(&self) -> Option<Started> {
+        match self.ended {
+            Some(Ended::Status(_, started)) => Some(started),
+            Some(Ended::Killed) => Some(Started::Unknown),
+            None => None,
+        }
+    }
+
+    /// Ends the command now (its process group gets `SIGKILL`, or its session is closed) and
+    /// releases everything it holds. A later `wait` returns signal 9.
+    pub fn kill(&mut self) -> Result<()> {
+        if self.ended.is_none() {
+            self.session.kill();
+            self.ended = Some(Ended::Killed);
+        }
+        self.release_all();
+        Ok(())
+    }
+
+    fn release_all(&mut self) {
+        self.stdin = None;
+        self.stdout = None;
+        self.stderr = None;
+        self.pump = None;
+        self.pumping = None; // the thread ends on its own: its sources end with the session
+        self.hold = None;
+    }
+
+    /// The one wait loop behind `wait`, `try_wait` and `wait_with_output`.
+    fn finish(&mut self, capture: bool, known: Option<ExitStatus>) -> Result<Output> {
+        match self.ended {
+            Some(Ended::Killed) => {
+                return Ok(Output {
+                    status: ExitStatus::Signal(9),
+                    stdout: Vec::new(),
+                    stderr: Vec::new(),
+                    started: Started::Unknown,
+                });
+            }
+            Some(Ended::Status(status, Started::No)) => {
+                // A dry run.
+                self.release_all();
+                return Ok(Output {
+                    status,
+                    stdout: Vec::new(),
+                    stderr: Vec::new(),
+                    started: Started::No,
+                });
+            }
+            _ => {}
+        }
+        let mut pump = match self.pumping.take() {
+            Some(thread) => thread.join().unwrap_or_default(),
+            None => self.pump.take().unwrap_or_default(),
+        };
+        let (mut captured_out, mut captured_err) = (false, false);
+        if let Some(out) = self.stdout.take() {
+            let fd = out.into_owned_fd();
+            pump.sinks[0] = Some(self.io(if capture {
+                captured_out = true;
+                Sink::capture(fd)
+            } else {
+                Sink::relay(fd, Dest::Discard, 0)
+            })?);
+        }
+        if let Some(err) = self.stderr.take() {
+            let fd = err.into_owned_fd();
+            pump.sinks[1] = Some(self.io(if capture {
+                captured_err = true;
+                Sink::capture(fd)
+            } else {
+                Sink::relay(fd, Dest::Discard, STDERR_HEAD)
+            })?);
+        }
+        let status = match self.wait_loop(&mut pump, known) {
+            Ok(status) => status,
+            Err(e) => {
+                pump.drain_now();
+                let e = match e {
+                    Error::Transport {
+                        endpoint,
+                        command,
+                        started,
+                        mut stdout,
+                        mut stderr,
+                    } => {
+                        if let Some(out) = pump.sinks[0].take() {
+                            stdout = [out.kept, stdout].concat();
+                        }
+                        if let Some(err) = pump.sinks[1].take() {
+                            stderr = [err.kept, stderr].concat();
+                        }
+                        Error::Transport {
+                            endpoint,
+                            command,
+                            started,
+                            stdout,
+                            stderr,
+                        }
+                    }
+                    e => e,
+                };
+                return Err(self.fail(e));
+            }
+        };
+        self.session.release();
+        let stdout = pump.sinks[0].take().map(|s| s.kept);
+        let stderr = pump.sinks[1].take().map(|s| s.kept);
+        let seen = Seen {
+            stderr: stderr.as_deref(),
+            stdout: if captured_out {
+                stdout.as_deref()
+            } else {
+                None
+            },
+        };
+        let classified = self.session.classify(status, &seen);
+        self.release_all();
+        let (status, started) = match classified {
+            Ok(c) => c,
+            Err(e) => {
+                self.ended = Some(Ended::Status(status, e.started()));
+                return Err(e);
+            }
+        };
+        self.ended = Some(Ended::Status(status, started));
+        let output = Output {
+            status,
+            stdout: if captured_out {
+                stdout.unwrap_or_default()
+            } else {
+                Vec::new()
+            },
+            stderr: if captured_err {
+                stderr.unwrap_or_default()
+            } else {
+                Vec::new()
+            },
+            started,
+        };
+        if self.check {
+            return crate::command::check_output(output, &self.name.endpoint, &self.name.line);
+        }
+        Ok(output)
+    }
+
+    fn io<T>(&self, r: io::Result<T>) -> Result<T> {
+        r.map_err(|e| Error::Io {
+            context: format!("reading the output of {}", self.name),
+            source: e,
+        })
+    }
+
+    /// Ends the session after a failure of ours (deadline, cancel, I/O) and passes the error on.
+    fn fail(&mut self, e: Error) -> Error {
+        if self.ended.is_none() {
+            self.session.kill();
+            self.ended = Some(Ended::Killed);
+        }
+        self.release_all();
+        e
+    }
+
+    /// Polls the session's end, the pump, and the job's cancellation until the session has
+    /// ended and the pump is done, or the deadline passes.
+    fn wait_loop(&mut self, pump: &mut Pump, mut status: Option<ExitStatus>) -> Result<ExitStatus> {
+        let mut buf = Pump::buffer();
+        let wake = self.token.clone();
+        let wake_fd = wake.wake_fd();
+        // The first look needs no poll: a session may have buffered its end already.
+        let mut look = true;
+        loop {
+            if status.is_none()
+                && (look || self.session.exit_fd().is_none())
+                && let Some(s) = self.session.try_finish()?
+            {
+                status = Some(s);
+            }
+            look = false;
+            if status.is_some() {
+                // Nobody is left to read what has not been written yet.
+                pump.close_input();
+            }
+            if let Some(s) = status
+                && pump.done()
+            {
+                return Ok(s);
+            }
+            let mut fds: Vec<PollFd<'_>> = Vec::with_capacity(6);
+            let mut tags = Vec::with_capacity(6);
+            pump.poll_fds(&mut fds, &mut tags);
+            let pumped = fds.len();
+            let exit_fd = if status.is_none() {
+                self.session.exit_fd()
+            } else {
+                None
+            };
+            if let Some(fd) = exit_fd {
+                fds.push(PollFd::from_borrowed_fd(fd, PollFlags::IN));
+            }
+            if let Some(fd) = wake_fd {
+                fds.push(PollFd::from_borrowed_fd(fd, PollFlags::IN));
+            }
+            let tick = (status.is_none() && exit_fd.is_none() || wake_fd.is_none()).then_some(TICK);
+            poll_until(&mut fds, self.deadline.map(|d| d.at()), tick)
+                .map_err(|e| Error::io(format!("waiting for {}", self.name), e))?;
+            let exit_ready = exit_fd.is_some() && !fds[pumped].revents().is_empty();
+            let ready: Vec<_> = fds[..pumped]
+                .iter()
+                .zip(&tags)
+                .filter(|(fd, _)| !fd.revents().is_empty())
+                .map(|(_, tag)| *tag)
+                .collect();
+            drop(fds);
+            if self.token.is_cancelled() {
+                return Err(Error::Cancelled {
+                    command: self.name.to_string(),
+                });
+            }
+            // Checked whatever poll returned: a command that keeps its pipes busy must not
+            // outlive the deadline.
+            if let Some(d) = self.deadline
+                && d.expired()
+            {
+                return Err(Error::Timeout {
+                    command: self.name.to_string(),
+                    timeout: d.duration(),
+                });
+            }
+            for tag in ready {
+                pump.on_ready(tag, &mut buf)
+                    .map_err(|e| Error::io(format!("moving the streams of {}", self.name), e))?;
+            }
+            if exit_ready && let Some(s) = self.session.try_finish()? {
+                status = Some(s);
+            }
+        }
+    }
+}
+
+/// Moves a pump's bytes until it is done or the job stops it (a background pump thread).
+fn run_pump(pump: &mut Pump, deadline: Option<Deadline>, token: &CancelToken) -> io::Result<()> {
+    let mut buf = Pump::buffer();
+    let wake_fd = token.wake_fd();
+    while !pump.done() && !token.is_cancelled() && !deadline.is_some_and(|d| d.expired()) {
+        let mut fds = Vec::with_capacity(5);
+        let mut tags = Vec::with_capacity(5);
+        pump.poll_fds(&mut fds, &mut tags);
+        if fds.is_empty() {
+            break;
+        }
+        let pumped = fds.len();
+        if let Some(fd) = wake_fd {
+            fds.push(PollFd::from_borrowed_fd(fd, PollFlags::IN));
+        }
+        poll_until(
+            &mut fds,
+            deadline.map(|d| d.at()),
+            wake_fd.is_none().then_some(TICK),
+        )?;
+        let ready: Vec<_> = fds[..pumped]
+            .iter()
+            .zip(&tags)
+            .filter(|(fd, _)| !fd.revents().is_empty())
+            .map(|(_, tag)| *tag)
+            .collect();
+        drop(fds);
+        for tag in ready {
+            pump.on_ready(tag, &mut buf)?;
+        }
+    }
+    Ok(())
+}
+
+impl Drop for RemoteChild {
+    fn drop(&mut self) {
+        if self.ended.is_none() {
+            self.session.kill();
+            self.ended = Some(Ended::Killed);
+        }
+    }
+}

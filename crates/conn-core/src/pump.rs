@@ -1,0 +1,292 @@
+//! conn's own ends of a command's pipes, and moving bytes through them without ever blocking.
+//!
+//! A [`Pump`] holds: the bytes of [`Stdin::Bytes`](crate::Stdin::Bytes) still to write; the
+//! captured streams of `wait_with_output`; and relays, which copy a stream that conn has put
+//! behind a pipe to where the caller wanted it (its own stdout or stderr, a file), keeping the
+//! first bytes when a transport must look at them (ssh's own diagnostics on stderr). Every
+//! descriptor is non-blocking and written only when `poll` says it takes bytes, so a reader
+//! that never reads (an unread terminal, a full pipe) cannot hold a command past its deadline.
+
+use std::io;
+use std::os::fd::{AsFd, AsRawFd, BorrowedFd, OwnedFd};
+use std::sync::Arc;
+
+use rustix::event::{PollFd, PollFlags};
+use rustix::io::Errno;
+
+/// Bytes read per `read(2)`.
+const CHUNK: usize = 64 * 1024;
+
+/// Bytes of a relayed stream that may wait for a slow destination before the source is no
+/// longer read (the command then waits, as it would on a full pipe of its own).
+const BACKLOG_MAX: usize = 256 * 1024;
+
+/// Where a relay copies to.
+#[derive(Debug)]
+pub(crate) enum Dest {
+    /// This process's descriptor 1.
+    Stdout,
+    /// This process's descriptor 2.
+    Stderr,
+    /// A caller's descriptor.
+    Fd(Arc<OwnedFd>),
+    /// Nowhere: the bytes are only looked at (a watched stderr the caller discards).
+    Discard,
+}
+
+impl Dest {
+    fn fd(&self) -> Option<BorrowedFd<'_>> {
+        match self {
+            Dest::Stdout => Some(own_stdout()),
+            Dest::Stderr => Some(own_stderr()),
+            Dest::Fd(fd) => Some(fd.as_fd()),
+            Dest::Discard => None,
+        }
+    }
+}
+
+/// Descriptor 1, borrowed from std's handle, which lives as long as the process.
+fn own_stdout() -> BorrowedFd<'static> {
+    static OUT: std::sync::OnceLock<io::Stdout> = std::sync::OnceLock::new();
+    OUT.get_or_init(io::stdout).as_fd()
+}
+
+/// Descriptor 2, likewise.
+fn own_stderr() -> BorrowedFd<'static> {
+    static ERR: std::sync::OnceLock<io::Stderr> = std::sync::OnceLock::new();
+    ERR.get_or_init(io::stderr).as_fd()
+}
+
+/// One stream coming out of the command through a pipe of ours.
+#[derive(Debug)]
+pub(crate) struct Sink {
+    /// Our read end (non-blocking); `None` once at end of file.
+    src: Option<OwnedFd>,
+    /// How many leading bytes to keep in `kept` (`usize::MAX`: capture everything).
+    keep: usize,
+    pub(crate) kept: Vec<u8>,
+    /// Where everything read goes as well, if anywhere.
+    dest: Option<Dest>,
+    backlog: Vec<u8>,
+}
+
+impl Sink {
+    /// Collects everything from `src`.
+    pub(crate) fn capture(src: OwnedFd) -> io::Result<Self> {
+        Self::new(src, usize::MAX, None)
+    }
+
+    /// Copies everything from `src` to `dest`, keeping the first `keep` bytes.
+    pub(crate) fn relay(src: OwnedFd, dest: Dest, keep: usize) -> io::Result<Self> {
+        Self::new(src, keep, Some(dest))
+    }
+
+    fn new(src: OwnedFd, keep: usize, dest: Option<Dest>) -> io::Result<Self> {
+        rustix::io::ioctl_fionbio(&src, true)?;
+        Ok(Sink {
+            src: Some(src),
+            keep,
+            kept: Vec::new(),
+            dest,
+            backlog: Vec::new(),
+        })
+    }
+
+    fn done(&self) -> bool {
+        self.src.is_none() && self.backlog.is_empty()
+    }
+
+    /// Reads what is there; `Ok(())` also for "nothing right now".
+    fn read(&mut self, buf: &mut [u8]) -> io::Result<()> {
+        let Some(src) = &self.src else { return Ok(()) };
+        match rustix::io::read(src, &mut *buf) {
+            Ok(0) => self.src = None,
+            Ok(n) => {
+                let room = self.keep.saturating_sub(self.kept.len()).min(n);
+                self.kept.extend_from_slice(&buf[..room]);
+                match &self.dest {
+                    Some(Dest::Discard) | None => {}
+                    Some(_) => self.backlog.extend_from_slice(&buf[..n]),
+                }
+            }
+            Err(Errno::INTR | Errno::AGAIN) => {}
+            Err(e) => return Err(e.into()),
+        }
+        Ok(())
+    }
+
+    /// Writes some of the backlog to the destination, which `poll` said takes bytes.
+    fn flush(&mut self) {
+        let Some(fd) = self.dest.as_ref().and_then(Dest::fd) else {
+            self.backlog.clear();
+            return;
+        };
+        // At most PIPE_BUF bytes, which a writable pipe always takes whole without blocking,
+        // even when the caller's descriptor is in blocking mode.
+        let chunk = self.backlog.len().min(rustix::pipe::PIPE_BUF);
+        match rustix::io::write(fd, &self.backlog[..chunk]) {
+            Ok(n) => {
+                self.backlog.drain(..n);
+            }
+            Err(Errno::INTR | Errno::AGAIN) => {}
+            Err(_) => {
+                // The destination is gone or broken: drop the copy, never the command.
+                self.backlog.clear();
+                self.dest = Some(Dest::Discard);
+            }
+        }
+    }
+}
+
+/// Input bytes on their way into the command's stdin pipe.
+#[derive(Debug)]
+pub(crate) struct Input {
+    fd: Option<OwnedFd>,
+    bytes: Vec<u8>,
+    written: usize,
+}
+
+impl Input {
+    pub(crate) fn new(fd: OwnedFd, bytes: Vec<u8>) -> io::Result<Self> {
+        rustix::io::ioctl_fionbio(&fd, true)?;
+        Ok(Input {
+            fd: Some(fd),
+            bytes,
+            written: 0,
+        })
+    }
+}
+
+/// What a [`Pump`] polls, to find the descriptor again after `poll`.
+#[derive(Clone, Copy, Debug)]
+pub(crate) enum Tag {
+    Input,
+    Src(usize),
+    Dest(usize),
+}
+
+/// conn's own pipe ends of one command.
+#[derive(Debug, Default)]
+pub(crate) struct Pump {
+    pub(crate) input: Option<Input>,
+    /// Index 0: stdout, 1: stderr.
+    pub(crate) sinks: [Option<Sink>; 2],
+}
+
+impl Pump {
+    /// Whether nothing is left to move: input written (or abandoned), every source at end of
+    /// file and every backlog flushed.
+    pub(crate) fn done(&self) -> bool {
+        self.input.as_ref().is_none_or(|i| i.fd.is_none())
+            && self.sinks.iter().flatten().all(Sink::done)
+    }
+
+    /// Whether there is anything to pump at all.
+    pub(crate) fn is_empty(&self) -> bool {
+        self.input.is_none() && self.sinks.iter().all(Option::is_none)
+    }
+
+    /// Closes the input pipe: end of file for the command (or nobody left to read it).
+    pub(crate) fn close_input(&mut self) {
+        if let Some(input) = &mut self.input {
+            input.fd = None;
+        }
+    }
+
+    /// Adds what is worth polling now to `fds`, with a tag each in `tags`.
+    pub(crate) fn poll_fds<'a>(&'a self, fds: &mut Vec<PollFd<'a>>, tags: &mut Vec<Tag>) {
+        if let Some(Input { fd: Some(fd), .. }) = &self.input {
+            fds.push(PollFd::new(fd, PollFlags::OUT));
+            tags.push(Tag::Input);
+        }
+        for (i, sink) in self.sinks.iter().enumerate() {
+            let Some(sink) = sink else { continue };
+            if let Some(src) = &sink.src
+                && sink.backlog.len() < BACKLOG_MAX
+            {
+                fds.push(PollFd::new(src, PollFlags::IN));
+                tags.push(Tag::Src(i));
+            }
+            if !sink.backlog.is_empty()
+                && let Some(fd) = sink.dest.as_ref().and_then(Dest::fd)
+            {
+                fds.push(PollFd::from_borrowed_fd(fd, PollFlags::OUT));
+                tags.push(Tag::Dest(i));
+            }
+        }
+    }
+
+    /// Acts on one descriptor that `poll` reported ready.
+    pub(crate) fn on_ready(&mut self, tag: Tag, buf: &mut [u8]) -> io::Result<()> {
+        match tag {
+            Tag::Input => {
+                let Some(input) = &mut self.input else {
+                    return Ok(());
+                };
+                if let Some(fd) = &input.fd {
+                    match rustix::io::write(fd, &input.bytes[input.written..]) {
+                        Ok(n) => input.written += n,
+                        Err(Errno::AGAIN | Errno::INTR) => {}
+                        // EPIPE and the like: the command closed its stdin; the rest is not
+                        // wanted. (SIGPIPE is ignored in Rust programs by default.)
+                        Err(_) => input.written = input.bytes.len(),
+                    }
+                    if input.written == input.bytes.len() {
+                        input.fd = None;
+                    }
+                }
+            }
+            Tag::Src(i) => {
+                if let Some(sink) = &mut self.sinks[i] {
+                    sink.read(buf)?;
+                }
+            }
+            Tag::Dest(i) => {
+                if let Some(sink) = &mut self.sinks[i] {
+                    sink.flush();
+                }
+            }
+        }
+        Ok(())
+    }
+
+    /// Reads, without waiting, what the sources already hold (a bounded number of reads): for
+    /// an error message after a failure.
+    pub(crate) fn drain_now(&mut self) {
+        let mut buf = vec![0u8; CHUNK];
+        for sink in self.sinks.iter_mut().flatten() {
+            for _ in 0..16 {
+                let before = sink.kept.len();
+                if sink.read(&mut buf).is_err() || sink.kept.len() == before {
+                    break;
+                }
+            }
+        }
+    }
+
+    /// A buffer for [`Pump::on_ready`].
+    pub(crate) fn buffer() -> Vec<u8> {
+        vec![0u8; CHUNK]
+    }
+
+    /// Whether a relay to this process's stderr would write into one of our own pipes (a
+    /// process that closed its stderr gets descriptor 2 reused): then it must not relay.
+    pub(crate) fn disable_self_relay(&mut self) {
+        let ours: Vec<i32> = self
+            .sinks
+            .iter()
+            .flatten()
+            .filter_map(|s| s.src.as_ref().map(|f| f.as_raw_fd()))
+            .collect();
+        for sink in self.sinks.iter_mut().flatten() {
+            let target = match sink.dest {
+                Some(Dest::Stdout) => 1,
+                Some(Dest::Stderr) => 2,
+                _ => continue,
+            };
+            if ours.contains(&target) {
+                sink.dest = Some(Dest::Discard);
+            }
+        }
+    }
+}

@@ -1,0 +1,24 @@
+//! The native mux back end: OpenSSH's ControlMaster protocol (`PROTOCOL.mux`) spoken from this
+//! process, so that a command over a live master costs no `ssh -S` client spawn.
+//!
+//! - `codec`: the frames and messages, I/O-free and bounds-checked (fuzz target:
+//!   `fuzz/fuzz_targets/mux_decode.rs`).
+//! - `client`: `spawn` (one command per control connection; the command's descriptors go to
+//!   the master with `SCM_RIGHTS`) and `alive_check` (`MUX_C_ALIVE_CHECK`, the master's pid).
+//!
+//! Masters are still started by `ssh -M` (see `connection.rs`); only sessions and the slow
+//! liveness check go native.
+
+mod client;
+pub(crate) mod codec;
+
+pub(crate) use client::{alive_check, spawn};
+
+/// Decodes every complete master→client frame at the start of `bytes` (see
+/// `codec::decode_server_stream`): the fuzz target's entry point.
+#[cfg(fuzzing)]
+pub fn decode_server_message(
+    bytes: &[u8],
+) -> std::result::Result<(Vec<codec::ServerMessage>, usize), codec::CodecError> {
+    codec::decode_server_stream(bytes)
+}
