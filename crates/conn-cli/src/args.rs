@@ -60,7 +60,7 @@ order, so that drift favours no row. Then, in the same run:
                `ssh -O check` on the same master (--checks of each, interleaved)
   fresh        `conn run` spawned as a new process (--fresh-runs per back end) after the pools
                shut down (masters alive, leases free): its whole wall time vs a fresh ssh
-and a summary of each figure against its target.
+Every ratio compares figures of the same run; none is graded against a goal.
 
 Examples:
   conn bench db1

@@ -5,7 +5,7 @@
 //!   the largest status), `--parallel` workers, `--timeout`, `--retries`, `--dry-run`, `--local`,
 //!   `--mux native|process`.
 //! - `conn bench`: pooled masters (native and process mux) against hand-spawned `ssh -S` and
-//!   fresh `ssh`; liveness checks; a fresh process's first command; figures against targets.
+//!   fresh `ssh`; liveness checks; a fresh process's first command; figures and their ratios.
 //! - `conn leases`: the leased control-socket names of a socket directory; `--prune`.
 //! - `conn demo`: a private sshd on 127.0.0.1, a short bench, master reuse, teardown.
 //!

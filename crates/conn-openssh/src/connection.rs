@@ -138,6 +138,33 @@ impl OpenSshConnection {
         self.control.as_ref().map(|c| c.log.as_path())
     }
 
+    /// The whole command line the process back end spawns to run `cmd` on this connection:
+    /// the program and its options, `-S <socket>` with the options that keep the client from
+    /// becoming or bypassing a master, the host, then each argument of `cmd` quoted (as bytes)
+    /// for the remote shell (without connection reuse: the options that make it a connection of
+    /// its own). It refreshes the connection first, so the master behind the socket is live.
+    ///
+    /// For callers that build their own pipelines (`zfs send | ssh … zfs receive`), or a
+    /// benchmark's hand-spawned baseline. Keep the connection (the pool's guard) until the
+    /// process ends: the pool counts the session against the master's capacity meanwhile.
+    ///
+    /// ```no_run
+    /// use conn_core::{Cmd, ConnectionPool, SimpleJob};
+    /// use conn_openssh::OpenSsh;
+    /// let pool = ConnectionPool::new(OpenSsh::builder("backup@db-1").build()?, "shared", 8)?;
+    /// let job = SimpleJob::new();
+    /// let conn = pool.get(&job)?;
+    /// let argv = conn.command_line(&Cmd::new(["zfs", "receive", "tank/x"]), &job)?;
+    /// // ["ssh", …, "-S", "<socket>", "-oControlMaster=no", …, "backup@db-1", "zfs", …]
+    /// let status = std::process::Command::new(&argv[0]).args(&argv[1..]).status()?;
+    /// # Ok::<(), Box<dyn std::error::Error>>(())
+    /// ```
+    pub fn command_line(&self, cmd: &Cmd, job: &dyn Job) -> Result<Vec<OsString>> {
+        let argv = self.session_argv(cmd)?;
+        self.refresh(job)?;
+        Ok(argv)
+    }
+
     pub(crate) fn endpoint(&self) -> String {
         self.config.user_host.to_string()
     }
@@ -523,6 +550,41 @@ mod tests {
         assert!(matches!(
             conn.refresh(&cancelled),
             Err(Error::Cancelled { .. })
+        ));
+    }
+
+    #[test]
+    fn command_line_is_the_session_argv_with_each_argument_quoted() {
+        let dir = tempfile::tempdir().unwrap();
+        // Without reuse there is no master to refresh: the line alone is checked here (the CLI
+        // bench runs it against a live master).
+        let ssh = OpenSsh::builder("u@h")
+            .socket_dir(dir.path().join("s"))
+            .reuse_connections(false)
+            .build()
+            .unwrap();
+        let conn = ssh.connect("shared").unwrap();
+        let job = SimpleJob::new();
+        let argv = conn
+            .command_line(&Cmd::new(["echo", "a b", "$HOME"]), &job)
+            .unwrap();
+        let mut expected = ssh.ssh_command_prefix().to_vec();
+        expected.extend(
+            [
+                "-oControlMaster=no",
+                "-oControlPath=none",
+                "u@h",
+                "echo",
+                "'a b'",
+                "'$HOME'",
+            ]
+            .map(String::from),
+        );
+        assert_eq!(argv, expected);
+        let empty: [&str; 0] = [];
+        assert!(matches!(
+            conn.command_line(&Cmd::new(empty), &job),
+            Err(Error::EmptyCommand)
         ));
     }
 }
