@@ -1,11 +1,11 @@
 //! conn: run commands on remote hosts through a thread-safe pool of multiplexed OpenSSH
-//! connections, or on the local host with the same API.
+//! connections, or on the local host with the same API, and stream data through them.
 //!
 //! | feature   | default | what it adds |
 //! |-----------|---------|--------------|
 //! | `openssh` | yes     | [`OpenSsh`]: ssh/hpnssh ControlMaster connections with leased sockets |
 //! | `local`   | yes     | [`Local`]: direct exec on this host, no shell, no ssh |
-//! | `native-mux` | no   | `Mux::Native`: sessions over the master's socket in-process, no `ssh -S` spawn |
+//! | `native-mux` | no   | [`Mux::Native`]: sessions over the master's socket in-process, no `ssh -S` spawn |
 //!
 //! Everything for the common case comes with one import:
 //!
@@ -20,24 +20,46 @@
 //! # }
 //! # Ok::<(), conn::Error>(())
 //! ```
+//!
+//! Transport authors find the traits and helpers in [`transport`].
 #![warn(missing_docs)]
+#![forbid(unsafe_code)]
 
-pub use conn_core::*;
+#[cfg(all(feature = "local", feature = "openssh"))]
+mod endpoint;
+
+pub use conn_core::{
+    CancelToken, CappedJob, ChildStderr, ChildStdin, ChildStdout, Cmd, ConnectionPool,
+    ConnectionPools, ConnectionState, DEFAULT_CAPACITY, Deadline, Error, ExitStatus, Job, Output,
+    PooledConnection, RemoteChild, Result, RetryPolicy, SimpleJob, Started, Stdin, Stream,
+    UserHost, dquote, join_quoted, quote, retry,
+};
+
+/// For transport authors: the traits a back end implements and the helpers it builds on.
+pub mod transport {
+    pub use conn_core::transport::*;
+    pub use conn_core::{ChildRegistry, ensure_running, text};
+}
+
+#[cfg(all(feature = "local", feature = "openssh"))]
+pub use endpoint::{Endpoint, EndpointConnection};
 
 #[cfg(feature = "local")]
 pub use conn_local::{Local, LocalConnection};
 
 #[cfg(feature = "openssh")]
-pub use conn_openssh::{Mux, OpenSsh, OpenSshBuilder, OpenSshConnection};
+pub use conn_openssh::{Location, Mux, OpenSsh, OpenSshBuilder, OpenSshConnection};
 
 /// The types almost every caller needs.
 pub mod prelude {
+    #[cfg(all(feature = "local", feature = "openssh"))]
+    pub use crate::Endpoint;
     pub use conn_core::{
-        Cmd, ConnectionPool, ConnectionPools, DEFAULT_CAPACITY, Error, Job, Output, Result,
-        SimpleJob, Stdin, Stream,
+        Cmd, ConnectionPool, ConnectionPools, DEFAULT_CAPACITY, Error, Job, Output, RemoteChild,
+        Result, SimpleJob, Started, Stdin, Stream,
     };
     #[cfg(feature = "local")]
     pub use conn_local::Local;
     #[cfg(feature = "openssh")]
-    pub use conn_openssh::OpenSsh;
+    pub use conn_openssh::{Mux, OpenSsh};
 }

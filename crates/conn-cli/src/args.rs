@@ -5,7 +5,8 @@ use std::path::PathBuf;
 use std::time::Duration;
 
 use clap::{ArgGroup, Args, Parser, Subcommand, ValueEnum};
-use conn_core::{DEFAULT_CAPACITY, Location};
+use conn_core::DEFAULT_CAPACITY;
+use conn_openssh::Location;
 use std::ffi::OsString;
 
 use conn_openssh::{DEFAULT_CIPHER, DEFAULT_EXTRA_OPTIONS, Mux, OpenSsh, OpenSshBuilder};

@@ -175,16 +175,7 @@ fn steps(server: &TestSshd, conn: &Path, args: &DemoArgs) -> Result<u8, Failure>
 /// Runs `conn <args>` with our stdout and stderr, printing the command line first; returns its
 /// status and wall time. A signal to the demo ends the child too.
 fn run_conn(conn: &Path, args: &[OsString]) -> Result<(ExitStatus, Duration), Failure> {
-    let shown: Vec<String> = args
-        .iter()
-        .map(|a| {
-            let a = a.to_string_lossy();
-            conn_core::quote(&a)
-                .map(|q| q.into_owned())
-                .unwrap_or_else(|_| a.into_owned())
-        })
-        .collect();
-    println!("$ conn {}", shown.join(" "));
+    println!("$ conn {}", conn_core::display_line(args));
     let _ = io::stdout().flush();
     let start = Instant::now();
     let mut child = Command::new(conn)

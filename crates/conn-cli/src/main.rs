@@ -19,7 +19,6 @@ mod demo;
 mod leases;
 mod output;
 mod private_sshd;
-mod relay;
 mod run;
 mod signals;
 

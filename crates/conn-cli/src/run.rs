@@ -22,7 +22,6 @@ use crate::output::{
     EXIT_INTERRUPTED, Failure, exit_code_of_error, exit_code_of_status, one_line, print_error,
     write_prefixed,
 };
-use crate::relay::Relay;
 use crate::{POOL_NAME, signals};
 
 /// First delay between retries; doubled each time (with jitter) up to [`RETRY_MAX_DELAY`].
@@ -133,26 +132,10 @@ fn run_single<T: Transport>(label: &str, pool: &ConnectionPool<T>, s: &Settings)
         .check(false)
         .dry_run(s.dry_run);
     let job = new_job(s.timeout);
-    // A remote command's stdio is handed to the ssh master, which may hold it after we gave up
-    // on the command: relay it through pipes (see `relay`). Locally the child is all there is.
-    let relay = if pool.transport().is_local() {
-        None
-    } else {
-        Relay::start()
-            .inspect_err(|e| tracing::debug!("stdout/stderr not relayed: {e}"))
-            .ok()
-    };
+    // An inherited stdout/stderr reaches an ssh master only as a pipe of the transport's,
+    // which it lets go of when the command ends or times out: the master never keeps ours.
     let result = run_with_retries(pool, &cmd, &job, s.retries, label);
     pool.shutdown();
-    if let Some(relay) = relay {
-        relay.finish(match &result {
-            // The session is closed: the master lets go of the pipes at once.
-            Ok(_) => Duration::from_secs(5),
-            // The remote command may go on: take what is in flight, not what comes later.
-            Err(Error::Timeout { .. } | Error::Cancelled { .. }) => Duration::from_millis(100),
-            Err(_) => Duration::from_millis(500),
-        });
-    }
     match result {
         Ok(out) => exit_code_of_status(out.status),
         Err(e) => {
@@ -167,8 +150,8 @@ fn run_single<T: Transport>(label: &str, pool: &ConnectionPool<T>, s: &Settings)
 fn run_many<T: Transport>(pools: &[(String, ConnectionPool<T>)], s: &Settings) -> u8 {
     let cmd = Cmd::new(s.argv.clone())
         .stdin(Stdin::Null)
-        .stdout(Stream::Capture)
-        .stderr(Stream::Capture)
+        .stdout(Stream::Piped)
+        .stderr(Stream::Piped)
         .check(false)
         .dry_run(s.dry_run);
     let bar = progress_bar(pools.len());

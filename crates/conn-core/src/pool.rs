@@ -204,7 +204,13 @@ impl<T: Transport> ConnectionPool<T> {
         Ok(conn)
     }
 
-    /// A slot without a refresh: for a dry run, which must not start a master.
+    /// A slot whose connection is not refreshed: for a dry run, which must not start a master,
+    /// and for tools that inspect connections (say, to end the masters left alive) without
+    /// starting anything. A command started on it may find its connection dead.
+    pub fn get_unrefreshed(&self) -> Result<PooledConnection<T>> {
+        self.checkout()
+    }
+
     fn checkout(&self) -> Result<PooledConnection<T>> {
         let mut state = self.lock();
         if state.shut_down {

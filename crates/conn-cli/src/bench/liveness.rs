@@ -110,9 +110,8 @@ pub fn measure_liveness(
     host: &str,
     n: usize,
 ) -> Result<Liveness, Failure> {
-    let conn = pool.get()?;
     let job = SimpleJob::with_timeout(COMMAND_TIMEOUT);
-    conn.refresh(&job)?; // the fast path is taken from here on (ControlPersist − margin)
+    let conn = pool.get(&job)?; // refreshed: the fast path is taken from here on
     let socket = conn
         .control_path()
         .ok_or_else(|| Failure::other("the pool's connections have no control socket"))?;

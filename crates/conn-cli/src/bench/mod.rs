@@ -175,7 +175,7 @@ fn end_masters(opts: &SshArgs, host: &str, n: usize) {
     // Capacity 1: each guard is a connection of its own, hence a lease of its own.
     let mut guards = Vec::new();
     for _ in 0..n {
-        match pool.get() {
+        match pool.get_unrefreshed() {
             Ok(g) if g.master_is_listening() => guards.push(g),
             Ok(_) => break, // no free name with a live master left
             Err(e) => {

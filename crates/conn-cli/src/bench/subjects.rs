@@ -4,6 +4,7 @@
 //! builds (`OpenSshConnection::command_line`), so they cannot drift from what conn runs.
 
 use std::collections::BTreeMap;
+use std::ffi::OsString;
 use std::fmt;
 use std::process::{Command, Stdio};
 
@@ -100,12 +101,12 @@ pub fn start_masters(
     pool: &ConnectionPool<OpenSsh>,
     threads: usize,
     command: &[String],
-) -> Result<Vec<Vec<String>>, Failure> {
+) -> Result<Vec<Vec<OsString>>, Failure> {
     let echo = Cmd::new(command.iter().cloned());
     let guards = (0..threads.max(1))
-        .map(|_| pool.get())
+        .map(|_| pool.get(&SimpleJob::with_timeout(COMMAND_TIMEOUT)))
         .collect::<conn_core::Result<Vec<_>>>()?;
-    let mut lines: BTreeMap<usize, Vec<String>> = BTreeMap::new();
+    let mut lines: BTreeMap<usize, Vec<OsString>> = BTreeMap::new();
     for g in &guards {
         if lines.contains_key(&g.id()) {
             continue;
@@ -126,7 +127,7 @@ pub fn start_masters(
 /// `std::process::Command`, thread `t` on the master the pool would give its `t`-th session.
 /// No pool guard is held meanwhile: the rows take turns, so the baseline's sessions never share
 /// a master with the pool's own.
-pub fn hand_spawned<'a>(lines: Vec<Vec<String>>, capacity: usize) -> Subject<'a> {
+pub fn hand_spawned<'a>(lines: Vec<Vec<OsString>>, capacity: usize) -> Subject<'a> {
     Subject {
         backend: Backend::HandSpawned,
         run: Box::new(move |thread| spawn(&lines[(thread / capacity).min(lines.len() - 1)])),
@@ -159,12 +160,12 @@ pub fn fresh_connection<'a>(
 }
 
 /// Runs `argv` to its end with stdin from /dev/null, and checks its output.
-fn spawn(argv: &[String]) -> Result<(), String> {
+fn spawn(argv: &[OsString]) -> Result<(), String> {
     let out = Command::new(&argv[0])
         .args(&argv[1..])
         .stdin(Stdio::null())
         .output()
-        .map_err(|e| format!("cannot run {}: {e}", argv[0]))?;
+        .map_err(|e| format!("cannot run {}: {e}", argv[0].to_string_lossy()))?;
     if !out.status.success() {
         return Err(format!(
             "ssh exited with {}: {}",
