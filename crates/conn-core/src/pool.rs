@@ -28,15 +28,8 @@ pub const DEFAULT_CAPACITY: usize = 8;
 ///
 /// ```
 /// # use conn_core::*;
-/// # struct Echo; struct EchoConn;
-/// # impl Remote for Echo { fn location(&self) -> Location { Location::Src }
-/// #   fn user_host(&self) -> Option<&UserHost> { None } fn cache_namespace(&self) -> String { "-".into() } }
-/// # impl Transport for Echo { type Connection = EchoConn;
-/// #   fn connect(&self, _: &str) -> Result<EchoConn> { Ok(EchoConn) } }
-/// # impl Connection for EchoConn {
-/// #   fn run(&self, cmd: &Cmd, _: &dyn Job) -> Result<Output> { Ok(Output::dry_run()) }
-/// #   fn refresh(&self, _: &dyn Job) -> Result<()> { Ok(()) } fn shutdown(&self) {} }
-/// let pool = ConnectionPool::new(Echo, "shared", 8).unwrap();
+/// # let transport = conn_testkit::transports::Null; // any `Transport`
+/// let pool = ConnectionPool::new(transport, "shared", 8).unwrap();
 /// {
 ///     let conn = pool.get().unwrap(); // a guard: the slot goes back when it drops
 ///     conn.run(&Cmd::new(["true"]), &SimpleJob::new()).unwrap();
