@@ -1,15 +1,13 @@
 //! The native mux client (`conn-openssh`'s `native-mux` feature) against a real ControlMaster
 //! and a private sshd on 127.0.0.1.
 //!
-//! Each test starts its own daemon (`support::sshd`) and a master by hand (`ssh -M`, as the
-//! transport's refresh would), then runs sessions in-process through the crate's hidden test
-//! hook. Run as root, logins use the `conntest` account that `scripts/test.sh` creates.
+//! Each test starts its own daemon (`conn_testkit::TestSshd`) and a master by hand (`ssh -M`,
+//! as the transport's refresh would), then runs sessions in-process through the crate's hidden
+//! test hook. Run as root, logins use the `conntest` account that `scripts/setup.sh` creates.
 //!
 //! The tests take one lock: the descriptor-leak checks count `/proc/self/fd`, which only works
 //! while no other test of this binary opens or closes descriptors.
 #![cfg(feature = "native-mux")]
-
-mod support;
 
 use std::path::PathBuf;
 use std::process::{Command, Stdio};
@@ -18,7 +16,8 @@ use std::time::{Duration, Instant};
 
 use conn::{Cmd, Error, ExitStatus, Job, Output, SimpleJob, Stdin, Stream};
 use conn_openssh::mux::{alive_check_for_tests as alive_check, run_session_for_tests};
-use support::sshd::{TestSshd, run_with_timeout};
+use conn_testkit::procfs::open_fds;
+use conn_testkit::{TestSshd, run_with_timeout};
 
 const JOB_TIMEOUT: Duration = Duration::from_secs(30);
 
@@ -30,10 +29,6 @@ fn serial() -> MutexGuard<'static, ()> {
 
 fn job() -> SimpleJob {
     SimpleJob::with_timeout(JOB_TIMEOUT)
-}
-
-fn open_fds() -> usize {
-    std::fs::read_dir("/proc/self/fd").unwrap().count()
 }
 
 /// A ControlMaster started by hand on a private socket; `ssh -O exit` on drop.

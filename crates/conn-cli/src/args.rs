@@ -83,13 +83,14 @@ Examples:
   conn leases --prune";
 
 const DEMO_AFTER_HELP: &str = "\
-Needs /usr/sbin/sshd (Debian/Ubuntu: apt-get install openssh-server) and ssh, ssh-keygen.
-Run as root, the private sshd logs in as the account `conntest` (login shell /bin/sh), which
-the demo creates when it is missing (`useradd -m -s /bin/sh conntest; usermod -p '*' conntest`)
-and says so; remove it afterwards with `userdel -r conntest`. As any other user it logs in as
-that user. Nothing outside a temporary directory is touched otherwise.
+Needs /usr/sbin/sshd, ssh and ssh-keygen, and run as root, the account `conntest` (login
+shell /bin/sh) that the private sshd logs in as (as any other user it logs in as that user).
+`bash scripts/setup.sh`, run as root from the conn repository, prepares all of it;
+`bash scripts/demo.sh` runs it, then the demo. The demo itself changes nothing outside its
+temporary directories: it says what is missing and stops.
 
 Examples:
+  bash scripts/demo.sh
   cargo run --release -p conn-cli -- demo
   cargo run --release -p conn-cli -- demo --builtin   the bench runs the shell's builtin echo";
 

@@ -1,19 +1,24 @@
-//! `conn demo`: a private sshd on 127.0.0.1 ([`crate::private_sshd`]), a short `conn bench`
+//! `conn demo`: a private sshd on 127.0.0.1 ([`conn_testkit::TestSshd`]), a short `conn bench`
 //! against it, two `conn run` processes (the second reuses the master the first started),
 //! `conn leases`, and teardown. Every step runs this very binary as a child, and prints the
 //! command line first, so the demo also shows how to use `conn`.
+//!
+//! The demo prepares nothing outside its temporary directories: when the OpenSSH programs,
+//! `/run/sshd` or (as root) the `conntest` account are missing, the private sshd does not start
+//! and its error says to run `scripts/setup.sh` as root (`scripts/demo.sh` runs it first).
 
-use std::ffi::{CStr, CString, OsString};
+use std::ffi::OsString;
 use std::fs;
 use std::io::{self, Write};
 use std::os::unix::fs::PermissionsExt;
-use std::path::{Path, PathBuf};
+use std::path::Path;
 use std::process::{Command, ExitStatus, Stdio};
 use std::time::{Duration, Instant};
 
+use conn_testkit::{TestSshd, run_with_timeout};
+
 use crate::args::DemoArgs;
 use crate::output::{EXIT_INTERRUPTED, Failure};
-use crate::private_sshd::{DEFAULT_TEST_USER, TestSshd, run_with_timeout};
 use crate::signals;
 
 /// The private sshd's `MaxSessions`: sshd's own default, so that the bench's pool capacity of 8
@@ -25,28 +30,6 @@ const STEP_TIMEOUT: Duration = Duration::from_secs(600);
 
 /// Runs `conn demo`; returns the exit code.
 pub fn main(args: &DemoArgs) -> Result<u8, Failure> {
-    let sshd_program = std::env::var_os("CONN_TEST_SSHD")
-        .filter(|v| !v.is_empty())
-        .map(PathBuf::from)
-        .unwrap_or_else(|| PathBuf::from("/usr/sbin/sshd"));
-    if !sshd_program.is_file() {
-        return Err(Failure::other(format!(
-            "{} not found: conn demo needs an OpenSSH server; install it with `apt-get install \
-             openssh-server` (Debian/Ubuntu) and run the demo again",
-            sshd_program.display()
-        )));
-    }
-    for program in ["ssh", "ssh-keygen"] {
-        if find_in_path(program).is_none() {
-            return Err(Failure::other(format!(
-                "{program} not found in PATH: install it with `apt-get install openssh-client` \
-                 (Debian/Ubuntu)"
-            )));
-        }
-    }
-    if is_root() {
-        ensure_account()?;
-    }
     let conn = std::env::current_exe()
         .map_err(|e| Failure::other(format!("cannot find the conn executable: {e}")))?;
 
@@ -245,98 +228,4 @@ fn heading(text: &str) {
     println!();
     println!("== {text}");
     let _ = io::stdout().flush();
-}
-
-fn is_root() -> bool {
-    // SAFETY: geteuid has no preconditions and cannot fail.
-    unsafe { libc::geteuid() == 0 }
-}
-
-fn find_in_path(program: &str) -> Option<PathBuf> {
-    let path = std::env::var_os("PATH")?;
-    std::env::split_paths(&path)
-        .map(|dir| dir.join(program))
-        .find(|p| p.is_file())
-}
-
-/// The login shell of `name`, `None` when there is no such account.
-fn login_shell(name: &str) -> Option<String> {
-    let cname = CString::new(name).ok()?;
-    // SAFETY: getpwnam returns null or a pointer to static storage, copied out at once; no
-    // other thread of conn calls getpw* meanwhile.
-    unsafe {
-        let pw = libc::getpwnam(cname.as_ptr());
-        if pw.is_null() {
-            return None;
-        }
-        Some(
-            CStr::from_ptr((*pw).pw_shell)
-                .to_string_lossy()
-                .into_owned(),
-        )
-    }
-}
-
-/// As root the private sshd logs in as `conntest` (or `$CONN_TEST_USER`): make that account
-/// usable exactly as `scripts/test.sh` does (create it with login shell /bin/sh, set the shell,
-/// unlock it for key logins), saying what is done. Failing that, a message that says what to
-/// run.
-fn ensure_account() -> Result<(), Failure> {
-    let name = std::env::var("CONN_TEST_USER")
-        .ok()
-        .filter(|s| !s.is_empty())
-        .unwrap_or_else(|| DEFAULT_TEST_USER.to_string());
-    let fix = format!("useradd -m -s /bin/sh {name}; usermod -p '*' {name}");
-    match login_shell(&name) {
-        None => {
-            say(&format!(
-                "creating the account `{name}` (login shell /bin/sh, no password: key logins \
-                 only) for the private sshd's logins; `userdel -r {name}` removes it"
-            ));
-            admin(&["useradd", "-m", "-s", "/bin/sh", &name], &fix)?;
-        }
-        Some(shell) if shell != "/bin/sh" => {
-            say(&format!(
-                "setting the login shell of `{name}` to /bin/sh (was {shell})"
-            ));
-            admin(&["usermod", "-s", "/bin/sh", &name], &fix)?;
-        }
-        Some(_) => {}
-    }
-    // sshd without PAM refuses even key logins to an account whose password field is `!…`.
-    let locked = fs::read_to_string("/etc/shadow").is_ok_and(|shadow| {
-        shadow.lines().any(|l| {
-            let mut f = l.split(':');
-            f.next() == Some(name.as_str()) && f.next().is_some_and(|p| p.starts_with('!'))
-        })
-    });
-    if locked {
-        say(&format!(
-            "unlocking `{name}` for key logins (password field '*')"
-        ));
-        admin(&["usermod", "-p", "*", &name], &fix)?;
-    }
-    Ok(())
-}
-
-fn admin(argv: &[&str], fix: &str) -> Result<(), Failure> {
-    let out = run_with_timeout(
-        Command::new(argv[0]).args(&argv[1..]).stdin(Stdio::null()),
-        Duration::from_secs(60),
-    )
-    .map_err(|e| {
-        Failure::other(format!(
-            "cannot run {}: {e}; prepare the test account yourself: {fix}",
-            argv[0]
-        ))
-    })?;
-    if !out.status.success() {
-        return Err(Failure::other(format!(
-            "`{}` failed ({}): {}; prepare the test account yourself: {fix}",
-            argv.join(" "),
-            out.status,
-            String::from_utf8_lossy(&out.stderr).trim()
-        )));
-    }
-    Ok(())
 }

@@ -18,7 +18,6 @@ mod bench;
 mod demo;
 mod leases;
 mod output;
-mod private_sshd;
 mod run;
 mod signals;
 

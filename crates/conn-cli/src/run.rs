@@ -345,6 +345,7 @@ fn lock<T>(m: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
 mod tests {
     use super::*;
     use conn_core::ExitStatus;
+    use conn_testkit::transports::Flaky;
 
     #[test]
     fn host_lists_merge_dedupe_and_skip_comments() {
@@ -393,58 +394,11 @@ mod tests {
         assert!(out.status.success());
     }
 
-    /// A transport whose commands fail with a retryable connect error `failures` times.
-    struct Flaky {
-        failures: usize,
-        attempts: Arc<AtomicUsize>,
-    }
-    struct FlakyConn {
-        failures: usize,
-        attempts: Arc<AtomicUsize>,
-    }
-    impl conn_core::Remote for Flaky {
-        fn location(&self) -> conn_core::Location {
-            conn_core::Location::Src
-        }
-        fn user_host(&self) -> Option<&UserHost> {
-            None
-        }
-        fn cache_namespace(&self) -> String {
-            "flaky".into()
-        }
-    }
-    impl Transport for Flaky {
-        type Connection = FlakyConn;
-        fn connect(&self, _: &str) -> Result<FlakyConn> {
-            Ok(FlakyConn {
-                failures: self.failures,
-                attempts: Arc::clone(&self.attempts),
-            })
-        }
-    }
-    impl conn_core::Connection for FlakyConn {
-        fn run(&self, _: &Cmd, _: &dyn Job) -> Result<Output> {
-            if self.attempts.fetch_add(1, Ordering::SeqCst) < self.failures {
-                return Err(Error::Connect {
-                    endpoint: "flaky".into(),
-                    message: "no route".into(),
-                });
-            }
-            Ok(Output::dry_run())
-        }
-        fn refresh(&self, _: &dyn Job) -> Result<()> {
-            Ok(())
-        }
-        fn shutdown(&self) {}
-    }
-
-    fn flaky(failures: usize) -> (ConnectionPool<Flaky>, Arc<AtomicUsize>) {
-        let attempts = Arc::new(AtomicUsize::new(0));
-        let t = Flaky {
-            failures,
-            attempts: Arc::clone(&attempts),
-        };
-        (ConnectionPool::new(t, "t", 1).unwrap(), attempts)
+    /// A pool over a transport whose first `failures` commands fail with a retryable connect
+    /// error, and the transport (to count attempts).
+    fn flaky(failures: usize) -> (ConnectionPool<Flaky>, Flaky) {
+        let t = Flaky::new(failures);
+        (ConnectionPool::new(t.clone(), "t", 1).unwrap(), t)
     }
 
     #[test]
@@ -452,25 +406,25 @@ mod tests {
         let job = Arc::new(SimpleJob::with_timeout(Duration::from_secs(30)));
         let cmd = Cmd::new(["x"]);
         let ms = Duration::from_millis(1);
-        let (pool, attempts) = flaky(2);
+        let (pool, flaky_transport) = flaky(2);
         assert!(run_with_backoff(&pool, &cmd, &job, 2, "f", ms).is_ok());
-        assert_eq!(attempts.load(Ordering::SeqCst), 3);
-        let (pool, attempts) = flaky(5);
+        assert_eq!(flaky_transport.attempts(), 3);
+        let (pool, flaky_transport) = flaky(5);
         let err = run_with_backoff(&pool, &cmd, &job, 2, "f", ms).unwrap_err();
         assert!(err.is_retryable(), "{err}");
-        assert_eq!(attempts.load(Ordering::SeqCst), 3);
-        let (pool, attempts) = flaky(1);
+        assert_eq!(flaky_transport.attempts(), 3);
+        let (pool, flaky_transport) = flaky(1);
         assert!(run_with_backoff(&pool, &cmd, &job, 0, "f", ms).is_err());
-        assert_eq!(attempts.load(Ordering::SeqCst), 1);
+        assert_eq!(flaky_transport.attempts(), 1);
     }
 
     #[test]
     fn no_retry_after_the_deadline() {
         let job = Arc::new(SimpleJob::with_timeout(Duration::ZERO));
-        let (pool, attempts) = flaky(5);
+        let (pool, flaky_transport) = flaky(5);
         let cmd = Cmd::new(["x"]);
         assert!(run_with_backoff(&pool, &cmd, &job, 3, "f", Duration::from_millis(1)).is_err());
-        assert_eq!(attempts.load(Ordering::SeqCst), 1);
+        assert_eq!(flaky_transport.attempts(), 1);
     }
 
     #[test]

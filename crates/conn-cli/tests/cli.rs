@@ -1,10 +1,7 @@
 //! End-to-end tests of the `conn` binary: real processes against a private sshd on 127.0.0.1
 //! (the same harness `conn demo` uses), each test with its own daemon and socket directory.
 //!
-//! Run as root, logins go to the `conntest` account that `scripts/test.sh` creates.
-
-#[path = "../src/private_sshd.rs"]
-mod sshd;
+//! Run as root, logins go to the `conntest` account that `scripts/setup.sh` creates.
 
 use std::collections::BTreeSet;
 use std::ffi::OsStr;
@@ -16,8 +13,8 @@ use std::process::{Command, Output, Stdio};
 use std::time::{Duration, Instant};
 
 use conn_lease::{LeaseManager, namespace_dir_name, ttl_for_control_persist};
+use conn_testkit::{TestSshd, procfs, run_with_timeout, wait_until};
 use serde_json::Value;
-use sshd::{TestSshd, run_with_timeout};
 
 /// Bound for one `conn` invocation: a hang fails the test instead of the run.
 const CONN_TIMEOUT: Duration = Duration::from_secs(60);
@@ -54,7 +51,7 @@ fn socket_dir() -> tempfile::TempDir {
 }
 
 fn start_sshd() -> TestSshd {
-    TestSshd::start_default().expect("start the private sshd (run scripts/test.sh as root once)")
+    TestSshd::start_default().expect("start the private sshd")
 }
 
 /// `-F <config> --socket-dir <dir>`: what every remote `conn` call here passes.
@@ -85,47 +82,6 @@ fn assert_usage_error(out: &Output, needle: &str) {
         "{stderr:?} should contain {needle:?}"
     );
     assert!(out.stdout.is_empty(), "stdout: {}", text(&out.stdout));
-}
-
-/// Pids of live processes whose command name is `comm` and whose command line contains
-/// `marker`.
-fn processes(comm: &str, marker: &str) -> Vec<u32> {
-    let mut found = Vec::new();
-    for entry in fs::read_dir("/proc").unwrap().flatten() {
-        let Some(pid) = entry
-            .file_name()
-            .to_str()
-            .and_then(|s| s.parse::<u32>().ok())
-        else {
-            continue;
-        };
-        let Ok(stat) = fs::read_to_string(entry.path().join("stat")) else {
-            continue;
-        };
-        let zombie = stat
-            .rfind(')')
-            .is_some_and(|i| stat[i + 1..].trim_start().starts_with('Z'));
-        let name = fs::read_to_string(entry.path().join("comm")).unwrap_or_default();
-        let cmdline = fs::read(entry.path().join("cmdline")).unwrap_or_default();
-        if !zombie && name.trim() == comm && text(&cmdline).contains(marker) {
-            found.push(pid);
-        }
-    }
-    found
-}
-
-/// Waits (bounded) until `check` holds.
-fn wait_until(timeout: Duration, mut check: impl FnMut() -> bool) -> bool {
-    let deadline = Instant::now() + timeout;
-    loop {
-        if check() {
-            return true;
-        }
-        if Instant::now() >= deadline {
-            return false;
-        }
-        std::thread::sleep(Duration::from_millis(10));
-    }
 }
 
 #[test]
@@ -415,7 +371,7 @@ fn timeout_kills_the_command_and_says_which_timeout() {
     );
     // conn reaped its ssh client before exiting: none is left.
     assert!(
-        processes("ssh", marker).is_empty(),
+        procfs::find("ssh", marker).is_empty(),
         "an ssh client survived"
     );
 
@@ -431,7 +387,7 @@ fn timeout_kills_the_command_and_says_which_timeout() {
     ]);
     assert_eq!(out.status.code(), Some(124));
     assert!(
-        processes("sleep", "27.1828").is_empty(),
+        procfs::find("sleep", "27.1828").is_empty(),
         "the local sleep survived"
     );
 }
@@ -446,7 +402,7 @@ fn interrupting_conn_kills_its_children_and_exits_130() {
         .spawn()
         .unwrap();
     assert!(
-        wait_until(Duration::from_secs(10), || !processes("sleep", marker)
+        wait_until(Duration::from_secs(10), || !procfs::find("sleep", marker)
             .is_empty()),
         "the sleep never started"
     );
@@ -463,7 +419,10 @@ fn interrupting_conn_kills_its_children_and_exits_130() {
         "conn did not exit after SIGINT"
     );
     assert_eq!(status.unwrap().code(), Some(130));
-    assert!(processes("sleep", marker).is_empty(), "the sleep survived");
+    assert!(
+        procfs::find("sleep", marker).is_empty(),
+        "the sleep survived"
+    );
 }
 
 #[test]

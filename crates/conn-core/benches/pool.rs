@@ -5,44 +5,10 @@
 
 use std::hint::black_box;
 
-use conn_core::{
-    Cmd, Connection, ConnectionPool, DEFAULT_CAPACITY, Job, Location, Output, Remote, Result,
-    Transport, UserHost,
-};
+use conn_core::{ConnectionPool, DEFAULT_CAPACITY};
+// Connections that do nothing: only the pool's own cost is measured.
+use conn_testkit::transports::Null;
 use criterion::{BenchmarkId, Criterion, criterion_group, criterion_main};
-
-/// A transport whose connections do nothing: only the pool's own cost is measured.
-struct Null;
-struct NullConn;
-
-impl Remote for Null {
-    fn location(&self) -> Location {
-        Location::Src
-    }
-    fn user_host(&self) -> Option<&UserHost> {
-        None
-    }
-    fn cache_namespace(&self) -> String {
-        "-".into()
-    }
-}
-
-impl Transport for Null {
-    type Connection = NullConn;
-    fn connect(&self, _pool_name: &str) -> Result<NullConn> {
-        Ok(NullConn)
-    }
-}
-
-impl Connection for NullConn {
-    fn run(&self, _cmd: &Cmd, _job: &dyn Job) -> Result<Output> {
-        Ok(Output::dry_run())
-    }
-    fn refresh(&self, _job: &dyn Job) -> Result<()> {
-        Ok(())
-    }
-    fn shutdown(&self) {}
-}
 
 /// A pool with exactly `connections` idle connections: fill every slot, then give all back.
 fn prefilled(connections: usize) -> ConnectionPool<Null> {

@@ -29,15 +29,8 @@ pub const DEFAULT_CAPACITY: usize = 8;
 ///
 /// ```
 /// # use conn_core::*;
-/// # use conn_core::transport::{Connection, Transport, CommandName};
-/// # struct Nothing; struct NothingConn;
-/// # impl Transport for Nothing { type Connection = NothingConn;
-/// #   fn connect(&self, _: &str) -> Result<NothingConn> { Ok(NothingConn) } }
-/// # impl Connection for NothingConn {
-/// #   fn spawn(&self, cmd: &Cmd, _: &dyn Job) -> Result<RemoteChild> {
-/// #     Ok(RemoteChild::dry_run(cmd, CommandName { endpoint: String::new(), line: "true".into() })) }
-/// #   fn refresh(&self, _: &dyn Job) -> Result<()> { Ok(()) } fn shutdown(&self) {} }
-/// let pool = ConnectionPool::new(Nothing, "shared", 8).unwrap();
+/// # let transport = conn_testkit::transports::Null; // any `Transport`
+/// let pool = ConnectionPool::new(transport, "shared", 8).unwrap();
 /// let job = SimpleJob::new();
 /// {
 ///     let conn = pool.get(&job).unwrap(); // a refreshed connection; the slot goes back on drop

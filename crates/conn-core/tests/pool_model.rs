@@ -10,44 +10,10 @@
 //!
 //! `PROPTEST_CASES=20000 cargo test --release -p conn-core --test pool_model` runs it long.
 
-use conn_core::{
-    Cmd, Connection, ConnectionPool, ConnectionState, Error, Job, Location, Output,
-    PooledConnection, Remote, Result, Transport, UserHost,
-};
+use conn_core::{ConnectionPool, ConnectionState, Error, PooledConnection};
+// Connections that do nothing: the test is about the pool's bookkeeping.
+use conn_testkit::transports::Null;
 use proptest::prelude::*;
-
-/// A transport whose connections do nothing: the test is about the pool's bookkeeping.
-struct Null;
-struct NullConn;
-
-impl Remote for Null {
-    fn location(&self) -> Location {
-        Location::Src
-    }
-    fn user_host(&self) -> Option<&UserHost> {
-        None
-    }
-    fn cache_namespace(&self) -> String {
-        "-".into()
-    }
-}
-
-impl Transport for Null {
-    type Connection = NullConn;
-    fn connect(&self, _pool_name: &str) -> Result<NullConn> {
-        Ok(NullConn)
-    }
-}
-
-impl Connection for NullConn {
-    fn run(&self, _cmd: &Cmd, _job: &dyn Job) -> Result<Output> {
-        Ok(Output::dry_run())
-    }
-    fn refresh(&self, _job: &dyn Job) -> Result<()> {
-        Ok(())
-    }
-    fn shutdown(&self) {}
-}
 
 #[derive(Clone, Debug)]
 enum Op {

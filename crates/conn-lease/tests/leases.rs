@@ -1,8 +1,9 @@
 //! conn-lease against the real filesystem, in temporary directories under `/tmp` (short, so
 //! that socket paths stay under the Unix socket limit).
 //!
-//! Child processes (crash recovery, stress) are this test binary run again with
-//! `--exact child_process_entry` and an environment variable naming their role.
+//! Child processes (crash recovery, stress) are this test binary run again for the `#[ignore]`d
+//! helper `child_process_entry` (`conn_testkit::child`), with an environment variable naming
+//! their role.
 
 use std::collections::{BTreeMap, BTreeSet};
 use std::env;
@@ -12,7 +13,7 @@ use std::os::unix::fs::{MetadataExt, PermissionsExt, symlink};
 use std::os::unix::net::UnixListener;
 use std::os::unix::process::ExitStatusExt;
 use std::path::{Path, PathBuf};
-use std::process::{Child, Command, Stdio};
+use std::process::{Child, Stdio};
 use std::thread;
 use std::time::{Duration, Instant, SystemTime};
 
@@ -116,14 +117,7 @@ fn mono_ns() -> u64 {
 }
 
 fn spawn_child(role: &str, envs: &[(&str, &str)], stdin: Stdio, stdout: Stdio) -> Child {
-    Command::new(env::current_exe().unwrap())
-        .args([
-            "--exact",
-            "child_process_entry",
-            "--nocapture",
-            "--test-threads=1",
-        ])
-        .arg("-q")
+    conn_testkit::child::command("child_process_entry")
         .env(ROLE, role)
         .envs(envs.iter().copied())
         .stdin(stdin)
@@ -133,14 +127,17 @@ fn spawn_child(role: &str, envs: &[(&str, &str)], stdin: Stdio, stdout: Stdio) -
         .unwrap()
 }
 
-/// Entry point of the child processes; does nothing in a normal test run.
+/// Entry point of the child processes that `crashed_holder_is_salvaged_from_used` and
+/// `stress_no_name_is_ever_held_twice` start.
 #[test]
+#[ignore = "child process of the crash and stress tests, which run it"]
 fn child_process_entry() {
+    conn_testkit::child::helper_start();
     match env::var(ROLE).as_deref() {
         Ok("crash") => crash_child(),
         Ok("stress") => stress_child(),
         Ok(other) => panic!("unknown child role {other}"),
-        Err(_) => {}
+        Err(_) => panic!("{ROLE} is not set"),
     }
 }
 
@@ -601,7 +598,10 @@ fn wrong_owner_and_non_directories_are_rejected() {
     // SAFETY: no preconditions.
     let euid = unsafe { libc::geteuid() };
     if euid != 0 {
-        eprintln!("not root: cannot chown a directory to test the owner check");
+        println!(
+            "skipped (the rest of this test): the wrong-owner check needs root, to chown a \
+             directory to another user"
+        );
         return;
     }
     let root = tmp.path().join("r");

@@ -17,6 +17,7 @@ use conn_core::{
     Stream, Transport, run_process,
 };
 use conn_local::Local;
+use conn_testkit::{procfs, wait_until};
 
 const MIB: usize = 1024 * 1024;
 /// A generous bound for commands that should take milliseconds: reaching it fails the test
@@ -41,55 +42,19 @@ fn scratch_path(tag: &str) -> PathBuf {
     path
 }
 
-/// Polls `cond` every millisecond until it holds or `limit` passes; returns whether it held.
-fn wait_until(limit: Duration, mut cond: impl FnMut() -> bool) -> bool {
-    let start = Instant::now();
-    loop {
-        if cond() {
-            return true;
-        }
-        if start.elapsed() >= limit {
-            return false;
-        }
-        thread::sleep(Duration::from_millis(1));
-    }
-}
-
-/// Every process in process group `pgid`, as (pid, state letter), read from /proc/*/stat.
-fn group_members(pgid: Pgid) -> Vec<(i32, char)> {
-    let mut members = Vec::new();
-    let Ok(dir) = fs::read_dir("/proc") else {
-        return members;
-    };
-    for entry in dir.flatten() {
-        let Some(pid) = entry
-            .file_name()
-            .to_str()
-            .and_then(|s| s.parse::<i32>().ok())
-        else {
-            continue;
-        };
-        // The process may be gone by now; skip it then.
-        let Ok(stat) = fs::read_to_string(format!("/proc/{pid}/stat")) else {
-            continue;
-        };
-        // "pid (comm) state ppid pgrp ...": comm may hold spaces and parentheses.
-        let Some(close) = stat.rfind(')') else {
-            continue;
-        };
-        let fields: Vec<&str> = stat[close + 1..].split_whitespace().collect();
-        if fields.len() > 2 && fields[2].parse::<Pgid>() == Ok(pgid) {
-            members.push((pid, fields[0].chars().next().unwrap_or('?')));
-        }
-    }
-    members
+/// Every process in process group `pgid`, as (pid, state letter), from /proc.
+fn group_members(pgid: Pgid) -> Vec<(u32, char)> {
+    procfs::group_members(pgid as u32)
+        .into_iter()
+        .map(|p| (p.pid, p.state))
+        .collect()
 }
 
 /// Members of group `pgid` that are neither zombies nor dead.
-fn live_members(pgid: Pgid) -> Vec<(i32, char)> {
-    group_members(pgid)
+fn live_members(pgid: Pgid) -> Vec<(u32, char)> {
+    procfs::live_group_members(pgid as u32)
         .into_iter()
-        .filter(|&(_, state)| state != 'Z' && state != 'X')
+        .map(|p| (p.pid, p.state))
         .collect()
 }
 

@@ -1,52 +1,29 @@
-//! Smoke test of the throwaway-sshd harness (`crates/conn-cli/src/private_sshd.rs`) with plain
-//! `ssh`.
-
-#[path = "../crates/conn-cli/src/private_sshd.rs"]
-mod sshd;
+//! Smoke test of the throwaway-sshd harness ([`conn_testkit::TestSshd`]) with plain `ssh`.
 
 use std::path::Path;
 use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 
-use sshd::TestSshd;
-
-/// True while `pid` exists and is not a zombie.
-fn pid_alive(pid: u32) -> bool {
-    match std::fs::read_to_string(format!("/proc/{pid}/stat")) {
-        Ok(stat) => stat
-            .rfind(')')
-            .and_then(|i| stat[i + 1..].split_whitespace().next())
-            .is_some_and(|state| state != "Z"),
-        Err(_) => false,
-    }
-}
-
-const WATCHDOG_CHILD_ENV: &str = "CONN_TEST_SSHD_WATCHDOG_CHILD";
+use conn_testkit::procfs::is_alive as pid_alive;
+use conn_testkit::{TestSshd, child};
 
 /// Child half of `watchdog_kills_sshd_when_test_process_dies`: starts a daemon, reports it and
-/// exits without dropping it. Does nothing in a normal run.
+/// exits without dropping it.
 #[test]
+#[ignore = "child process of watchdog_kills_sshd_when_test_process_dies, which runs it"]
 fn watchdog_child() {
-    if std::env::var_os(WATCHDOG_CHILD_ENV).is_none() {
-        return;
-    }
+    child::helper_start();
     let server = TestSshd::start_default().expect("start sshd");
     println!("SSHD_PID={} DIR={}", server.pid(), server.dir().display());
+    // Leave the process without running destructors: only the watchdog can clean up now.
+    // libtest's summary line never comes, so the parent reads the line above instead.
     std::process::exit(0);
 }
 
 #[test]
 fn watchdog_kills_sshd_when_test_process_dies() {
-    let out = Command::new(std::env::current_exe().unwrap())
-        .args([
-            "--exact",
-            "watchdog_child",
-            "--nocapture",
-            "--test-threads=1",
-        ])
-        .env(WATCHDOG_CHILD_ENV, "1")
-        .stdin(Stdio::null())
-        .output()
+    let mut cmd = child::command("watchdog_child");
+    let out = conn_testkit::run_with_timeout(&mut cmd, Duration::from_secs(60))
         .expect("run child test process");
     let stdout = String::from_utf8_lossy(&out.stdout);
     assert!(
@@ -190,4 +167,39 @@ fn drop_ends_open_sessions_and_kill_connections_keeps_listener() {
     assert!(!pid_alive(pid));
     let status = long.wait().expect("wait ssh");
     assert!(!status.success());
+}
+
+/// Child half of `a_missing_test_account_is_named_with_the_set_up_script`: tries to start a
+/// daemon for the account its environment names, and prints the error.
+#[test]
+#[ignore = "child process of a_missing_test_account_is_named_with_the_set_up_script, which runs it"]
+fn start_for_the_account_in_the_environment() {
+    child::helper_start();
+    let err = TestSshd::start_default().expect_err("the account does not exist");
+    println!("START ERROR: {err}");
+}
+
+#[test]
+fn a_missing_test_account_is_named_with_the_set_up_script() {
+    // SAFETY: geteuid has no preconditions and cannot fail.
+    if unsafe { libc::geteuid() } != 0 {
+        println!(
+            "skipped: not root, so the harness logs in as the current user and never looks for \
+             a test account"
+        );
+        return;
+    }
+    // In a child process: setting CONN_TEST_USER here would reach the other tests' daemons.
+    let out = child::run(
+        "start_for_the_account_in_the_environment",
+        Duration::from_secs(60),
+        |cmd| {
+            cmd.env("CONN_TEST_USER", "conn-no-such-user");
+        },
+    );
+    assert!(
+        out.contains("START ERROR: the test account `conn-no-such-user` does not exist")
+            && out.contains("run `bash scripts/setup.sh` as root"),
+        "{out}"
+    );
 }
