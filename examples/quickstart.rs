@@ -7,7 +7,6 @@
 
 use std::time::{Duration, Instant};
 
-use conn::Connection;
 use conn::prelude::*;
 
 fn main() -> Result<()> {
@@ -28,7 +27,7 @@ fn main() -> Result<()> {
 
     {
         // Hold a slot explicitly: the guard gives it back when it drops.
-        let conn = pool.get()?;
+        let conn = pool.get(&job)?; // refreshed: its master is alive
         let out = conn.run(&Cmd::new(["uname", "-n"]), &job)?;
         print!("on {}: {}", host, out.stdout_lossy());
         println!("master socket: {:?}", conn.control_path());

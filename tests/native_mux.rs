@@ -1,9 +1,10 @@
 //! The native mux client (`conn-openssh`'s `native-mux` feature) against a real ControlMaster
 //! and a private sshd on 127.0.0.1.
 //!
-//! Each test starts its own daemon (`conn_testkit::TestSshd`) and a master by hand (`ssh -M`,
-//! as the transport's refresh would), then runs sessions in-process through the crate's hidden
-//! test hook. Run as root, logins use the `conntest` account that `scripts/setup.sh` creates.
+//! Each test starts its own daemon (`conn_testkit::TestSshd`) and one pooled connection with
+//! `Mux::Native`, whose master the first refresh starts; later sessions go over that master
+//! without a refresh, so a test can kill it and see what a session then meets. Run as root,
+//! logins use the `conntest` account that `scripts/setup.sh` creates.
 //!
 //! The tests take one lock: the descriptor-leak checks count `/proc/self/fd`, which only works
 //! while no other test of this binary opens or closes descriptors.
@@ -14,8 +15,10 @@ use std::process::{Command, Stdio};
 use std::sync::{Arc, Mutex, MutexGuard};
 use std::time::{Duration, Instant};
 
-use conn::{Cmd, Error, ExitStatus, Job, Output, SimpleJob, Stdin, Stream};
-use conn_openssh::mux::{alive_check_for_tests as alive_check, run_session_for_tests};
+use conn::{
+    Cmd, ConnectionPool, Error, ExitStatus, Job, Mux, OpenSsh, Output, PooledConnection,
+    SimpleJob, Started, Stdin, Stream,
+};
 use conn_testkit::procfs::open_fds;
 use conn_testkit::{TestSshd, run_with_timeout};
 
@@ -31,52 +34,66 @@ fn job() -> SimpleJob {
     SimpleJob::with_timeout(JOB_TIMEOUT)
 }
 
-/// A ControlMaster started by hand on a private socket; `ssh -O exit` on drop.
+/// One native-mux connection of a pool over `sshd`, its master started; `ssh -O exit` on drop.
 struct Master<'a> {
     sshd: &'a TestSshd,
     socket: PathBuf,
+    conn: Option<PooledConnection<OpenSsh>>,
+    pool: ConnectionPool<OpenSsh>,
     _dir: tempfile::TempDir,
 }
 
 impl<'a> Master<'a> {
     fn start(sshd: &'a TestSshd) -> Self {
         let dir = tempfile::Builder::new().prefix("cm").tempdir().unwrap();
-        let socket = dir.path().join("s");
-        let log = dir.path().join("master.log");
-        // stdout/stderr to /dev/null: the backgrounded master keeps them open for its life.
-        let status = Command::new(sshd.ssh_program())
-            .args(sshd.ssh_args())
-            .arg("-S")
-            .arg(&socket)
-            .args(["-M", "-oControlPersist=60s", "-oBatchMode=yes", "-E"])
-            .arg(&log)
-            .args([sshd.host_alias(), "exit"])
-            .stdin(Stdio::null())
-            .stdout(Stdio::null())
-            .stderr(Stdio::null())
-            .status()
+        std::fs::set_permissions(
+            dir.path(),
+            std::os::unix::fs::PermissionsExt::from_mode(0o700),
+        )
+        .unwrap();
+        let transport = OpenSsh::builder(sshd.host_alias())
+            .ssh_config(sshd.ssh_config_path())
+            .socket_dir(dir.path())
+            .mux(Mux::Native)
+            .build()
             .unwrap();
-        assert!(
-            status.success() && socket.exists(),
-            "master did not start ({status}): {}",
-            std::fs::read_to_string(&log).unwrap_or_default()
-        );
+        let pool = ConnectionPool::new(transport, "shared", 64).unwrap();
+        let conn = pool.get(&job()).unwrap(); // the refresh starts the master
+        let socket = conn.control_path().unwrap().to_path_buf();
+        assert!(conn.master_is_listening());
         Master {
             sshd,
             socket,
+            conn: Some(conn),
+            pool,
             _dir: dir,
         }
     }
 
+    /// One command over the master as it is now: no refresh, no retry.
     fn run(&self, cmd: &Cmd, job: &dyn Job) -> conn::Result<Output> {
-        run_session_for_tests(&self.socket, self.sshd.host_alias(), cmd, job)
+        self.conn.as_ref().unwrap().run(&cmd.clone().check(false), job)
     }
 
+    /// The master's pid, from `ssh -O check` ("Master running (pid=N)").
     fn pid(&self) -> u32 {
-        alive_check(&self.socket, Duration::from_secs(5)).unwrap()
+        let out = Command::new(self.sshd.ssh_program())
+            .args(self.sshd.ssh_args())
+            .arg("-S")
+            .arg(&self.socket)
+            .args(["-O", "check", self.sshd.host_alias()])
+            .stdin(Stdio::null())
+            .output()
+            .unwrap();
+        let text = String::from_utf8_lossy(&out.stderr);
+        text.split("pid=")
+            .nth(1)
+            .and_then(|r| r.split(')').next())
+            .and_then(|p| p.parse().ok())
+            .unwrap_or_else(|| panic!("no pid in {text:?}"))
     }
 
-    /// `ssh -S <socket> <alias> <remote…>`: the spawned client the native one replaces.
+/// `ssh -S <socket> <alias> <remote…>`: the spawned client the native one replaces.
     fn spawned(&self, remote: &[&str]) -> Command {
         let mut cmd = Command::new(self.sshd.ssh_program());
         cmd.args(self.sshd.ssh_args())
@@ -91,6 +108,8 @@ impl<'a> Master<'a> {
 
 impl Drop for Master<'_> {
     fn drop(&mut self) {
+        drop(self.conn.take());
+        self.pool.shutdown();
         let mut exit = Command::new(self.sshd.ssh_program());
         exit.args(self.sshd.ssh_args())
             .arg("-S")
@@ -128,7 +147,7 @@ fn native_session_behaves_like_the_spawned_client() {
     let out = master.run(&cmd, &job()).unwrap();
     assert_eq!(out.status, ExitStatus::Code(255));
     assert_eq!(out.stderr, b"bye\n");
-    let err = cmd.checked(out, "sh -c …").unwrap_err();
+    let err = cmd.checked(out, "h", "sh -c …").unwrap_err();
     assert!(
         matches!(err, Error::Exited { .. }) && !err.is_retryable(),
         "{err:?}"
@@ -142,7 +161,11 @@ fn native_session_behaves_like_the_spawned_client() {
             &job(),
         )
         .unwrap();
-    assert_eq!(out, Output::dry_run(), "nothing captured from null streams");
+    assert_eq!(out.status, ExitStatus::Code(0));
+    assert!(
+        out.stdout.is_empty() && out.stderr.is_empty(),
+        "nothing captured from null streams"
+    );
 
     let input: Vec<u8> = (0..1024 * 1024u32).map(|i| (i % 251) as u8).collect();
     let out = master
@@ -233,6 +256,7 @@ fn deadline_and_cancellation_close_the_session_without_leaking() {
     canceller.join().unwrap();
     assert!(matches!(err, Error::Cancelled { .. }), "{err:?}");
     assert!(start.elapsed() < Duration::from_secs(2));
+    drop(job); // its cancellation's eventfd is the job's, not a leak
     assert_eq!(
         open_fds(),
         fds_before,
@@ -247,7 +271,7 @@ fn deadline_and_cancellation_close_the_session_without_leaking() {
 }
 
 #[test]
-fn killed_master_is_a_retryable_transport_error() {
+fn killed_master_mid_command_says_the_command_may_have_run() {
     let _serial = serial();
     let sshd = TestSshd::start_default().unwrap();
     let master = Master::start(&sshd);
@@ -263,8 +287,17 @@ fn killed_master_is_a_retryable_transport_error() {
     });
     let (result, took) = session;
     let err = result.unwrap_err();
-    assert!(matches!(err, Error::Transport { .. }), "{err:?}");
-    assert!(err.is_retryable());
+    assert!(
+        matches!(
+            err,
+            Error::Transport {
+                started: Started::Unknown,
+                ..
+            }
+        ),
+        "{err:?}"
+    );
+    assert!(!err.is_retryable(), "the command may have run: never retried");
     assert!(took < Duration::from_secs(2), "took {took:?}");
 
     // Nothing listens any more: a connect error, retryable, and no hang.

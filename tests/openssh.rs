@@ -221,7 +221,7 @@ fn sixteen_threads_over_max_sessions_four_lose_nothing(mux: Mux) {
             let barrier = Arc::clone(&barrier);
             std::thread::spawn(move || {
                 // All threads hold a slot at once: the pool must open exactly 16 / 4 masters.
-                let guard = pool.get().unwrap();
+                let guard = pool.get_unrefreshed().unwrap();
                 barrier.wait();
                 drop(guard);
                 let mut ok = 0;
@@ -344,7 +344,7 @@ fn hpnssh_is_used_when_selected(mux: Mux) {
 fn a_killed_master_is_restarted_and_a_stale_socket_replaced(mux: Mux) {
     let (sshd, _dir, pool) = setup(mux);
     pool.run(&Cmd::new(["true"]), &job()).unwrap();
-    let socket: PathBuf = pool.get().unwrap().control_path().unwrap().to_path_buf();
+    let socket: PathBuf = pool.get_unrefreshed().unwrap().control_path().unwrap().to_path_buf();
     let pid = master_pid(&sshd, &socket).expect("a master is running");
     kill(pid);
     assert!(wait_gone(pid, Duration::from_secs(5)));
@@ -381,7 +381,7 @@ fn a_deadline_kills_the_ssh_client_in_time(mux: Mux) {
         std::thread::spawn(move || {
             let until = Instant::now() + Duration::from_millis(1500);
             while Instant::now() < until {
-                if let Some(&pgid) = job.children().first() {
+                if let Some(&pgid) = job.cancel_token().children().process_groups().first() {
                     return Some(pgid);
                 }
                 std::thread::yield_now();
@@ -396,7 +396,7 @@ fn a_deadline_kills_the_ssh_client_in_time(mux: Mux) {
     assert!(matches!(err, Error::Timeout { .. }), "{err:?}");
     assert!(err.to_string().contains("500ms"), "{err}");
     assert!(took < Duration::from_secs(2), "took {took:?}");
-    assert!(job.children().is_empty());
+    assert!(job.cancel_token().children().is_empty());
     if mux == Mux::Process {
         let pid = pid.expect("the ssh client was registered with the job");
         assert!(
@@ -427,7 +427,7 @@ fn verbose_master_returns_at_once_keeps_persisting_and_logs_to_its_file(mux: Mux
     let job = SimpleJob::with_timeout(Duration::from_secs(20));
     let out = pool.run(&Cmd::new(["echo", "v"]), &job).unwrap();
     assert_eq!(out.stdout, b"v\n");
-    let conn = pool.get().unwrap();
+    let conn = pool.get_unrefreshed().unwrap();
     let socket = conn.control_path().unwrap().to_path_buf();
     let log = std::fs::read_to_string(conn.master_log_path().unwrap()).unwrap();
     assert!(
@@ -447,7 +447,7 @@ fn verbose_master_returns_at_once_keeps_persisting_and_logs_to_its_file(mux: Mux
 fn shutdown_leaves_the_master_by_default_and_exits_it_when_asked(mux: Mux) {
     let (sshd, dir, pool) = setup(mux);
     pool.run(&Cmd::new(["true"]), &job()).unwrap();
-    let socket = pool.get().unwrap().control_path().unwrap().to_path_buf();
+    let socket = pool.get_unrefreshed().unwrap().control_path().unwrap().to_path_buf();
     let name = socket.file_name().unwrap().to_owned();
     pool.shutdown();
     let pid = master_pid(&sshd, &socket).expect("the master outlives the pool");
@@ -474,7 +474,7 @@ fn shutdown_leaves_the_master_by_default_and_exits_it_when_asked(mux: Mux) {
     )
     .unwrap();
     pool.run(&Cmd::new(["true"]), &job()).unwrap();
-    let again = pool.get().unwrap().control_path().unwrap().to_path_buf();
+    let again = pool.get_unrefreshed().unwrap().control_path().unwrap().to_path_buf();
     assert_eq!(
         again, socket,
         "the freed lease (and its live master) is taken again"
@@ -550,7 +550,7 @@ fn pools_of_one_endpoint_use_separate_lease_namespaces(mux: Mux) {
         let pool = pools.pool(name).unwrap();
         pool.run(&Cmd::new(["true"]), &job()).unwrap();
         sockets.insert(
-            pool.get()
+            pool.get_unrefreshed()
                 .unwrap()
                 .control_path()
                 .unwrap()

@@ -94,12 +94,28 @@ impl ChildRegistry {
         self.children.lock().unwrap_or_else(|e| e.into_inner())
     }
 
-    /// Sends `signal` to every registered process group and shuts down every registered
-    /// session socket.
-    pub fn terminate(&self, signal: Signal) {
+    /// Sends `signal` (a number such as `libc::SIGTERM`) to every registered process group and
+    /// shuts down every registered session socket: e.g. a polite `SIGTERM` on Ctrl-C before a
+    /// cancel's `SIGKILL`. An unknown signal number sends nothing to the groups.
+    pub fn terminate(&self, signal: i32) {
+        let signal = Signal::from_named_raw(signal);
         for (_, child) in self.lock().iter() {
-            child.terminate(signal);
+            match (child, signal) {
+                (ChildHandle::ProcessGroup(_), None) => {}
+                (_, signal) => child.terminate(signal.unwrap_or(Signal::KILL)),
+            }
         }
+    }
+
+    /// The process groups registered now (sessions over a socket have none).
+    pub fn process_groups(&self) -> Vec<Pgid> {
+        self.lock()
+            .iter()
+            .filter_map(|(_, c)| match c {
+                ChildHandle::ProcessGroup(pgid) => Some(*pgid),
+                ChildHandle::Socket(_) => None,
+            })
+            .collect()
     }
 
     /// How many children are registered now.

@@ -12,9 +12,10 @@ use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::thread;
 use std::time::{Duration, Instant};
 
+use conn_core::transport::Pgid;
 use conn_core::{
-    Cmd, Connection, ConnectionPool, Error, ExitStatus, Job, Output, Pgid, SimpleJob, Stdin,
-    Stream, Transport, run_process,
+    Cmd, Connection, ConnectionPool, Error, ExitStatus, Job, Output, SimpleJob, Started, Stdin,
+    Stream, Transport,
 };
 use conn_local::Local;
 use conn_testkit::{procfs, wait_until};
@@ -63,7 +64,7 @@ fn live_members(pgid: Pgid) -> Vec<(u32, char)> {
 fn running_group(job: &SimpleJob, at_least: usize) -> Pgid {
     let mut pgid = None;
     let found = wait_until(Duration::from_secs(1), || {
-        pgid = job.children().first().copied();
+        pgid = job.cancel_token().children().process_groups().first().copied();
         pgid.is_some_and(|g| live_members(g).len() >= at_least)
     });
     let pgid = pgid.expect("the job registered no child within 1 s");
@@ -113,7 +114,7 @@ fn deadline_kills_the_whole_process_group() {
     );
     assert!(elapsed < Duration::from_secs(1), "took {elapsed:?}");
     assert_group_gone(pgid);
-    assert!(job.children().is_empty(), "child still registered");
+    assert!(job.cancel_token().children().is_empty(), "child still registered");
 }
 
 #[test]
@@ -162,7 +163,7 @@ fn terminate_subprocesses_signals_the_group() {
     let (result, pgid) = thread::scope(|s| {
         let terminator = s.spawn(|| {
             let pgid = running_group(&job, 2);
-            job.terminate_subprocesses(libc::SIGTERM);
+            job.cancel_token().children().terminate(libc::SIGTERM);
             pgid
         });
         (pool.run(&cmd, &job), terminator.join().unwrap())
@@ -286,6 +287,7 @@ fn nonzero_exit_without_check_is_ok_with_the_status() {
             status: ExitStatus::Code(7),
             stdout: b"out\n".to_vec(),
             stderr: b"err\n".to_vec(),
+            started: Started::Yes,
         }
     );
     let out = pool().run(&sh("kill -9 $$").check(false), &job).unwrap();
@@ -300,7 +302,8 @@ fn streams_not_captured_come_back_empty() {
         .stdout(Stream::Null)
         .stderr(Stream::Null);
     let out = pool().run(&cmd, &job).unwrap();
-    assert_eq!(out, Output::dry_run());
+    assert_eq!((out.status, out.started), (ExitStatus::Code(0), Started::Yes));
+    assert!(out.stdout.is_empty() && out.stderr.is_empty());
 }
 
 #[test]
@@ -326,7 +329,7 @@ fn dry_run_spawns_nothing() {
     let out = pool().run(&cmd.clone().dry_run(true), &job).unwrap();
     assert_eq!(out, Output::dry_run());
     assert!(!marker.exists(), "dry run executed the command");
-    assert!(job.children().is_empty());
+    assert!(job.cancel_token().children().is_empty());
     // The same command for real does create the file: the check above can fail.
     pool().run(&cmd, &job).unwrap();
     assert!(marker.exists());
@@ -345,7 +348,7 @@ fn empty_argv_is_an_error() {
         .run(&Cmd::new(Vec::<String>::new()).dry_run(true), &job)
         .unwrap_err();
     assert!(matches!(err, Error::EmptyCommand), "{err:?}");
-    let err = run_process::<&str>(&[], &Cmd::new(["x"]), &job).unwrap_err();
+    let err = conn_core::transport::spawn_process::<&str>(&[], &Cmd::new(["x"]), &job, Default::default()).unwrap_err();
     assert!(matches!(err, Error::EmptyCommand), "{err:?}");
 }
 
