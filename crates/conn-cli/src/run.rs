@@ -9,9 +9,8 @@ use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
-use backon::{BlockingRetryable, ExponentialBuilder};
-use conn_core::{
-    Cmd, ConnectionPool, Deadline, Error, Job, Output, Result, SimpleJob, Stdin, Stream, Transport,
+use conn_core::{RetryPolicy, retry, 
+    Cmd, ConnectionPool, Deadline, Error, Output, Result, SimpleJob, Stdin, Stream, Transport,
     UserHost,
 };
 use conn_local::Local;
@@ -294,47 +293,17 @@ fn run_with_backoff<T: Transport>(
     label: &str,
     min_delay: Duration,
 ) -> Result<Output> {
-    let attempt = || pool.run(cmd, job.as_ref());
-    if retries == 0 {
-        return attempt();
-    }
-    let backoff = ExponentialBuilder::default()
-        .with_min_delay(min_delay)
-        .with_max_delay(RETRY_MAX_DELAY)
-        .with_factor(2.0)
-        .with_jitter()
-        .with_max_times(retries as usize);
-    let sleeper_job = Arc::clone(job);
-    attempt
-        .retry(backoff)
-        .sleep(move |d: Duration| interruptible_sleep(&sleeper_job, d))
-        .when(|e: &Error| {
-            e.is_retryable() && !job.is_cancelled() && !job.deadline().is_some_and(|d| d.expired())
-        })
-        .notify(|e: &Error, d: Duration| {
-            tracing::warn!(
-                "{label}: retrying in {d:.1?} after: {}",
-                one_line(&e.to_string())
-            );
-        })
-        .call()
-}
-
-/// Sleeps `d`, but no further than the job's deadline and not past its cancellation (checked
-/// every 50 ms).
-fn interruptible_sleep(job: &SimpleJob, d: Duration) {
-    let d = match job.deadline() {
-        Some(deadline) => d.min(deadline.remaining()),
-        None => d,
+    // The library's policy: only what provably never started is tried again.
+    let policy = RetryPolicy::new(retries as usize)
+        .min_delay(min_delay)
+        .max_delay(RETRY_MAX_DELAY);
+    let notify = |e: &Error, d: Duration| {
+        tracing::warn!(
+            "{label}: retrying in {d:.1?} after: {}",
+            one_line(&e.to_string())
+        );
     };
-    let end = std::time::Instant::now() + d;
-    while !job.is_cancelled() {
-        let left = end.saturating_duration_since(std::time::Instant::now());
-        if left.is_zero() {
-            break;
-        }
-        std::thread::sleep(left.min(Duration::from_millis(50)));
-    }
+    retry(&policy, job.as_ref(), notify, || pool.run(cmd, job.as_ref()))
 }
 
 fn lock<T>(m: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
@@ -425,14 +394,5 @@ mod tests {
         let cmd = Cmd::new(["x"]);
         assert!(run_with_backoff(&pool, &cmd, &job, 3, "f", Duration::from_millis(1)).is_err());
         assert_eq!(flaky_transport.attempts(), 1);
-    }
-
-    #[test]
-    fn sleeping_ends_at_cancellation() {
-        let job = Arc::new(SimpleJob::new());
-        job.cancel();
-        let t = std::time::Instant::now();
-        interruptible_sleep(&job, Duration::from_secs(30));
-        assert!(t.elapsed() < Duration::from_secs(5));
     }
 }

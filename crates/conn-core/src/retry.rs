@@ -163,6 +163,19 @@ mod tests {
     }
 
     #[test]
+    fn a_sleep_ends_at_cancellation() {
+        let token = crate::CancelToken::new();
+        let canceller = {
+            let token = token.clone();
+            std::thread::spawn(move || token.cancel())
+        };
+        let t = std::time::Instant::now();
+        sleep_within(None, &token, Duration::from_secs(30));
+        canceller.join().unwrap();
+        assert!(t.elapsed() < Duration::from_secs(5), "{:?}", t.elapsed());
+    }
+
+    #[test]
     fn a_cancelled_job_stops_retrying() {
         let job = SimpleJob::new();
         job.cancel();
