@@ -5,7 +5,7 @@
 
 use std::hint::black_box;
 
-use conn_core::{ConnectionPool, DEFAULT_CAPACITY};
+use conn_core::{ConnectionPool, DEFAULT_CAPACITY, SimpleJob};
 // Connections that do nothing: only the pool's own cost is measured.
 use conn_testkit::transports::Null;
 use criterion::{BenchmarkId, Criterion, criterion_group, criterion_main};
@@ -14,7 +14,7 @@ use criterion::{BenchmarkId, Criterion, criterion_group, criterion_main};
 fn prefilled(connections: usize) -> ConnectionPool<Null> {
     let pool = ConnectionPool::new(Null, "bench", DEFAULT_CAPACITY).unwrap();
     let held: Vec<_> = (0..connections * DEFAULT_CAPACITY)
-        .map(|_| pool.get().unwrap())
+        .map(|_| pool.get(&SimpleJob::new()).unwrap())
         .collect();
     drop(held);
     let snapshot = pool.snapshot();
@@ -27,12 +27,13 @@ fn get_and_return(c: &mut Criterion) {
     let mut group = c.benchmark_group("pool_get_return");
     for connections in [1usize, 8, 64] {
         let pool = prefilled(connections);
+        let job = SimpleJob::new();
         group.bench_with_input(
             BenchmarkId::from_parameter(connections),
             &pool,
             |b, pool| {
                 b.iter(|| {
-                    let guard = pool.get().unwrap();
+                    let guard = pool.get(&job).unwrap();
                     black_box(guard.id());
                     drop(guard);
                 })

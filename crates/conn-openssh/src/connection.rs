@@ -568,7 +568,8 @@ mod tests {
         let argv = conn
             .command_line(&Cmd::new(["echo", "a b", "$HOME"]), &job)
             .unwrap();
-        let mut expected = ssh.ssh_command_prefix().to_vec();
+        let mut expected: Vec<OsString> =
+            ssh.ssh_command_prefix().iter().map(OsString::from).collect();
         expected.extend(
             [
                 "-oControlMaster=no",
@@ -578,7 +579,7 @@ mod tests {
                 "'a b'",
                 "'$HOME'",
             ]
-            .map(String::from),
+            .map(OsString::from),
         );
         assert_eq!(argv, expected);
         let empty: [&str; 0] = [];
