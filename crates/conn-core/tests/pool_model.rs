@@ -1,6 +1,10 @@
 //! Property test of pool fairness: random operation sequences, checked step by step against a
 //! plain reference model.
 //!
+//! A session slot is taken by a guard (`get`, which refreshes the connection, or
+//! `get_unrefreshed`) or by a spawned child (`spawn`, whose child holds its slot until it is
+//! waited for or dropped); the three must keep the same books.
+//!
 //! The model is a `Vec` of `(id, free, last_modified)` searched linearly: the connection chosen
 //! is the maximum by `(free, last_modified)`; a new one is made only when there is none or the
 //! best is full; creation and return stamp with the next sequence number, a get on an existing
@@ -10,16 +14,24 @@
 //!
 //! `PROPTEST_CASES=20000 cargo test --release -p conn-core --test pool_model` runs it long.
 
-use conn_core::{ConnectionPool, ConnectionState, Error, PooledConnection};
+use conn_core::{
+    Cmd, ConnectionPool, ConnectionState, Error, ExitStatus, PooledConnection, RemoteChild,
+    SimpleJob,
+};
 // Connections that do nothing: the test is about the pool's bookkeeping.
 use conn_testkit::transports::Null;
 use proptest::prelude::*;
 
 #[derive(Clone, Debug)]
 enum Op {
-    Get,
-    /// Give back the held guard at `index % held.len()` (nothing if none is held), by dropping
-    /// it or through `return_connection`.
+    /// Take a slot with a guard, from `get` (refreshed) or `get_unrefreshed`.
+    Get {
+        refreshed: bool,
+    },
+    /// Take a slot with a child of `ConnectionPool::spawn`.
+    Spawn,
+    /// Give back the held slot at `index % held.len()` (nothing if none is held): a guard by
+    /// dropping it or through `return_connection`, a child by dropping it or waiting for it.
     Return {
         index: usize,
         explicit: bool,
@@ -27,12 +39,13 @@ enum Op {
     Shutdown,
 }
 
-/// Gets slightly outnumber returns, so the number held drifts up and several connections are
-/// needed; shutdown is rare (about 1 in 400 operations) so that most sequences exercise the
-/// live pool at length and some end with guards returned after shutdown.
+/// Gets and spawns slightly outnumber returns, so the number held drifts up and several
+/// connections are needed; shutdown is rare (about 1 in 400 operations) so that most sequences
+/// exercise the live pool at length and some end with slots returned after shutdown.
 fn op() -> impl Strategy<Value = Op> {
     prop_oneof![
-        210 => Just(Op::Get),
+        150 => any::<bool>().prop_map(|refreshed| Op::Get { refreshed }),
+        60 => Just(Op::Spawn),
         190 => (any::<usize>(), any::<bool>())
             .prop_map(|(index, explicit)| Op::Return { index, explicit }),
         1 => Just(Op::Shutdown),
@@ -108,6 +121,21 @@ impl Model {
     }
 }
 
+/// A slot the test holds, and the connection the model says it is on.
+enum Held {
+    Guard(PooledConnection<Null>),
+    Child(usize, Box<RemoteChild>),
+}
+
+impl Held {
+    fn id(&self) -> usize {
+        match self {
+            Held::Guard(guard) => guard.id(),
+            Held::Child(id, _) => *id,
+        }
+    }
+}
+
 fn check_invariants(
     pool: &ConnectionPool<Null>,
     model: &Model,
@@ -153,16 +181,38 @@ proptest! {
         ops in proptest::collection::vec(op(), 0..=200),
     ) {
         let pool = ConnectionPool::new(Null, "model", capacity).unwrap();
+        let job = SimpleJob::new();
+        let cmd = Cmd::new(["true"]);
         let mut model = Model::new(capacity);
-        let mut held: Vec<PooledConnection<Null>> = Vec::new();
+        let mut held: Vec<Held> = Vec::new();
         let mut peak_held = 0;
         for (step, op) in ops.iter().enumerate() {
             match op {
-                Op::Get => match (pool.get(), model.get()) {
-                    (Ok(guard), Some(expected)) => {
-                        prop_assert_eq!(guard.id(), expected, "step {}: {:?}", step, op);
-                        held.push(guard);
+                Op::Get { refreshed } => {
+                    let got = if *refreshed { pool.get(&job) } else { pool.get_unrefreshed() };
+                    match (got, model.get()) {
+                        (Ok(guard), Some(expected)) => {
+                            prop_assert_eq!(guard.id(), expected, "step {}: {:?}", step, op);
+                            held.push(Held::Guard(guard));
+                        }
+                        (Err(Error::PoolShutdown { pool: name }), None) => {
+                            prop_assert_eq!(name, "model");
+                        }
+                        (got, want) => {
+                            prop_assert!(
+                                false,
+                                "step {}: pool gave {:?}, model {:?}",
+                                step,
+                                got,
+                                want
+                            );
+                        }
                     }
+                }
+                // A child does not tell its connection: the snapshot compared below does (a
+                // slot taken on another connection than the model's changes its free count).
+                Op::Spawn => match (pool.spawn(&cmd, &job), model.get()) {
+                    (Ok(child), Some(expected)) => held.push(Held::Child(expected, Box::new(child))),
                     (Err(Error::PoolShutdown { pool: name }), None) => {
                         prop_assert_eq!(name, "model");
                     }
@@ -172,12 +222,16 @@ proptest! {
                 },
                 Op::Return { index, explicit } => {
                     if !held.is_empty() {
-                        let guard = held.swap_remove(index % held.len());
-                        model.give_back(guard.id());
-                        if *explicit {
-                            pool.return_connection(guard);
-                        } else {
-                            drop(guard);
+                        let slot = held.swap_remove(index % held.len());
+                        model.give_back(slot.id());
+                        match (slot, *explicit) {
+                            (Held::Guard(guard), true) => pool.return_connection(guard),
+                            (Held::Child(_, mut child), true) => {
+                                prop_assert_eq!(child.wait().ok(), Some(ExitStatus::Code(0)));
+                                // Already given back by the wait: dropping gives nothing more.
+                                check_invariants(&pool, &model, held.len(), peak_held)?;
+                            }
+                            (slot, false) => drop(slot),
                         }
                     }
                 }
@@ -192,9 +246,9 @@ proptest! {
             check_invariants(&pool, &model, held.len(), peak_held)?;
         }
         // Whatever is still held goes back; the pool ends with every slot free (or empty).
-        for guard in held.drain(..) {
-            model.give_back(guard.id());
-            drop(guard);
+        for slot in held.drain(..) {
+            model.give_back(slot.id());
+            drop(slot);
         }
         check_invariants(&pool, &model, 0, peak_held)?;
         if !model.shut_down {

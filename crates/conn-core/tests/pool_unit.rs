@@ -1,24 +1,34 @@
 //! Unit tests of the connection pool against mockall mocks of `Transport` and `Connection`.
 //!
-//! Each test drives the public API only (`get`, guards, `return_connection`, `run`, `shutdown`,
-//! `snapshot`, `refusals_retried`) and checks what the pool asked of the transport and its
-//! connections: how many connections it made, which one it handed out, how often each was shut
-//! down, and which errors came back.
+//! Each test drives the public API only (`get`, `get_unrefreshed`, guards,
+//! `return_connection`, `run`, `spawn`, `shutdown`, `snapshot`, the retry counters) and checks
+//! what the pool asked of the transport and its connections: how many connections it made,
+//! which one it handed out, how often each was refreshed and shut down, how often a command
+//! was started, and which errors came back.
+//!
+//! The mocks' children are real [`RemoteChild`]s driven by [`FakeSession`], a session that
+//! runs nothing: it writes a fixed stdout on its pipe and ends when the test says so, so that
+//! the pool's slot handling and retries go through the same child code as every back end.
 
 use std::collections::BTreeMap;
+use std::fs::File;
+use std::io::Write;
+use std::os::fd::BorrowedFd;
+use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
+use conn_core::transport::{ChildFd, CommandName, Session, StdioOptions, StdioPlan};
 use conn_core::{
     Cmd, Connection, ConnectionPool, ConnectionPools, ConnectionState, Error, ExitStatus, Job,
-    Location, Output, Remote, Result, SimpleJob, Transport, UserHost,
+    Output, RemoteChild, Result, SimpleJob, Started, Transport,
 };
 use mockall::{Sequence, mock};
 
 mock! {
     pub Conn {}
     impl Connection for Conn {
-        fn run(&self, cmd: &Cmd, job: &dyn Job) -> Result<Output>;
+        fn spawn(&self, cmd: &Cmd, job: &dyn Job) -> Result<RemoteChild>;
         fn refresh(&self, job: &dyn Job) -> Result<()>;
         fn shutdown(&self);
     }
@@ -26,27 +36,121 @@ mock! {
 
 mock! {
     pub Tr {}
-    impl Remote for Tr {
-        fn location(&self) -> Location;
-        fn user_host(&self) -> Option<&'static UserHost>;
-        fn cache_namespace(&self) -> String;
-    }
     impl Transport for Tr {
         type Connection = MockConn;
         fn connect(&self, pool_name: &str) -> Result<MockConn>;
     }
 }
 
-/// What the mocks saw: connect calls (by pool name) and shutdown calls (by connection serial).
+/// What the test knows of a [`FakeSession`]: it ends once `finish` is called, and records
+/// whether it was killed.
+#[derive(Clone, Default)]
+struct Control {
+    finished: Arc<AtomicBool>,
+    killed: Arc<AtomicBool>,
+}
+
+impl Control {
+    fn finished() -> Self {
+        let control = Control::default();
+        control.finish();
+        control
+    }
+    fn finish(&self) {
+        self.finished.store(true, Ordering::SeqCst);
+    }
+    fn killed(&self) -> bool {
+        self.killed.load(Ordering::SeqCst)
+    }
+}
+
+/// A session that runs nothing: once its [`Control`] is finished, it ends with `end` (a
+/// status, or the transport failure a back end would report while waiting).
+struct FakeSession {
+    control: Control,
+    end: Option<Result<ExitStatus>>,
+}
+
+impl Session for FakeSession {
+    fn exit_fd(&self) -> Option<BorrowedFd<'_>> {
+        None // looked at on the child's short tick
+    }
+    fn try_finish(&mut self) -> Result<Option<ExitStatus>> {
+        if !self.control.finished.load(Ordering::SeqCst) {
+            return Ok(None);
+        }
+        self.end
+            .take()
+            .expect("try_finish called again after the session ended")
+            .map(Some)
+    }
+    fn kill(&mut self) {
+        self.control.killed.store(true, Ordering::SeqCst);
+    }
+}
+
+/// A child of `cmd` that has written `stdout` (when stdout is piped) and ends with `end` once
+/// `control` is finished.
+fn fake_child(
+    cmd: &Cmd,
+    job: &dyn Job,
+    stdout: &[u8],
+    end: Result<ExitStatus>,
+    control: &Control,
+) -> RemoteChild {
+    let mut plan = StdioPlan::new(cmd, StdioOptions::default()).unwrap();
+    let [_stdin, out, _stderr] = plan.take_child_fds();
+    if let ChildFd::Fd(fd) = out {
+        // Small enough for the pipe's buffer; closing our end is the command's end of file.
+        File::from(fd).write_all(stdout).unwrap();
+    }
+    let session = FakeSession {
+        control: control.clone(),
+        end: Some(end),
+    };
+    let name = CommandName {
+        endpoint: "u@h".into(),
+        line: conn_core::display_line(cmd.argv()),
+    };
+    RemoteChild::new(Box::new(session), plan, cmd, job, name)
+}
+
+/// A child that ran and printed "ok".
+fn ran_ok(cmd: &Cmd, job: &(dyn Job + '_)) -> Result<RemoteChild> {
+    Ok(fake_child(
+        cmd,
+        job,
+        b"ok\n",
+        Ok(ExitStatus::Code(0)),
+        &Control::finished(),
+    ))
+}
+
+/// What [`ran_ok`] gives `run`.
+fn ok_output() -> Output {
+    Output {
+        status: ExitStatus::Code(0),
+        stdout: b"ok\n".to_vec(),
+        stderr: Vec::new(),
+        started: Started::Yes,
+    }
+}
+
+/// What the mocks saw: connect calls (by pool name), refreshes, and shutdown calls (by
+/// connection serial).
 #[derive(Default)]
 struct Calls {
     connects: Mutex<Vec<String>>,
+    refreshes: AtomicUsize,
     shutdowns: Mutex<Vec<usize>>,
 }
 
 impl Calls {
     fn connects(&self) -> usize {
         self.connects.lock().unwrap().len()
+    }
+    fn refreshes(&self) -> usize {
+        self.refreshes.load(Ordering::SeqCst)
     }
     fn shutdowns(&self) -> Vec<usize> {
         let mut v = self.shutdowns.lock().unwrap().clone();
@@ -55,9 +159,15 @@ impl Calls {
     }
 }
 
-/// A connection numbered `serial` that records its shutdowns and runs nothing.
+/// A connection numbered `serial` whose refresh succeeds, that records its refreshes and
+/// shutdowns, and that starts nothing.
 fn recording_conn(serial: usize, calls: &Arc<Calls>) -> MockConn {
     let mut conn = MockConn::new();
+    let refreshes = Arc::clone(calls);
+    conn.expect_refresh().returning(move |_| {
+        refreshes.refreshes.fetch_add(1, Ordering::SeqCst);
+        Ok(())
+    });
     let calls = Arc::clone(calls);
     conn.expect_shutdown()
         .returning(move || calls.shutdowns.lock().unwrap().push(serial));
@@ -99,14 +209,6 @@ fn frees(pool: &ConnectionPool<MockTr>) -> Vec<usize> {
     pool.snapshot().iter().map(|c| c.free).collect()
 }
 
-fn ok_output() -> Output {
-    Output {
-        status: ExitStatus::Code(0),
-        stdout: b"ok\n".to_vec(),
-        stderr: Vec::new(),
-    }
-}
-
 fn refused() -> Error {
     Error::SessionRefused {
         endpoint: "u@h".into(),
@@ -114,22 +216,42 @@ fn refused() -> Error {
     }
 }
 
+/// The transport failure of a command that provably never started (retryable), or that may
+/// have run (not).
+fn transport_failure(started: Started) -> Error {
+    Error::Transport {
+        endpoint: "u@h".into(),
+        command: "ls".into(),
+        started,
+        stdout: Vec::new(),
+        stderr: b"mux_client_request_session: read from master failed".to_vec(),
+    }
+}
+
+fn connect_failure() -> Error {
+    Error::Connect {
+        endpoint: "u@h".into(),
+        message: "master did not start".into(),
+    }
+}
+
 #[test]
 fn a_new_connection_is_made_only_when_all_are_full() {
     let calls = Arc::new(Calls::default());
     let pool = pool(&calls, 3);
+    let job = SimpleJob::new();
     assert_eq!(calls.connects(), 0, "a pool connects lazily");
 
     let mut held = Vec::new();
     for expected_free in [2, 1, 0] {
-        let guard = pool.get().unwrap();
+        let guard = pool.get(&job).unwrap();
         assert_eq!(guard.id(), 0);
         held.push(guard);
         assert_eq!(frees(&pool), vec![expected_free]);
         assert_eq!(calls.connects(), 1);
     }
     // Connection 0 is full: the fourth session needs connection 1.
-    held.push(pool.get().unwrap());
+    held.push(pool.get(&job).unwrap());
     assert_eq!(held[3].id(), 1);
     assert_eq!((calls.connects(), frees(&pool)), (2, vec![0, 2]));
 
@@ -137,13 +259,13 @@ fn a_new_connection_is_made_only_when_all_are_full() {
     // and nothing new is made.
     held.remove(0);
     assert_eq!(frees(&pool), vec![1, 2]);
-    let g = pool.get().unwrap();
+    let g = pool.get(&job).unwrap();
     assert_eq!((g.id(), calls.connects()), (1, 2));
     held.push(g);
 
     // Fill every slot (3 + 3) and one more: only now a third connection appears.
     while frees(&pool).iter().any(|&f| f > 0) {
-        held.push(pool.get().unwrap());
+        held.push(pool.get(&job).unwrap());
         assert_eq!(
             calls.connects(),
             2,
@@ -151,25 +273,31 @@ fn a_new_connection_is_made_only_when_all_are_full() {
         );
     }
     assert_eq!(held.len(), 6);
-    let g = pool.get().unwrap();
+    let g = pool.get(&job).unwrap();
     assert_eq!((g.id(), calls.connects()), (2, 3));
     assert_eq!(calls.connects.lock().unwrap().as_slice(), ["shared"; 3]);
+    assert_eq!(
+        calls.refreshes(),
+        8,
+        "every get refreshes its connection once"
+    );
 }
 
 #[test]
 fn most_free_slots_beat_recency() {
     let calls = Arc::new(Calls::default());
     let pool = pool(&calls, 2);
-    let a = pool.get().unwrap(); // conn 0
-    let b = pool.get().unwrap(); // conn 0, now full
-    let c = pool.get().unwrap(); // conn 1
-    let d = pool.get().unwrap(); // conn 1, now full
+    let job = SimpleJob::new();
+    let a = pool.get(&job).unwrap(); // conn 0
+    let b = pool.get(&job).unwrap(); // conn 0, now full
+    let c = pool.get(&job).unwrap(); // conn 1
+    let d = pool.get(&job).unwrap(); // conn 1, now full
     assert_eq!([a.id(), b.id(), c.id(), d.id()], [0, 0, 1, 1]);
     drop(a);
     drop(b); // conn 0: 2 free
     drop(c); // conn 1: 1 free, modified last
     assert_eq!(frees(&pool), vec![2, 1]);
-    assert_eq!(pool.get().unwrap().id(), 0);
+    assert_eq!(pool.get(&job).unwrap().id(), 0);
 }
 
 #[test]
@@ -179,10 +307,11 @@ fn equal_free_slots_go_to_the_most_recently_modified() {
     for return_conn0_last in [false, true] {
         let calls = Arc::new(Calls::default());
         let pool = pool(&calls, 2);
-        let a = pool.get().unwrap();
-        let _b = pool.get().unwrap();
-        let c = pool.get().unwrap();
-        let _d = pool.get().unwrap();
+        let job = SimpleJob::new();
+        let a = pool.get(&job).unwrap();
+        let _b = pool.get(&job).unwrap();
+        let c = pool.get(&job).unwrap();
+        let _d = pool.get(&job).unwrap();
         assert_eq!((a.id(), c.id()), (0, 1));
         if return_conn0_last {
             drop(c);
@@ -196,7 +325,7 @@ fn equal_free_slots_go_to_the_most_recently_modified() {
         let snapshot = pool.snapshot();
         let latest = snapshot.iter().max_by_key(|s| s.last_modified).unwrap();
         assert_eq!(latest.id, winner);
-        let g = pool.get().unwrap();
+        let g = pool.get(&job).unwrap();
         assert_eq!(g.id(), winner, "return_conn0_last={return_conn0_last}");
         assert_eq!(calls.connects(), 2);
     }
@@ -206,9 +335,10 @@ fn equal_free_slots_go_to_the_most_recently_modified() {
 fn get_does_not_restamp_but_creation_and_return_do() {
     let calls = Arc::new(Calls::default());
     let pool = pool(&calls, 4);
-    let a = pool.get().unwrap();
+    let job = SimpleJob::new();
+    let a = pool.get(&job).unwrap();
     let created = pool.snapshot()[0].last_modified;
-    let b = pool.get().unwrap();
+    let b = pool.get(&job).unwrap();
     assert_eq!(pool.snapshot()[0].last_modified, created, "get re-stamped");
     drop(a);
     let returned = pool.snapshot()[0].last_modified;
@@ -226,8 +356,9 @@ fn get_does_not_restamp_but_creation_and_return_do() {
 fn explicit_return_is_the_same_as_dropping_the_guard() {
     let calls = Arc::new(Calls::default());
     let pool = pool(&calls, 2);
-    let a = pool.get().unwrap();
-    let b = pool.get().unwrap();
+    let job = SimpleJob::new();
+    let a = pool.get(&job).unwrap();
+    let b = pool.get(&job).unwrap();
     assert_eq!(frees(&pool), vec![0]);
     pool.return_connection(a);
     assert_eq!(frees(&pool), vec![1]);
@@ -240,16 +371,15 @@ fn explicit_return_is_the_same_as_dropping_the_guard() {
 fn guards_dereference_to_their_connection() {
     let mut conn = MockConn::new();
     conn.expect_refresh().times(1).returning(|_| Ok(()));
-    conn.expect_run()
+    conn.expect_spawn()
         .withf(|cmd, _| cmd.argv() == ["echo", "hi"])
         .times(1)
-        .returning(|_, _| Ok(ok_output()));
+        .returning(ran_ok);
     conn.expect_shutdown().times(1).return_const(());
     let pool = ConnectionPool::new(transport_with(conn), "shared", 8).unwrap();
     let job = SimpleJob::new();
     {
-        let guard = pool.get().unwrap();
-        guard.refresh(&job).unwrap();
+        let guard = pool.get(&job).unwrap(); // the one refresh
         assert_eq!(
             guard.run(&Cmd::new(["echo", "hi"]), &job).unwrap(),
             ok_output()
@@ -259,11 +389,50 @@ fn guards_dereference_to_their_connection() {
 }
 
 #[test]
+fn get_refreshes_and_a_failed_refresh_gives_the_slot_back() {
+    let mut conn = MockConn::new();
+    let mut seq = Sequence::new();
+    // The refresh sees the caller's job (its deadline), fails once, then succeeds.
+    conn.expect_refresh()
+        .withf(|job| job.deadline().map(|d| d.duration()) == Some(Duration::from_secs(7)))
+        .times(1)
+        .in_sequence(&mut seq)
+        .returning(|_| Err(connect_failure()));
+    conn.expect_refresh()
+        .times(1)
+        .in_sequence(&mut seq)
+        .returning(|_| Ok(()));
+    conn.expect_spawn().never();
+    conn.expect_shutdown().times(1).return_const(());
+    let pool = ConnectionPool::new(transport_with(conn), "shared", 2).unwrap();
+    let job = SimpleJob::with_timeout(Duration::from_secs(7));
+
+    let err = pool.get(&job).unwrap_err();
+    assert!(matches!(err, Error::Connect { .. }), "{err:?}");
+    assert_eq!(
+        frees(&pool),
+        vec![2],
+        "the connection is made, its slot is back after the failed refresh"
+    );
+
+    let g = pool.get(&job).unwrap();
+    assert_eq!(g.id(), 0, "the failed connection is reused, not replaced");
+    assert_eq!(frees(&pool), vec![1]);
+    // No refresh here: the sequence above would fail on a third one.
+    let u = pool.get_unrefreshed().unwrap();
+    assert_eq!((u.id(), frees(&pool)), (0, vec![0]));
+    drop((g, u));
+    assert_eq!(frees(&pool), vec![2]);
+    pool.shutdown();
+}
+
+#[test]
 fn shutdown_then_return_is_a_noop_and_get_fails() {
     let calls = Arc::new(Calls::default());
     let pool = pool(&calls, 1);
-    let a = pool.get().unwrap();
-    let b = pool.get().unwrap();
+    let job = SimpleJob::new();
+    let a = pool.get(&job).unwrap();
+    let b = pool.get(&job).unwrap();
     assert_eq!(pool.snapshot().len(), 2);
 
     pool.shutdown();
@@ -282,19 +451,23 @@ fn shutdown_then_return_is_a_noop_and_get_fails() {
     assert_eq!(calls.shutdowns(), vec![0, 1]);
     assert_eq!(pool.snapshot(), Vec::<ConnectionState>::new());
 
-    match pool.get() {
-        Err(Error::PoolShutdown { pool: name }) => assert_eq!(name, "shared"),
-        other => panic!("expected PoolShutdown, got {other:?}"),
+    for got in [pool.get(&job), pool.get_unrefreshed()] {
+        match got {
+            Err(Error::PoolShutdown { pool: name }) => assert_eq!(name, "shared"),
+            other => panic!("expected PoolShutdown, got {other:?}"),
+        }
     }
     assert_eq!(calls.connects(), 2, "a shut-down pool connected again");
+    assert_eq!(calls.refreshes(), 2, "a shut-down pool refreshed");
 }
 
 #[test]
 fn shutdown_closes_each_connection_exactly_once() {
     let calls = Arc::new(Calls::default());
     let pool = pool(&calls, 2);
+    let job = SimpleJob::new();
     // Three connections: two full, one half used; guards still held during shutdown.
-    let mut held: Vec<_> = (0..5).map(|_| pool.get().unwrap()).collect();
+    let mut held: Vec<_> = (0..5).map(|_| pool.get(&job).unwrap()).collect();
     assert_eq!(calls.connects(), 3);
     let last_of_2 = held.pop().unwrap(); // connection 2 has this one guard
     assert_eq!(last_of_2.id(), 2);
@@ -319,9 +492,10 @@ fn shutdown_closes_each_connection_exactly_once() {
 fn shutdown_also_works_through_a_strict_mock() {
     // `times(1)` makes mockall itself fail on a second call (at once) or on none (at drop).
     let mut conn = MockConn::new();
+    conn.expect_refresh().times(1).returning(|_| Ok(()));
     conn.expect_shutdown().times(1).return_const(());
     let pool = ConnectionPool::new(transport_with(conn), "shared", 8).unwrap();
-    let g = pool.get().unwrap();
+    let g = pool.get(&SimpleJob::new()).unwrap();
     pool.shutdown();
     pool.shutdown();
     drop(g);
@@ -333,19 +507,13 @@ fn connect_errors_propagate_and_leave_the_pool_consistent() {
     let calls = Arc::new(Calls::default());
     let mut transport = MockTr::new();
     let mut seq = Sequence::new();
-    let fail = |_: &str| {
-        Err(Error::Connect {
-            endpoint: "u@h".into(),
-            message: "master did not start".into(),
-        })
-    };
     // 1st connect fails (empty pool), 2nd succeeds, 3rd fails (pool not empty), 4th succeeds.
     for _ in 0..2 {
         transport
             .expect_connect()
             .times(1)
             .in_sequence(&mut seq)
-            .returning(fail);
+            .returning(|_| Err(connect_failure()));
         let ok_calls = Arc::clone(&calls);
         transport
             .expect_connect()
@@ -361,25 +529,26 @@ fn connect_errors_propagate_and_leave_the_pool_consistent() {
             });
     }
     let pool = ConnectionPool::new(transport, "shared", 1).unwrap();
+    let job = SimpleJob::new();
 
-    let err = pool.get().unwrap_err();
+    let err = pool.get(&job).unwrap_err();
     assert!(matches!(err, Error::Connect { .. }), "{err:?}");
     assert!(err.is_retryable());
     assert!(pool.snapshot().is_empty());
 
-    let g0 = pool.get().unwrap();
+    let g0 = pool.get(&job).unwrap();
     assert_eq!(g0.id(), 0);
     let before = pool.snapshot();
 
-    let err = pool.get().unwrap_err();
+    let err = pool.get(&job).unwrap_err();
     assert!(matches!(err, Error::Connect { .. }), "{err:?}");
     assert_eq!(pool.snapshot(), before, "a failed connect changed the pool");
 
-    let g1 = pool.get().unwrap();
+    let g1 = pool.get(&job).unwrap();
     assert_eq!(g1.id(), 1, "ids must stay dense after a failed connect");
     drop(g0);
     // Connection 0 has a free slot again: no connect (which would fail) is attempted.
-    let g0 = pool.get().unwrap();
+    let g0 = pool.get(&job).unwrap();
     assert_eq!(g0.id(), 0);
     drop((g0, g1));
     assert_eq!(frees(&pool), vec![1, 1]);
@@ -418,6 +587,7 @@ fn named_pools_have_their_own_capacities_and_shut_down_together() {
         [("shared", 8), ("dedicated", 1)],
     )
     .unwrap();
+    let job = SimpleJob::new();
     let shared = pools.pool("shared").unwrap();
     let dedicated = pools.pool("dedicated").unwrap();
     assert_eq!((shared.name(), shared.capacity()), ("shared", 8));
@@ -425,8 +595,8 @@ fn named_pools_have_their_own_capacities_and_shut_down_together() {
     let names: Vec<_> = pools.iter().map(|(n, p)| (n, p.capacity())).collect();
     assert_eq!(names, [("dedicated", 1), ("shared", 8)]);
 
-    let s: Vec<_> = (0..8).map(|_| shared.get().unwrap()).collect();
-    let d: Vec<_> = (0..2).map(|_| dedicated.get().unwrap()).collect();
+    let s: Vec<_> = (0..8).map(|_| shared.get(&job).unwrap()).collect();
+    let d: Vec<_> = (0..2).map(|_| dedicated.get(&job).unwrap()).collect();
     assert_eq!(frees(shared), vec![0]);
     assert_eq!(frees(dedicated), vec![0, 0]);
     assert_eq!(d.iter().map(|g| g.id()).collect::<Vec<_>>(), [0, 1]);
@@ -454,8 +624,10 @@ fn named_pools_have_their_own_capacities_and_shut_down_together() {
         Vec::<usize>::new(),
         "all three are in use"
     );
-    assert!(matches!(shared.get(), Err(Error::PoolShutdown { pool }) if pool == "shared"));
-    assert!(matches!(dedicated.get(), Err(Error::PoolShutdown { pool }) if pool == "dedicated"));
+    assert!(matches!(shared.get(&job), Err(Error::PoolShutdown { pool }) if pool == "shared"));
+    assert!(
+        matches!(dedicated.get(&job), Err(Error::PoolShutdown { pool }) if pool == "dedicated")
+    );
     drop((s, d));
     assert_eq!(calls.shutdowns(), vec![0, 1, 2]);
 }
@@ -464,37 +636,33 @@ fn named_pools_have_their_own_capacities_and_shut_down_together() {
 fn run_retries_refused_sessions_within_the_deadline() {
     let mut conn = MockConn::new();
     let mut seq = Sequence::new();
-    conn.expect_run()
+    conn.expect_spawn()
         .times(2)
         .in_sequence(&mut seq)
         .returning(|_, _| Err(refused()));
-    conn.expect_run()
+    conn.expect_spawn()
         .withf(|cmd, job| cmd.argv() == ["zfs", "list"] && job.deadline().is_some())
         .times(1)
         .in_sequence(&mut seq)
-        .returning(|_, _| Ok(ok_output()));
+        .returning(ran_ok);
+    // Every attempt takes its slot through `get`, which refreshes.
+    conn.expect_refresh().times(3).returning(|_| Ok(()));
     conn.expect_shutdown().return_const(());
     let pool = ConnectionPool::new(transport_with(conn), "shared", 8).unwrap();
     let job = SimpleJob::with_timeout(Duration::from_secs(10));
     let out = pool.run(&Cmd::new(["zfs", "list"]), &job).unwrap();
     assert_eq!(out, ok_output());
     assert_eq!(pool.refusals_retried(), 2);
+    assert_eq!(pool.restarts_retried(), 0);
     assert_eq!(frees(&pool), vec![8], "run leaked a slot");
     pool.shutdown();
 }
 
 #[test]
-fn run_does_not_retry_other_errors() {
+fn run_does_not_retry_what_may_have_run_or_is_not_the_transport() {
     let errors: Vec<fn() -> Error> = vec![
-        || Error::Transport {
-            endpoint: "u@h".into(),
-            command: "ls".into(),
-            stderr: b"Connection reset".to_vec(),
-        },
-        || Error::Connect {
-            endpoint: "u@h".into(),
-            message: "no route".into(),
-        },
+        || transport_failure(Started::Unknown),
+        || transport_failure(Started::Yes),
         || Error::Exited {
             command: "ls".into(),
             status: ExitStatus::Code(2),
@@ -505,10 +673,17 @@ fn run_does_not_retry_other_errors() {
             command: "ls".into(),
             timeout: Duration::from_secs(1),
         },
+        || Error::Cancelled {
+            command: "ls".into(),
+        },
+        || Error::ProgramNotFound {
+            program: "ls".into(),
+        },
     ];
     for make in errors {
         let mut conn = MockConn::new();
-        conn.expect_run()
+        conn.expect_refresh().times(1).returning(|_| Ok(()));
+        conn.expect_spawn()
             .times(1)
             .returning(move |_, _| Err(make()));
         conn.expect_shutdown().return_const(());
@@ -520,16 +695,270 @@ fn run_does_not_retry_other_errors() {
             std::mem::discriminant(&make()),
             "{err:?}"
         );
-        assert_eq!(pool.refusals_retried(), 0);
+        assert_eq!(err.started(), make().started(), "{err:?}");
+        assert_eq!(
+            (pool.refusals_retried(), pool.restarts_retried()),
+            (0, 0),
+            "{err:?}"
+        );
         assert_eq!(frees(&pool), vec![8]);
         pool.shutdown();
     }
 }
 
 #[test]
+fn run_does_not_retry_a_failure_seen_while_waiting_once_the_command_may_have_run() {
+    // The command's own unsuccessful exit (checked: Error::Exited, built by the child), and a
+    // transport that cannot tell whether the command ran.
+    let ends: Vec<fn() -> Result<ExitStatus>> = vec![|| Ok(ExitStatus::Code(2)), || {
+        Err(transport_failure(Started::Unknown))
+    }];
+    for end in ends {
+        let mut conn = MockConn::new();
+        conn.expect_refresh().times(1).returning(|_| Ok(()));
+        conn.expect_spawn().times(1).returning(move |cmd, job| {
+            Ok(fake_child(cmd, job, b"part", end(), &Control::finished()))
+        });
+        conn.expect_shutdown().return_const(());
+        let pool = ConnectionPool::new(transport_with(conn), "shared", 8).unwrap();
+        let job = SimpleJob::with_timeout(Duration::from_secs(10));
+        let err = pool.run(&Cmd::new(["ls"]), &job).unwrap_err();
+        match &err {
+            Error::Exited { status, stdout, .. } => {
+                assert_eq!(
+                    (*status, stdout.as_slice()),
+                    (ExitStatus::Code(2), &b"part"[..])
+                )
+            }
+            Error::Transport {
+                started: Started::Unknown,
+                stdout,
+                ..
+            } => assert_eq!(stdout, b"part", "what ran so far is kept"),
+            other => panic!("unexpected {other:?}"),
+        }
+        assert_eq!((pool.refusals_retried(), pool.restarts_retried()), (0, 0));
+        assert_eq!(frees(&pool), vec![8]);
+        pool.shutdown();
+    }
+}
+
+#[test]
+fn run_restarts_a_command_that_did_not_start() {
+    // Spawn fails before the command starts (a master that died, a socket that refused), or
+    // the failure surfaces only while waiting: either way the next attempt's refresh gets a
+    // usable connection and the command runs once.
+    type Attempt = fn(&Cmd, &(dyn Job + '_)) -> Result<RemoteChild>;
+    let first_attempts: Vec<Attempt> = vec![
+        |_, _| Err(transport_failure(Started::No)),
+        |_, _| Err(connect_failure()),
+        |cmd, job| {
+            Ok(fake_child(
+                cmd,
+                job,
+                b"",
+                Err(transport_failure(Started::No)),
+                &Control::finished(),
+            ))
+        },
+    ];
+    for first in first_attempts {
+        let mut conn = MockConn::new();
+        let mut seq = Sequence::new();
+        conn.expect_spawn()
+            .times(1)
+            .in_sequence(&mut seq)
+            .returning(first);
+        conn.expect_spawn()
+            .withf(|cmd, _| cmd.argv() == ["zfs", "list"])
+            .times(1)
+            .in_sequence(&mut seq)
+            .returning(ran_ok);
+        conn.expect_refresh().times(2).returning(|_| Ok(()));
+        conn.expect_shutdown().return_const(());
+        let pool = ConnectionPool::new(transport_with(conn), "shared", 8).unwrap();
+        let job = SimpleJob::with_timeout(Duration::from_secs(10));
+        let out = pool.run(&Cmd::new(["zfs", "list"]), &job).unwrap();
+        assert_eq!(out, ok_output());
+        assert_eq!((pool.restarts_retried(), pool.refusals_retried()), (1, 0));
+        assert_eq!(frees(&pool), vec![8], "a failed attempt leaked a slot");
+        pool.shutdown();
+    }
+}
+
+#[test]
+fn run_restarts_at_most_three_times() {
+    // With and without a deadline: the limit does not depend on one.
+    for job in [
+        SimpleJob::with_timeout(Duration::from_secs(10)),
+        SimpleJob::new(),
+    ] {
+        let mut conn = MockConn::new();
+        conn.expect_spawn()
+            .times(4)
+            .returning(|_, _| Err(transport_failure(Started::No)));
+        conn.expect_refresh().times(4).returning(|_| Ok(()));
+        conn.expect_shutdown().return_const(());
+        let pool = ConnectionPool::new(transport_with(conn), "shared", 8).unwrap();
+        let err = pool.run(&Cmd::new(["ls"]), &job).unwrap_err();
+        assert!(
+            matches!(
+                err,
+                Error::Transport {
+                    started: Started::No,
+                    ..
+                }
+            ),
+            "the last failure is returned: {err:?}"
+        );
+        assert!(err.is_retryable(), "the caller may still retry it");
+        assert_eq!(pool.restarts_retried(), 3);
+        assert_eq!(frees(&pool), vec![8]);
+        pool.shutdown();
+    }
+}
+
+#[test]
+fn a_failed_refresh_is_returned_at_once() {
+    // `Error::Connect` is retryable, but a master that cannot start is not started again and
+    // again: the caller decides (e.g. `conn run --retries`).
+    let mut conn = MockConn::new();
+    conn.expect_refresh()
+        .times(2)
+        .returning(|_| Err(connect_failure()));
+    conn.expect_spawn().never();
+    conn.expect_shutdown().return_const(());
+    let pool = ConnectionPool::new(transport_with(conn), "shared", 8).unwrap();
+    let job = SimpleJob::with_timeout(Duration::from_secs(10));
+    let err = pool.run(&Cmd::new(["ls"]), &job).unwrap_err();
+    assert!(matches!(err, Error::Connect { .. }), "{err:?}");
+    assert_eq!(frees(&pool), vec![8]);
+    let err = pool.spawn(&Cmd::new(["ls"]), &job).unwrap_err();
+    assert!(matches!(err, Error::Connect { .. }), "{err:?}");
+    assert_eq!((pool.restarts_retried(), pool.refusals_retried()), (0, 0));
+    assert_eq!(frees(&pool), vec![8]);
+    pool.shutdown();
+}
+
+#[test]
+fn a_spawned_child_holds_its_slot_until_it_is_waited_for() {
+    let control = Control::default();
+    let mut conn = MockConn::new();
+    let child_control = control.clone();
+    conn.expect_spawn().times(2).returning(move |cmd, job| {
+        Ok(fake_child(
+            cmd,
+            job,
+            b"",
+            Ok(ExitStatus::Code(0)),
+            &child_control,
+        ))
+    });
+    conn.expect_refresh().times(2).returning(|_| Ok(()));
+    conn.expect_shutdown().return_const(());
+    let pool = ConnectionPool::new(transport_with(conn), "shared", 2).unwrap();
+    let job = SimpleJob::with_timeout(Duration::from_secs(10));
+
+    let mut child = pool.spawn(&Cmd::new(["sleep", "1"]), &job).unwrap();
+    assert_eq!(frees(&pool), vec![1], "the running child holds a slot");
+    assert_eq!(child.try_wait().unwrap(), None);
+    assert_eq!(frees(&pool), vec![1], "still running, still held");
+
+    // The same through a guard: the guard's slot moves into the child.
+    let guard = pool.get(&job).unwrap();
+    assert_eq!(frees(&pool), vec![0]);
+    let mut second = guard.spawn(&Cmd::new(["sleep", "1"]), &job).unwrap();
+    assert_eq!(frees(&pool), vec![0], "the guard's slot went to the child");
+
+    control.finish();
+    assert_eq!(child.wait().unwrap(), ExitStatus::Code(0));
+    assert_eq!(frees(&pool), vec![1], "waiting gave the slot back");
+    assert_eq!(second.wait().unwrap(), ExitStatus::Code(0));
+    assert_eq!(frees(&pool), vec![2]);
+    assert!(!control.killed(), "a child that ended is not killed");
+    drop((child, second));
+    assert_eq!(
+        frees(&pool),
+        vec![2],
+        "a waited child gives nothing back twice"
+    );
+    pool.shutdown();
+}
+
+#[test]
+fn dropping_or_killing_a_running_child_gives_its_slot_back() {
+    let mut conn = MockConn::new();
+    let controls = Arc::new(Mutex::new(Vec::new()));
+    let made = Arc::clone(&controls);
+    conn.expect_spawn().times(2).returning(move |cmd, job| {
+        let control = Control::default();
+        made.lock().unwrap().push(control.clone());
+        Ok(fake_child(cmd, job, b"", Ok(ExitStatus::Code(0)), &control))
+    });
+    conn.expect_refresh().times(2).returning(|_| Ok(()));
+    conn.expect_shutdown().return_const(());
+    let pool = ConnectionPool::new(transport_with(conn), "shared", 2).unwrap();
+    let job = SimpleJob::with_timeout(Duration::from_secs(10));
+
+    let dropped = pool.spawn(&Cmd::new(["sleep", "60"]), &job).unwrap();
+    let mut killed = pool.spawn(&Cmd::new(["sleep", "60"]), &job).unwrap();
+    assert_eq!(frees(&pool), vec![0]);
+    let [c0, c1] = <[Control; 2]>::try_from(controls.lock().unwrap().clone())
+        .unwrap_or_else(|_| panic!("two children"));
+
+    drop(dropped);
+    assert!(c0.killed(), "dropping a running child kills it");
+    assert_eq!(frees(&pool), vec![1]);
+
+    killed.kill().unwrap();
+    assert!(c1.killed());
+    assert_eq!(frees(&pool), vec![2], "kill gave the slot back");
+    assert_eq!(killed.wait().unwrap(), ExitStatus::Signal(9));
+    drop(killed);
+    assert_eq!(frees(&pool), vec![2]);
+    pool.shutdown();
+}
+
+#[test]
+fn a_dry_run_uses_no_refresh() {
+    let mut conn = MockConn::new();
+    conn.expect_refresh().never();
+    // The connection still names the command (it logs "Would execute"), but starts nothing.
+    conn.expect_spawn()
+        .withf(|cmd, _| cmd.is_dry_run())
+        .times(2)
+        .returning(|cmd, _| {
+            Ok(RemoteChild::dry_run(
+                cmd,
+                CommandName {
+                    endpoint: "u@h".into(),
+                    line: conn_core::display_line(cmd.argv()),
+                },
+            ))
+        });
+    conn.expect_shutdown().return_const(());
+    let pool = ConnectionPool::new(transport_with(conn), "shared", 8).unwrap();
+    let job = SimpleJob::new();
+    let cmd = Cmd::new(["zfs", "destroy", "tank/x"]).dry_run(true);
+    let out = pool.run(&cmd, &job).unwrap();
+    assert_eq!(out, Output::dry_run());
+    assert_eq!(out.started, Started::No);
+    assert_eq!(frees(&pool), vec![8]);
+    let mut child = pool.spawn(&cmd, &job).unwrap();
+    assert_eq!(frees(&pool), vec![7], "a dry-run child holds its slot too");
+    assert_eq!(child.wait().unwrap(), ExitStatus::Code(0));
+    assert_eq!(child.started(), Some(Started::No));
+    assert_eq!(frees(&pool), vec![8]);
+    pool.shutdown();
+}
+
+#[test]
 fn run_with_an_expired_deadline_returns_the_refusal() {
     let mut conn = MockConn::new();
-    conn.expect_run().times(1).returning(|_, _| Err(refused()));
+    conn.expect_refresh().times(1).returning(|_| Ok(()));
+    conn.expect_spawn()
+        .times(1)
+        .returning(|_, _| Err(refused()));
     conn.expect_shutdown().return_const(());
     let pool = ConnectionPool::new(transport_with(conn), "shared", 8).unwrap();
     let job = SimpleJob::with_timeout(Duration::ZERO);
@@ -541,9 +970,28 @@ fn run_with_an_expired_deadline_returns_the_refusal() {
 }
 
 #[test]
+fn run_with_an_expired_deadline_does_not_restart() {
+    let mut conn = MockConn::new();
+    conn.expect_refresh().times(1).returning(|_| Ok(()));
+    conn.expect_spawn()
+        .times(1)
+        .returning(|_, _| Err(transport_failure(Started::No)));
+    conn.expect_shutdown().return_const(());
+    let pool = ConnectionPool::new(transport_with(conn), "shared", 8).unwrap();
+    let job = SimpleJob::with_timeout(Duration::ZERO);
+    let err = pool.run(&Cmd::new(["ls"]), &job).unwrap_err();
+    assert!(err.is_retryable(), "{err:?}");
+    assert_eq!(pool.restarts_retried(), 0);
+    pool.shutdown();
+}
+
+#[test]
 fn run_with_a_cancelled_job_returns_the_refusal() {
     let mut conn = MockConn::new();
-    conn.expect_run().times(1).returning(|_, _| Err(refused()));
+    conn.expect_refresh().times(1).returning(|_| Ok(()));
+    conn.expect_spawn()
+        .times(1)
+        .returning(|_, _| Err(refused()));
     conn.expect_shutdown().return_const(());
     let pool = ConnectionPool::new(transport_with(conn), "shared", 8).unwrap();
     let job = SimpleJob::with_timeout(Duration::from_secs(10));
@@ -561,11 +1009,12 @@ fn concurrent_gets_never_make_more_connections_than_needed() {
     const CAPACITY: usize = 2;
     let calls = Arc::new(Calls::default());
     let pool = pool(&calls, CAPACITY);
+    let job = SimpleJob::new();
     std::thread::scope(|s| {
         for _ in 0..THREADS {
             s.spawn(|| {
                 for _ in 0..ROUNDS {
-                    let g = pool.get().unwrap();
+                    let g = pool.get(&job).unwrap();
                     assert!(g.id() < THREADS.div_ceil(CAPACITY));
                     drop(g);
                 }
@@ -577,6 +1026,7 @@ fn concurrent_gets_never_make_more_connections_than_needed() {
     assert!(snapshot.len() <= THREADS.div_ceil(CAPACITY), "{snapshot:?}");
     assert_eq!(snapshot.len(), calls.connects());
     assert!(snapshot.iter().all(|c| c.free == CAPACITY), "{snapshot:?}");
+    assert_eq!(calls.refreshes(), THREADS * ROUNDS);
     let mut stamps: Vec<_> = snapshot.iter().map(|c| c.last_modified).collect();
     stamps.sort_unstable();
     stamps.dedup();
@@ -593,12 +1043,16 @@ fn concurrent_gets_never_make_more_connections_than_needed() {
 #[test]
 fn run_on_a_shut_down_pool_fails_without_running() {
     let mut conn = MockConn::new();
-    conn.expect_run().never();
+    conn.expect_spawn().never();
+    conn.expect_refresh().never();
     conn.expect_shutdown().times(1).return_const(());
     let pool = ConnectionPool::new(transport_with(conn), "shared", 8).unwrap();
-    drop(pool.get().unwrap()); // make the one connection
+    drop(pool.get_unrefreshed().unwrap()); // make the one connection
     pool.shutdown();
-    let err = pool.run(&Cmd::new(["ls"]), &SimpleJob::new()).unwrap_err();
+    let job = SimpleJob::new();
+    let err = pool.run(&Cmd::new(["ls"]), &job).unwrap_err();
     assert!(matches!(err, Error::PoolShutdown { .. }), "{err:?}");
     assert!(!err.is_retryable());
+    let err = pool.spawn(&Cmd::new(["ls"]), &job).unwrap_err();
+    assert!(matches!(err, Error::PoolShutdown { .. }), "{err:?}");
 }
