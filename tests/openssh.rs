@@ -312,6 +312,107 @@ fn a_second_process_reuses_the_master_without_authenticating(mux: Mux) {
     }
 }
 
+/// Every control socket below `dir` (the lease directories hold them under `sockets/`).
+fn control_sockets(dir: &Path) -> Vec<PathBuf> {
+    use std::os::unix::fs::FileTypeExt;
+    let mut found = Vec::new();
+    let mut todo = vec![dir.to_path_buf()];
+    while let Some(d) = todo.pop() {
+        for entry in std::fs::read_dir(&d).into_iter().flatten().flatten() {
+            let kind = entry.file_type().unwrap();
+            if kind.is_dir() {
+                todo.push(entry.path());
+            } else if kind.is_socket() {
+                found.push(entry.path());
+            }
+        }
+    }
+    found
+}
+
+/// A shim `hpnssh` on `PATH` that logs each call's arguments, one line per call, then runs
+/// ssh: to count what a process spawns.
+fn logging_shim() -> (tempfile::TempDir, PathBuf) {
+    let shim_dir = tempfile::tempdir().unwrap();
+    let log = shim_dir.path().join("calls");
+    let shim = shim_dir.path().join("hpnssh");
+    std::fs::write(
+        &shim,
+        format!(
+            "#!/bin/sh\necho \"$*\" >> '{}'\nexec ssh \"$@\"\n",
+            log.display()
+        ),
+    )
+    .unwrap();
+    std::fs::set_permissions(&shim, std::os::unix::fs::PermissionsExt::from_mode(0o755)).unwrap();
+    (shim_dir, log)
+}
+
+fn take_calls(log: &Path) -> Vec<String> {
+    let calls = std::fs::read_to_string(log).unwrap_or_default();
+    let _ = std::fs::remove_file(log);
+    calls.lines().map(str::to_string).collect()
+}
+
+/// A process that leases a socket another process refreshed moments ago takes the fast path
+/// at once: it spawns no `ssh -O check` (process back end) and starts no master. The stamp
+/// alone never suffices: an old stamp sends it the slow way, and a fresh stamp on a socket
+/// whose master is dead gets the master restarted, not trusted.
+fn a_fresh_process_trusts_a_fresh_stamp_and_nothing_else(mux: Mux) {
+    let sshd = TestSshd::start_default().unwrap();
+    let dir = sockets_dir();
+    let (shim_dir, log) = logging_shim();
+    let shim = Some(shim_dir.path());
+    run_child("hpnssh", mux, &sshd, dir.path(), shim);
+    let first = take_calls(&log);
+    assert!(
+        first.iter().any(|c| c.contains(" -M ")),
+        "the first process starts the master: {first:?}"
+    );
+    let sockets = control_sockets(dir.path());
+    assert_eq!(sockets.len(), 1, "{sockets:?}");
+
+    run_child("hpnssh", mux, &sshd, dir.path(), shim);
+    let second = take_calls(&log);
+    assert!(
+        !second.iter().any(|c| c.contains("-O check") || c.contains(" -M ")),
+        "a fresh stamp: no check, no master start: {second:?}"
+    );
+    assert_eq!(sshd.accepted_logins(), 1);
+
+    // An old stamp: the slow way (for the process back end, a spawned `-O check`).
+    let status = Command::new("touch")
+        .args(["-h", "-d", "2 hours ago"])
+        .arg(&sockets[0])
+        .status()
+        .unwrap();
+    assert!(status.success());
+    run_child("hpnssh", mux, &sshd, dir.path(), shim);
+    let third = take_calls(&log);
+    if mux == Mux::Process {
+        assert!(
+            third.iter().any(|c| c.contains("-O check")),
+            "an old stamp is checked: {third:?}"
+        );
+    }
+    assert_eq!(sshd.accepted_logins(), 1, "the master was alive all along");
+
+    // A fresh stamp on a dead master's socket: restarted, never trusted.
+    let pid = master_pid(&sshd, &sockets[0]).expect("a live master");
+    let status = Command::new("kill").args(["-9", &pid.to_string()]).status().unwrap();
+    assert!(status.success());
+    wait_until(Duration::from_secs(10), || !procfs::is_alive(pid));
+    let status = Command::new("touch").arg("-h").arg(&sockets[0]).status().unwrap();
+    assert!(status.success());
+    run_child("hpnssh", mux, &sshd, dir.path(), shim);
+    let fourth = take_calls(&log);
+    assert!(
+        fourth.iter().any(|c| c.contains(" -M ")),
+        "a dead master behind a fresh stamp is restarted: {fourth:?}"
+    );
+    assert_eq!(sshd.accepted_logins(), 2);
+}
+
 fn hpnssh_is_used_when_selected(mux: Mux) {
     let sshd = TestSshd::start_default().unwrap();
     let dir = sockets_dir();
@@ -585,6 +686,7 @@ for_each_backend!(
     sixteen_threads_over_max_sessions_four_lose_nothing,
     a_second_process_reuses_the_master_without_authenticating,
     hpnssh_is_used_when_selected,
+    a_fresh_process_trusts_a_fresh_stamp_and_nothing_else,
     a_killed_master_is_restarted_and_a_stale_socket_replaced,
     a_deadline_kills_the_ssh_client_in_time,
     verbose_master_returns_at_once_keeps_persisting_and_logs_to_its_file,

@@ -22,6 +22,9 @@ use crate::config::Config;
 const CHECK_TIMEOUT: Duration = Duration::from_secs(5);
 /// Upper bound for `ssh -O exit` at shutdown.
 const EXIT_TIMEOUT: Duration = Duration::from_secs(5);
+/// How often the fast path stamps the socket at most: a later process only needs to know that
+/// a refresh was recent, and a stamp older than the truth only makes it more careful.
+const TOUCH_EVERY: Duration = Duration::from_secs(1);
 /// How often a thread waiting for another's master start looks at its own job.
 const WAIT_TICK: Duration = Duration::from_millis(50);
 
@@ -61,6 +64,8 @@ struct RefreshState {
     last_failure: Option<String>,
     /// Threads waiting for the attempt in progress.
     waiters: usize,
+    /// When this process last stamped the socket's mtime.
+    touched: Option<Instant>,
 }
 
 fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
@@ -353,13 +358,33 @@ impl OpenSshConnection {
         if !alive {
             self.start_master(control, job)?;
         }
-        if let Some(lease) = lock(&control.lease).as_ref()
-            && let Err(e) = lease.touch_socket()
-        {
-            tracing::warn!(socket = %control.socket.display(), "cannot touch control socket: {e}");
-        }
+        touch(control);
+        lock(&control.refresh).touched = Some(Instant::now());
         Ok(())
     }
+}
+
+/// Stamps the socket with this refresh (its mtime): what lets a later process take the fast
+/// path at once (see [`recent_stamp`]).
+fn touch(control: &Control) {
+    if let Some(lease) = lock(&control.lease).as_ref()
+        && let Err(e) = lease.touch_socket()
+    {
+        tracing::warn!(socket = %control.socket.display(), "cannot touch control socket: {e}");
+    }
+}
+
+/// The moment of the last refresh stamped on `socket` (its mtime), if less than `fresh_for`
+/// ago: a master confirmed alive then, or about to serve a session (either restarts its
+/// ControlPersist countdown), is trusted until `fresh_for` after it, the same rule as a
+/// process's own last check. A clock step or a future mtime is not trusted.
+fn recent_stamp(socket: &Path, fresh_for: Duration) -> Option<Instant> {
+    let modified = fs::symlink_metadata(socket).ok()?.modified().ok()?;
+    let age = std::time::SystemTime::now().duration_since(modified).ok()?;
+    if age >= fresh_for {
+        return None;
+    }
+    Instant::now().checked_sub(age)
 }
 
 /// `Ok` unless the job itself ran out or was cancelled, which must not pass for "no answer".
@@ -393,9 +418,18 @@ impl Connection for OpenSshConnection {
         let mut waited_from: Option<u64> = None;
         loop {
             if !state.in_progress {
+                if state.last.is_none() {
+                    // A connection new to this process: trust the stamp that the last refresh
+                    // of any process left on the socket, as this process would its own.
+                    state.last = recent_stamp(&control.socket, fresh_for);
+                }
                 if state.last.is_some_and(|t| t.elapsed() < fresh_for)
                     && probe_socket(&control.socket) == SocketState::Live
                 {
+                    if state.touched.is_none_or(|t| t.elapsed() >= TOUCH_EVERY) {
+                        state.touched = Some(Instant::now());
+                        touch(control);
+                    }
                     return Ok(());
                 }
                 if let Some(start) = waited_from
