@@ -170,10 +170,11 @@ pub struct RunArgs {
           value_parser = clap::value_parser!(u32).range(0..=100))]
     pub retries: u32,
 
-    /// How sessions reach the master: `process` spawns an `ssh -S` client per command;
-    /// `native` speaks OpenSSH's mux protocol from conn itself (no spawn, and a remote exit 255
-    /// is told apart from an ssh failure). The master is `ssh -M` either way.
-    #[arg(long, value_name = "native|process", default_value = "process", value_parser = parse_mux)]
+    /// How sessions reach the master: `native` (the default) speaks OpenSSH's mux protocol
+    /// from conn itself (no spawn per command, and a remote exit 255 is told apart from an ssh
+    /// failure); `process` spawns an `ssh -S` client per command, as OpenSSH users know it.
+    /// The master is `ssh -M` either way.
+    #[arg(long, value_name = "native|process", default_value = "native", value_parser = parse_mux)]
     pub mux: Mux,
 
     /// The ssh and pool options.
@@ -527,7 +528,7 @@ mod tests {
                 Err(e) => Err(e.to_string()),
             }
         };
-        assert_eq!(run(&[]), Ok(Mux::Process));
+        assert_eq!(run(&[]), Ok(Mux::Native), "native by default");
         assert_eq!(run(&["--mux", "process"]), Ok(Mux::Process));
         assert_eq!(run(&["--mux", "native"]), Ok(Mux::Native));
         assert!(run(&["--mux", "nativ"]).unwrap_err().contains("neither"));

@@ -30,7 +30,19 @@ pub const DEFAULT_REFRESH_MARGIN: Duration = Duration::from_secs(2);
 ///
 /// Every variant exists whatever the features; asking for one that is not compiled in is an
 /// error from [`OpenSshBuilder::build`] that names the feature. New back ends may come, so a
-/// `match` needs a wildcard arm.
+/// `match` needs a wildcard arm:
+///
+/// ```
+/// use conn_openssh::Mux;
+/// fn describe(mux: Mux) -> &'static str {
+///     match mux {
+///         Mux::Process => "one ssh client per command",
+///         Mux::Native => "in-process sessions",
+///         _ => "another back end",
+///     }
+/// }
+/// assert_eq!(describe("native".parse().unwrap()), "in-process sessions");
+/// ```
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Hash)]
 #[non_exhaustive]
 pub enum Mux {
