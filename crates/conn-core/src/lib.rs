@@ -23,10 +23,11 @@ mod process;
 mod pump;
 mod quote;
 mod retry;
+mod stdio;
 pub mod text;
 mod traits;
 
-pub use child::{ChildStderr, ChildStdin, ChildStdout, RemoteChild};
+pub use child::RemoteChild;
 pub use command::{Cmd, ExitStatus, Output, Started, Stdin, Stream};
 pub use error::{Error, Result};
 pub use host::UserHost;
@@ -36,14 +37,16 @@ pub use pool::{
 };
 pub use quote::{display_line, dquote, join_quoted, quote};
 pub use retry::{RetryPolicy, retry};
+pub use stdio::{ChildStderr, ChildStdin, ChildStdout};
 pub use traits::{Connection, Remote, Transport};
 
 /// For transport authors: the traits a back end implements and the helpers it builds on.
 /// Callers of conn need none of this.
 pub mod transport {
-    pub use crate::child::{ChildFd, CommandName, Seen, Session, StdioOptions, StdioPlan, pipe};
+    pub use crate::child::{CommandName, Seen, Session};
     pub use crate::job::{ChildHandle, Pgid, Registration};
     pub use crate::poll::poll_until;
     pub use crate::process::{Classifier, ProcessOptions, spawn_process};
+    pub use crate::stdio::{ChildFd, StdioOptions, StdioPlan, pipe};
     pub use crate::traits::{Connection, Remote, Transport};
 }
