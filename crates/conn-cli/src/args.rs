@@ -16,6 +16,8 @@ Examples:
   conn demo                                  private sshd on 127.0.0.1, a benchmark, master reuse
   conn run -H db1 -- uptime                  output and exit status are the remote command's own
   conn run -H db1 -H db2 -H db3 -- uname -r  fan out; each line prefixed \"db1: \"
+  conn run -w 'web[01-16],db[1-2]' -x web07 -b -- uname -r   host sets; -b gathers equal output
+  conn hosts --fold 'web[01-16]' -x 'web[03-05]'            prints web[01-02,06-16]
   conn run --hosts-file hosts.txt --parallel 64 --timeout 30 --retries 2 -- zfs list -H
   conn run --mux native -H db1 -- zfs list    sessions in-process over the master: no ssh spawn
   conn bench -n 500 -t 8,32 backup@db1       native and process mux vs hand-spawned `ssh -S`
@@ -36,8 +38,26 @@ Exit status:
              with --mux process also a remote exit 255 (ssh cannot tell them apart), with
              --mux native only a real transport failure
 
+Hosts (-w, -H, -x and every --hosts-file line take host-set expressions, as pdsh and clush do):
+  a,b,h[1-3]            comma lists; [..] ranges, also 1-10/2; h[001-100,200] keeps the padding
+  rack[1-2]-n[01-16]    several brackets make every combination (32 hosts)
+  root@h[1-3]           user@ applies to each name of its item
+  -x 'h[2-3]'           removes hosts (a name without user@ removes it for every user)
+Hosts run in the set's order (`conn hosts EXPR` lists it); duplicates run once.
+
+Output with several hosts (or with -b / --json):
+  default    each line prefixed \"host: \" (stdout to stdout, stderr to stderr), per host when done
+  -b         at the end, hosts with identical stdout, stderr and status once, under a header
+             with their folded set and count (as clubak -b / dshbak -c)
+  --json     one object per host per line when it ends: host, exit_code, signal, duration_s,
+             stdout, stderr (or stdout_base64/stderr_base64 when not UTF-8), failure
+             (kind, command_ran: ran | not_started | unknown, message) or null
+The summary on stderr folds the failed hosts by reason: `conn: h[03,07]: exit code 1`.
+
 Examples:
   conn run -H db1 -- zfs list -H -o name
+  conn run -w 'node[001-128]' -x node042 --parallel 64 -b -- uname -r
+  conn run -w 'rack[1-2]-n[01-16]' --json -- df -h / > df.jsonl
   conn run -H db1 -H db2 --timeout 10 -- sh -c 'uptime; df -h /'
   conn run --hosts-file hosts.txt --parallel 64 --retries 3 -- uname -r
   conn run -F ~/.ssh/lab_config -H lab1 -o Compression=yes -- cat /etc/os-release
@@ -68,6 +88,20 @@ Examples:
   conn bench -n 1000 -t 8,32 --capacity 8 --json backup@db1 > bench.json
   conn bench --mux process -t 16 db1
   conn bench --builtin db1                 no remote exec: the transports' own cost";
+const HOSTS_AFTER_HELP: &str = "\
+Syntax (pdsh's and ClusterShell's): top-level commas separate items; [..] holds numbers,
+ranges a-b and stepped ranges a-b/s; every number of a-b has at least the digits of a
+(h[08-10] is h08 h09 h10); several brackets make the cartesian product; user@ applies to each
+name of its item. Names are sorted by their text parts, then user, then numerically; --fold
+writes the set back as short as nodeset -f does. A malformed expression exits 2 and shows a
+caret under the offending character.
+
+Examples:
+  conn hosts 'h[01-03],db1'                 db1 h01 h02 h03, one per line
+  conn hosts --fold h01 h02 h03 h07         h[01-03,07]
+  conn hosts 'rack[1-2]-n[01-16]' -x rack2-n16 --fold
+  conn hosts 'root@web[1-4]' -x 'web[2-3]'  root@web1 root@web4";
+
 const LEASES_AFTER_HELP: &str = "\
 Each namespace (one per location, endpoint and pool) holds socket names that are
   free       not leased by anyone; the next `conn` takes it (and its master, if alive)
@@ -121,6 +155,9 @@ pub enum Command {
     /// hand-spawned and fresh ssh, liveness checks, and a fresh process's first command.
     #[command(after_help = BENCH_AFTER_HELP)]
     Bench(BenchArgs),
+    /// Expand a host-set expression (`h[01-16],db[1-2]`) one name per line, or fold it.
+    #[command(after_help = HOSTS_AFTER_HELP)]
+    Hosts(HostsArgs),
     /// Show (or prune) the leased control-socket names under a socket directory.
     #[command(after_help = LEASES_AFTER_HELP)]
     Leases(LeasesArgs),
@@ -138,17 +175,37 @@ pub enum Command {
         .args(["hosts", "hosts_file", "local"])
 ))]
 pub struct RunArgs {
-    /// A host to run on, `host` or `user@host` (repeat for several; names from ssh_config work).
-    #[arg(short = 'H', long = "host", value_name = "[USER@]HOST")]
+    /// Hosts to run on: a host set such as `db1`, `root@web[01-16],db[1-2]` (repeatable;
+    /// names from ssh_config work). `-w` as in pdsh and clush; `-H` is the same.
+    #[arg(
+        short = 'w',
+        visible_short_alias = 'H',
+        long = "host",
+        value_name = "EXPR"
+    )]
     pub hosts: Vec<String>,
 
-    /// Read hosts from FILE, one per line; `#` starts a comment.
+    /// Read hosts from FILE: one host-set expression per line; `#` starts a comment.
     #[arg(long, value_name = "FILE")]
     pub hosts_file: Option<PathBuf>,
 
+    /// Remove these hosts (a host set; repeatable). A name without `user@` removes that host
+    /// for every user.
+    #[arg(short = 'x', long = "exclude", value_name = "EXPR")]
+    pub exclude: Vec<String>,
+
     /// Run on this machine through conn-local (direct exec, no shell, no ssh).
-    #[arg(long, conflicts_with_all = ["hosts", "hosts_file"])]
+    #[arg(long, conflicts_with_all = ["hosts", "hosts_file", "exclude"])]
     pub local: bool,
+
+    /// Gather: after all hosts end, print the hosts with identical stdout, stderr and status
+    /// once, under a header with their folded host set and count (as `clubak -b`).
+    #[arg(short = 'b', long = "gather")]
+    pub gather: bool,
+
+    /// One JSON object per host per line on stdout, printed as each host ends (see below).
+    #[arg(long, conflicts_with = "gather")]
+    pub json: bool,
 
     /// How many hosts to work on at once.
     #[arg(long, value_name = "N", default_value_t = 32,
@@ -243,6 +300,22 @@ pub struct BenchArgs {
     /// The ssh and pool options.
     #[command(flatten)]
     pub ssh: SshArgs,
+}
+
+/// `conn hosts`.
+#[derive(Debug, Args)]
+pub struct HostsArgs {
+    /// Host-set expressions; the set is their union.
+    #[arg(value_name = "EXPR", required = true, num_args = 1..)]
+    pub exprs: Vec<String>,
+
+    /// Remove these hosts (a host set; repeatable).
+    #[arg(short = 'x', long = "exclude", value_name = "EXPR")]
+    pub exclude: Vec<String>,
+
+    /// Print the set as one folded expression (`nodeset -f`) instead of one name per line.
+    #[arg(short = 'f', long)]
+    pub fold: bool,
 }
 
 /// `conn leases`.
@@ -491,6 +564,41 @@ mod tests {
             assert_eq!(r.command, ["ls", "-l"]);
             assert_eq!(r.hosts, ["h"]);
         }
+    }
+
+    #[test]
+    fn host_sets_come_from_w_and_h_alike_with_exclusions_and_output_modes() {
+        let Command::Run(r) = Cli::try_parse_from([
+            "conn", "run", "-w", "h[1-3]", "-H", "db1", "-x", "h2", "-b", "--", "true",
+        ])
+        .unwrap()
+        .command
+        else {
+            panic!("not run");
+        };
+        assert_eq!(r.hosts, ["h[1-3]", "db1"]);
+        assert_eq!(r.exclude, ["h2"]);
+        assert!(r.gather && !r.json);
+        assert!(Cli::try_parse_from(["conn", "run", "-w", "h", "--json", "-b", "true"]).is_err());
+        assert!(Cli::try_parse_from(["conn", "run", "--local", "-x", "h", "true"]).is_err());
+        // -x alone names no target.
+        assert!(Cli::try_parse_from(["conn", "run", "-x", "h", "true"]).is_err());
+        let Command::Hosts(h) =
+            Cli::try_parse_from(["conn", "hosts", "a[1-2]", "b", "-x", "a1", "--fold"])
+                .unwrap()
+                .command
+        else {
+            panic!("not hosts");
+        };
+        assert_eq!(
+            (h.exprs.as_slice(), h.exclude.as_slice()),
+            (
+                &["a[1-2]".to_string(), "b".into()][..],
+                &["a1".to_string()][..]
+            )
+        );
+        assert!(h.fold);
+        assert!(Cli::try_parse_from(["conn", "hosts"]).is_err());
     }
 
     #[test]

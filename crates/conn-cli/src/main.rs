@@ -2,22 +2,27 @@
 //! ControlMaster connections.
 //!
 //! - `conn run`: one host (output and exit status passed through) or many (`host: ` prefixes,
-//!   the largest status), `--parallel` workers, `--timeout`, `--retries`, `--dry-run`, `--local`,
-//!   `--mux native|process`.
+//!   `-b` gathered, `--json` lines; the largest status), hosts as pdsh/ClusterShell host sets
+//!   (`-w h[01-16]`, `-x`), `--parallel` workers, `--timeout`, `--retries`, `--dry-run`,
+//!   `--local`, `--mux native|process`.
+//! - `conn hosts`: a host set expanded one name per line, or folded (`--fold`).
 //! - `conn bench`: pooled masters (native and process mux) against hand-spawned `ssh -S` and
 //!   fresh `ssh`; liveness checks; a fresh process's first command; figures and their ratios.
 //! - `conn leases`: the leased control-socket names of a socket directory; `--prune`.
 //! - `conn demo`: a private sshd on 127.0.0.1, a short bench, master reuse, teardown.
 //!
-//! Errors are one line on stderr; usage errors (bad options, bad host names) exit with 2
-//! before any process starts. See `conn --help` and `conn <command> --help`.
+//! Errors are one line on stderr (a malformed host set adds the expression and a caret under
+//! the bad character); usage errors (bad options, bad host names) exit with 2 before any
+//! process starts. See `conn --help` and `conn <command> --help`.
 #![warn(missing_docs)]
 
 mod args;
 mod bench;
 mod demo;
+mod hosts;
 mod leases;
 mod output;
+mod report;
 mod run;
 mod signals;
 
@@ -48,6 +53,7 @@ fn main() -> ExitCode {
     init_tracing(dry_run);
     let result = match &cli.command {
         Command::Run(a) => run::main(a),
+        Command::Hosts(a) => hosts::main(a),
         Command::Bench(a) => bench::main(a),
         Command::Leases(a) => leases::main(a),
         Command::Demo(a) => demo::main(a),
@@ -55,7 +61,9 @@ fn main() -> ExitCode {
     match result {
         Ok(code) => ExitCode::from(code),
         Err(failure) => {
-            print_error(&failure.message);
+            if !failure.is_reported() {
+                print_error(&failure.message);
+            }
             ExitCode::from(failure.code)
         }
     }

@@ -41,6 +41,20 @@ impl Failure {
             message: message.into(),
         }
     }
+
+    /// A failure whose message was already printed (with display lines that a one-line
+    /// message cannot hold, such as a caret under a bad character): `main` prints nothing more.
+    pub fn reported(code: u8) -> Self {
+        Failure {
+            code,
+            message: String::new(),
+        }
+    }
+
+    /// Whether the message was already printed ([`Failure::reported`]).
+    pub fn is_reported(&self) -> bool {
+        self.message.is_empty()
+    }
 }
 
 impl From<Error> for Failure {
@@ -109,6 +123,16 @@ pub fn print_error(message: &str) {
         "error"
     };
     let _ = writeln!(io::stderr().lock(), "conn: {label}: {}", one_line(message));
+}
+
+/// Prints `conn: error: <message>` and then `lines` verbatim, each indented by two spaces:
+/// the display of an error that points at a place in its input.
+pub fn print_error_with(message: &str, lines: &[&str]) {
+    print_error(message);
+    let mut err = io::stderr().lock();
+    for line in lines {
+        let _ = writeln!(err, "  {line}");
+    }
 }
 
 /// A reader that went away (`conn leases | head -1`) is not an error worth a message.

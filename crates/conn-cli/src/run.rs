@@ -1,13 +1,12 @@
 //! `conn run`: one pool per host, `--parallel` worker threads over the hosts, output passed
-//! through (one host) or prefixed `host: ` (several), exit status passed through or the
-//! largest of all.
+//! through (one host) or prefixed `host: ` (several), gathered (`-b`) or as JSON lines
+//! (`--json`); exit status passed through or the largest of all.
 
-use std::fs;
 use std::io::{self, IsTerminal, Write};
 use std::path::Path;
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use conn_core::{RetryPolicy, retry, 
     Cmd, ConnectionPool, Deadline, Error, Output, Result, SimpleJob, Stdin, Stream, Transport,
@@ -17,10 +16,12 @@ use conn_local::Local;
 use indicatif::{ProgressBar, ProgressDrawTarget, ProgressStyle};
 
 use crate::args::RunArgs;
+use crate::hosts::host_set;
 use crate::output::{
     EXIT_INTERRUPTED, Failure, exit_code_of_error, exit_code_of_status, one_line, print_error,
     write_prefixed,
 };
+use crate::report::{HostReport, failure_summary, write_gathered};
 use crate::{POOL_NAME, signals};
 
 /// First delay between retries; doubled each time (with jitter) up to [`RETRY_MAX_DELAY`].
@@ -38,11 +39,18 @@ pub fn main(args: &RunArgs) -> Result<u8, Failure> {
         retries: args.retries,
         parallel: args.parallel as usize,
         capacity: args.ssh.capacity as usize,
+        mode: if args.json {
+            Mode::Json
+        } else if args.gather {
+            Mode::Gather
+        } else {
+            Mode::Prefixed
+        },
     };
     if args.local {
         return run_targets(vec![("localhost".to_string(), Local::new())], &settings);
     }
-    let hosts = host_list(&args.hosts, args.hosts_file.as_deref())?;
+    let hosts = host_list(&args.hosts, args.hosts_file.as_deref(), &args.exclude)?;
     // Everything is validated before anything starts: a bad name or option is exit 2.
     let targets = hosts
         .into_iter()
@@ -59,49 +67,41 @@ struct Settings {
     retries: u32,
     parallel: usize,
     capacity: usize,
+    mode: Mode,
 }
 
-/// `-H` hosts then `--hosts-file` hosts, duplicates dropped (first occurrence kept), each
-/// validated as `[user@]host`.
-fn host_list(hosts: &[String], file: Option<&Path>) -> Result<Vec<String>, Failure> {
-    let mut all: Vec<String> = Vec::new();
-    let mut push = |h: &str, origin: &str| -> Result<(), Failure> {
-        UserHost::parse(h).map_err(|e| Failure::usage(format!("{origin}{e}")))?;
-        if !all.iter().any(|x| x == h) {
-            all.push(h.to_string());
-        }
-        Ok(())
-    };
-    for h in hosts {
-        push(h, "")?;
-    }
-    if let Some(path) = file {
-        let text = fs::read_to_string(path).map_err(|e| {
-            Failure::usage(format!("cannot read hosts file {}: {e}", path.display()))
-        })?;
-        let mut named = 0;
-        for (i, line) in text.lines().enumerate() {
-            let host = line.split('#').next().unwrap_or("").trim();
-            if !host.is_empty() {
-                push(host, &format!("{}:{}: ", path.display(), i + 1))?;
-                named += 1;
-            }
-        }
-        if named == 0 {
-            return Err(Failure::usage(format!(
-                "hosts file {} names no host",
-                path.display()
-            )));
-        }
-    }
-    Ok(all)
+/// How the output of several hosts (or of one, with `-b` or `--json`) is shown.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Mode {
+    /// Each host's lines prefixed `host: `, printed when the host is done.
+    Prefixed,
+    /// `-b`: hosts with identical output and status printed once, at the end.
+    Gather,
+    /// `--json`: one object per host per line, printed when the host is done.
+    Json,
 }
 
-/// How one host ended.
-struct HostResult {
-    code: u8,
-    /// Why it failed, for the summary (`None` on success).
-    failure: Option<String>,
+/// The hosts of `-w`/`-H`, `--hosts-file` and `-x`, in the host set's order, each validated
+/// as `[user@]host` (the set's rules already refuse what `UserHost` refuses; this is the check
+/// at the door of the transport). A malformed expression is printed with a caret, exit 2; so
+/// is a set left empty by `-x`.
+fn host_list(
+    hosts: &[String],
+    file: Option<&Path>,
+    exclude: &[String],
+) -> Result<Vec<String>, Failure> {
+    let set = host_set(hosts, file, exclude).map_err(|e| e.report())?;
+    if set.is_empty() {
+        return Err(Failure::usage(
+            "no host left to run on: -x removed every host",
+        ));
+    }
+    set.expand()
+        .map(|h| {
+            UserHost::parse(&h).map_err(|e| Failure::usage(e.to_string()))?;
+            Ok(h)
+        })
+        .collect()
 }
 
 fn run_targets<T: Transport>(targets: Vec<(String, T)>, s: &Settings) -> Result<u8, Failure> {
@@ -109,7 +109,9 @@ fn run_targets<T: Transport>(targets: Vec<(String, T)>, s: &Settings) -> Result<
         .into_iter()
         .map(|(label, t)| Ok((label, ConnectionPool::new(t, POOL_NAME, s.capacity)?)))
         .collect::<Result<Vec<_>>>()?;
-    if let [(label, pool)] = pools.as_slice() {
+    if let [(label, pool)] = pools.as_slice()
+        && s.mode == Mode::Prefixed
+    {
         return Ok(run_single(label, pool, s));
     }
     Ok(run_many(&pools, s))
@@ -144,8 +146,9 @@ fn run_single<T: Transport>(label: &str, pool: &ConnectionPool<T>, s: &Settings)
     }
 }
 
-/// Several hosts: `--parallel` workers; each host's output is printed, prefixed, when it is
-/// done; a summary of the failures goes to stderr; the exit code is the largest of all.
+/// Several hosts: `--parallel` workers; each host's output is printed, prefixed (or as a JSON
+/// line), when it is done, or gathered after the last (`-b`); a summary of the failures, folded
+/// by reason, goes to stderr; the exit code is the largest of all.
 fn run_many<T: Transport>(pools: &[(String, ConnectionPool<T>)], s: &Settings) -> u8 {
     let cmd = Cmd::new(s.argv.clone())
         .stdin(Stdin::Null)
@@ -156,7 +159,7 @@ fn run_many<T: Transport>(pools: &[(String, ConnectionPool<T>)], s: &Settings) -
     let bar = progress_bar(pools.len());
     let next = AtomicUsize::new(0);
     let failed = AtomicUsize::new(0);
-    let results: Mutex<Vec<Option<HostResult>>> =
+    let results: Mutex<Vec<Option<HostReport>>> =
         Mutex::new((0..pools.len()).map(|_| None).collect());
     let workers = s.parallel.min(pools.len());
     std::thread::scope(|scope| {
@@ -167,40 +170,51 @@ fn run_many<T: Transport>(pools: &[(String, ConnectionPool<T>)], s: &Settings) -
                     let Some((label, pool)) = pools.get(i) else {
                         break;
                     };
-                    let result = if signals::interrupted().is_some() {
-                        HostResult {
-                            code: EXIT_INTERRUPTED,
-                            failure: Some("not started: interrupted".into()),
-                        }
+                    let mut report = if signals::interrupted().is_some() {
+                        HostReport::interrupted(label)
                     } else {
-                        run_one_of_many(label, pool, &cmd, s, &bar)
+                        run_one_of_many(label, pool, &cmd, s)
                     };
                     pool.shutdown();
-                    if result.failure.is_some() {
+                    if report.failure().is_some() {
                         let n = failed.fetch_add(1, Ordering::Relaxed) + 1;
                         bar.set_message(format!(", {n} failed"));
                     }
+                    match s.mode {
+                        Mode::Prefixed => print_host_output(&report, &bar),
+                        Mode::Json => print_json_line(&report, &bar),
+                        Mode::Gather => {}
+                    }
+                    if s.mode != Mode::Gather {
+                        // Printed: only the status is needed from here on.
+                        report.stdout = Vec::new();
+                        report.stderr = Vec::new();
+                    }
                     bar.inc(1);
-                    lock(&results)[i] = Some(result);
+                    lock(&results)[i] = Some(report);
                 }
             });
         }
     });
     bar.finish_and_clear();
-    let results = results.into_inner().unwrap_or_else(|e| e.into_inner());
-    let mut code = 0;
-    let mut failures = 0;
+    let reports: Vec<HostReport> = results
+        .into_inner()
+        .unwrap_or_else(|e| e.into_inner())
+        .into_iter()
+        .zip(pools)
+        // Every worker fills its slots; a slot left empty would be a worker that panicked.
+        .map(|(r, (label, _))| r.unwrap_or_else(|| HostReport::interrupted(label)))
+        .collect();
+    if s.mode == Mode::Gather {
+        let (mut out, mut err) = (io::stdout().lock(), io::stderr().lock());
+        // A closed stdout (`conn run -b … | head`) is not worth a failure of the run.
+        let _ = write_gathered(&mut out, &mut err, &reports);
+    }
+    let mut code = reports.iter().map(HostReport::exit_code).max().unwrap_or(0);
+    let failures = reports.iter().filter(|r| r.failure().is_some()).count();
     let mut err = io::stderr().lock();
-    for ((label, _), result) in pools.iter().zip(results) {
-        let result = result.unwrap_or(HostResult {
-            code: 1,
-            failure: Some("not run".into()),
-        });
-        code = code.max(result.code);
-        if let Some(why) = result.failure {
-            failures += 1;
-            let _ = writeln!(err, "conn: {label}: {}", one_line(&why));
-        }
+    for line in failure_summary(&reports) {
+        let _ = writeln!(err, "conn: {line}");
     }
     if failures > 0 {
         let _ = writeln!(err, "conn: {failures} of {} hosts failed", pools.len());
@@ -211,42 +225,43 @@ fn run_many<T: Transport>(pools: &[(String, ConnectionPool<T>)], s: &Settings) -
     code
 }
 
+/// Runs the command on one host of many (retries included) and reports how it went.
 fn run_one_of_many<T: Transport>(
     label: &str,
     pool: &ConnectionPool<T>,
     cmd: &Cmd,
     s: &Settings,
-    bar: &ProgressBar,
-) -> HostResult {
+) -> HostReport {
     let job = new_job(s.timeout);
-    match run_with_retries(pool, cmd, &job, s.retries, label) {
-        Ok(out) => {
-            print_host_output(label, &out, bar);
-            let code = exit_code_of_status(out.status);
-            HostResult {
-                code,
-                failure: (!out.status.success()).then(|| out.status.to_string()),
-            }
-        }
-        Err(e) => HostResult {
-            code: exit_code_of_error(&e),
-            failure: Some(e.to_string()),
-        },
-    }
+    let start = Instant::now();
+    let result = run_with_retries(pool, cmd, &job, s.retries, label);
+    HostReport::new(label, result, start.elapsed())
 }
+
+/// Serialises the printing of whole hosts: one host's lines are never mixed with another's.
+static PRINT: Mutex<()> = Mutex::new(());
 
 /// Writes one host's output, every line prefixed: stdout to stdout, stderr to stderr, the
 /// whole host at once (hosts never interleave).
-fn print_host_output(label: &str, out: &Output, bar: &ProgressBar) {
-    static PRINT: Mutex<()> = Mutex::new(());
-    let prefix = format!("{label}: ");
+fn print_host_output(report: &HostReport, bar: &ProgressBar) {
+    let prefix = format!("{}: ", report.host);
     let _serial = lock(&PRINT);
     bar.suspend(|| {
         let mut stdout = io::stdout().lock();
         let mut stderr = io::stderr().lock();
         // A closed stdout (`conn run … | head`) is not worth a failure of the host.
-        let _ = write_prefixed(&mut stdout, &prefix, &out.stdout).and_then(|()| stdout.flush());
-        let _ = write_prefixed(&mut stderr, &prefix, &out.stderr);
+        let _ = write_prefixed(&mut stdout, &prefix, &report.stdout).and_then(|()| stdout.flush());
+        let _ = write_prefixed(&mut stderr, &prefix, &report.stderr);
+    });
+}
+
+/// Writes one host's `--json` line on stdout.
+fn print_json_line(report: &HostReport, bar: &ProgressBar) {
+    let line = report.to_json().to_string();
+    let _serial = lock(&PRINT);
+    bar.suspend(|| {
+        let mut stdout = io::stdout().lock();
+        let _ = writeln!(stdout, "{line}").and_then(|()| stdout.flush());
     });
 }
 
@@ -315,31 +330,31 @@ mod tests {
     use super::*;
     use conn_core::ExitStatus;
     use conn_testkit::transports::Flaky;
+    use std::fs;
 
     #[test]
-    fn host_lists_merge_dedupe_and_skip_comments() {
+    fn host_lists_merge_dedupe_skip_comments_and_follow_the_set_order() {
         let dir = tempfile::tempdir().unwrap();
         let file = dir.path().join("hosts");
-        fs::write(&file, "# fleet\nb  # second\n\n  a\nc\n").unwrap();
-        let hosts = host_list(&["a".into()], Some(&file)).unwrap();
-        assert_eq!(hosts, ["a", "b", "c"]);
+        fs::write(&file, "# fleet\nb  # second\n\n  a\nc,h[09-10]\n").unwrap();
+        let hosts = host_list(&["h[10-11]".into(), "a".into()], Some(&file), &["c".into()]);
+        assert_eq!(hosts.unwrap(), ["a", "b", "h09", "h10", "h11"]);
     }
 
     #[test]
-    fn bad_hosts_are_usage_errors_naming_file_and_line() {
+    fn bad_host_sets_are_usage_errors() {
         let dir = tempfile::tempdir().unwrap();
         let file = dir.path().join("hosts");
         fs::write(&file, "ok\nnot ok\n").unwrap();
-        let err = host_list(&[], Some(&file)).unwrap_err();
+        let err = host_list(&[], Some(&file), &[]).unwrap_err();
         assert_eq!(err.code, 2);
-        assert!(
-            err.message.contains("hosts:2:") && err.message.contains("\"not ok\""),
-            "{err}"
-        );
-        let err = host_list(&["-oProxyCommand=x".into()], None).unwrap_err();
+        let err = host_list(&["-oProxyCommand=x".into()], None, &[]).unwrap_err();
         assert_eq!(err.code, 2);
         fs::write(&file, "# nothing\n").unwrap();
-        assert_eq!(host_list(&[], Some(&file)).unwrap_err().code, 2);
+        assert_eq!(host_list(&[], Some(&file), &[]).unwrap_err().code, 2);
+        let err = host_list(&["h[1-2]".into()], None, &["h[1-2]".into()]).unwrap_err();
+        assert_eq!(err.code, 2);
+        assert!(err.message.contains("no host left"), "{err}");
     }
 
     #[test]

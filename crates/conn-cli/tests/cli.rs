@@ -84,6 +84,35 @@ fn assert_usage_error(out: &Output, needle: &str) {
     assert!(out.stdout.is_empty(), "stdout: {}", text(&out.stdout));
 }
 
+/// Asserts the shape of a malformed host set: exit 2, nothing on stdout, and on stderr three
+/// lines: `conn: error: …` (with `needle`), then the expression and a `^` under its character
+/// `column`, both indented by two spaces.
+fn assert_caret_error(out: &Output, needle: &str, line: &str, column: usize) {
+    let stderr = text(&out.stderr);
+    assert_eq!(out.status.code(), Some(2), "stderr: {stderr}");
+    assert!(out.stdout.is_empty(), "stdout: {}", text(&out.stdout));
+    let lines: Vec<&str> = stderr.lines().collect();
+    assert_eq!(lines.len(), 3, "three lines expected: {stderr:?}");
+    assert!(
+        lines[0].starts_with("conn: error: ") && lines[0].contains("invalid host set "),
+        "{stderr:?}"
+    );
+    assert!(
+        lines[0].contains(needle),
+        "{stderr:?} should contain {needle:?}"
+    );
+    assert_eq!(lines[1], format!("  {line}"), "{stderr:?}");
+    assert_eq!(lines[2], format!("  {}^", " ".repeat(column)), "{stderr:?}");
+    // The caret sits under the character the byte offset names.
+    let offset: usize = lines[0]
+        .split(" at byte ")
+        .nth(1)
+        .and_then(|rest| rest.split(':').next())
+        .and_then(|n| n.parse().ok())
+        .unwrap_or_else(|| panic!("no byte offset in {stderr:?}"));
+    assert_eq!(line[..offset].chars().count(), column, "{stderr:?}");
+}
+
 #[test]
 fn help_has_examples_and_version_is_printed() {
     let out = run_conn(["--help"]);
@@ -93,7 +122,7 @@ fn help_has_examples_and_version_is_printed() {
         help.contains("Examples:") && help.contains("conn run -H"),
         "{help}"
     );
-    for sub in ["run", "bench", "leases", "demo"] {
+    for sub in ["run", "hosts", "bench", "leases", "demo"] {
         let out = run_conn([sub, "--help"]);
         assert!(out.status.success(), "{sub} --help");
         assert!(
@@ -135,14 +164,23 @@ fn bad_host_names_and_options_fail_with_one_line_and_exit_2_before_anything_runs
         v.extend(extra.iter().map(|s| s.to_string()));
         v
     };
-    let cases: Vec<(Vec<String>, &str)> = vec![
-        (common(&["-H", "a b", "--", "true"]), "\"a b\""),
+    // Malformed host sets: the error line, then the expression and a caret under the offending
+    // character (its column in the expression).
+    let set_cases: Vec<(Vec<String>, &str, &str, usize)> = vec![
+        (common(&["-H", "a b", "--", "true"]), "\"a b\"", "a b", 1),
         (
             common(&["-H", "ok", "--host=-oProxyCommand=x", "--", "true"]),
             "-oProxyCommand=x",
+            "-oProxyCommand=x",
+            0,
         ),
-        (common(&["-H", "x;reboot", "--", "true"]), "\"x;reboot\""),
-        (common(&["-H", "..", "--", "true"]), "\"..\""),
+        (
+            common(&["-H", "x;reboot", "--", "true"]),
+            "\"x;reboot\"",
+            "x;reboot",
+            1,
+        ),
+        (common(&["-H", "..", "--", "true"]), "\"..\"", "..", 0),
         (
             common(&[
                 "--hosts-file",
@@ -150,9 +188,57 @@ fn bad_host_names_and_options_fail_with_one_line_and_exit_2_before_anything_runs
                 "--",
                 "true",
             ]),
-            "hosts:3:",
+            "hosts:3: invalid host set \"bad host\"",
+            "bad host",
+            3,
         ),
+        (
+            common(&["-w", "web[01-16", "--", "true"]),
+            "'[' is never closed",
+            "web[01-16",
+            3,
+        ),
+        (
+            common(&["-w", "h[1-3],db[7-x]", "--", "true"]),
+            "expected the end of the range",
+            "h[1-3],db[7-x]",
+            12,
+        ),
+        (
+            common(&["-w", "h[1-3]", "-x", "h[3-1]", "--", "true"]),
+            "-x: invalid host set \"h[3-1]\"",
+            "h[3-1]",
+            2,
+        ),
+        (
+            common(&["-w", "n[1-99999999999]", "--", "true"]),
+            "more than 1000000 names",
+            "n[1-99999999999]",
+            1,
+        ),
+        (common(&["-w", "é,$x", "--", "true"]), "'$'", "é,$x", 2),
+    ];
+    for (argv, needle, line, column) in set_cases {
+        let out = run_conn(&argv);
+        assert_caret_error(&out, needle, line, column);
+        assert!(!marker.exists(), "ssh ran for {argv:?}");
+        assert!(
+            !sockets.exists(),
+            "the socket directory was created for {argv:?}"
+        );
+    }
+    // -x that removes every host is a usage error too.
+    let out = run_conn(common(&["-w", "h[1-3]", "-x", "h[1-3]", "--", "true"]));
+    assert_usage_error(&out, "no host left");
+    assert!(!marker.exists() && !sockets.exists());
+
+    let cases: Vec<(Vec<String>, &str)> = vec![
         (common(&["-H", "ok", "--bogus", "--", "true"]), "--bogus"),
+        (
+            common(&["-H", "ok", "-b", "--json", "--", "true"]),
+            "--json",
+        ),
+        (common(&["--local", "-x", "h1", "--", "true"]), "--exclude"),
         (
             common(&["-H", "ok", "--parallel", "0", "--", "true"]),
             "--parallel",
@@ -885,4 +971,357 @@ fn run_with_native_mux_passes_output_and_exit_status_through() {
     // An unknown back end is a usage error.
     let out = run_conn(["run", "--mux", "carrier-pigeon", "-H", "conn-test", "true"]);
     assert_usage_error(&out, "carrier-pigeon");
+}
+
+#[test]
+fn hosts_expands_and_folds_host_sets() {
+    let hosts = |argv: &[&str]| {
+        let mut all = vec!["hosts"];
+        all.extend(argv);
+        let out = run_conn(&all);
+        assert!(out.status.success(), "{argv:?}: {}", text(&out.stderr));
+        assert!(out.stderr.is_empty(), "{}", text(&out.stderr));
+        text(&out.stdout)
+    };
+    assert_eq!(hosts(&["h[01-03],db1"]), "db1\nh01\nh02\nh03\n");
+    assert_eq!(hosts(&["h[8-10]", "h9", "a"]), "a\nh8\nh9\nh10\n");
+    assert_eq!(
+        hosts(&["root@rack[1-2]-n[1-2]"]),
+        "root@rack1-n1\nroot@rack1-n2\nroot@rack2-n1\nroot@rack2-n2\n"
+    );
+    assert_eq!(
+        hosts(&["--fold", "h01", "h02", "h03", "h07"]),
+        "h[01-03,07]\n"
+    );
+    assert_eq!(
+        hosts(&["-f", "rack[1-2]-n[01-16]", "-x", "rack2-n16"]),
+        "rack[1-2]-n[01-15],rack1-n16\n"
+    );
+    assert_eq!(
+        hosts(&[
+            "root@web[1-4],web[1-4]",
+            "-x",
+            "web[2-3]",
+            "-x",
+            "root@web4"
+        ]),
+        "web1\nweb4\nroot@web1\n"
+    );
+    // 100,000 names out and back in.
+    let many = hosts(&["n[000001-100000]"]);
+    assert_eq!(many.lines().count(), 100_000);
+    assert_eq!(many.lines().nth(41), Some("n000042"));
+    assert_eq!(hosts(&["--fold", "n[000001-100000]"]), "n[000001-100000]\n");
+    // Everything excluded: nothing to print, and no error for a query.
+    assert_eq!(hosts(&["h[1-2]", "-x", "h[1-2]"]), "");
+    assert_eq!(hosts(&["--fold", "h[1-2]", "-x", "h[1-2]"]), "");
+
+    let out = run_conn(["hosts", "h[1-3],x y"]);
+    assert_caret_error(&out, "whitespace inside a host name", "h[1-3],x y", 8);
+    let out = run_conn(["hosts", "h1", "-x", "h[1-010]"]);
+    assert_caret_error(&out, "padding mismatch", "h[1-010]", 4);
+    let out = run_conn(["hosts"]);
+    assert_usage_error(&out, "EXPR");
+}
+
+/// An ssh_config for the private sshd with the aliases `names` (and `conn-test`'s settings),
+/// each sending `CONN_ALIAS=<alias>` so that a remote command knows which alias it runs under
+/// (the daemon must accept it: `AcceptEnv CONN_ALIAS`); and `dead_names`, aliases of a
+/// loopback port where nothing listens.
+fn fleet_config(server: &TestSshd, dir: &Path, names: &[String], dead_names: &[&str]) -> PathBuf {
+    let base = fs::read_to_string(server.ssh_config_path()).unwrap();
+    // The settings of the first alias block (`Host conn-test`), without its Host line.
+    let common: String = base
+        .split("\nHost ")
+        .nth(1)
+        .expect("a Host block")
+        .split_once('\n')
+        .expect("settings after the Host line")
+        .1
+        .to_string();
+    let mut cfg = String::new();
+    for name in names {
+        cfg.push_str(&format!("Host {name}\n  SetEnv CONN_ALIAS={name}\n"));
+    }
+    let free_port = {
+        let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+        listener.local_addr().unwrap().port()
+    };
+    for name in dead_names {
+        cfg.push_str(&format!(
+            "Host {name}\n  Port {free_port}\n  ConnectTimeout 10\n"
+        ));
+    }
+    cfg.push_str("Host *\n");
+    cfg.push_str(&common);
+    let path = dir.join("fleet_config");
+    fs::write(&path, cfg).unwrap();
+    fs::set_permissions(&path, fs::Permissions::from_mode(0o644)).unwrap();
+    path
+}
+
+fn fleet_names(n: usize) -> Vec<String> {
+    (1..=n).map(|i| format!("fleet{i:02}")).collect()
+}
+
+fn start_fleet_sshd() -> TestSshd {
+    TestSshd::builder()
+        .config_line("AcceptEnv CONN_ALIAS")
+        .start()
+        .expect("start the private sshd (run scripts/test.sh as root once)")
+}
+
+/// `run -F <fleet config> --socket-dir <dir> --parallel 3` and then `extra`.
+fn fleet_run(config: &Path, sockets: &Path, extra: &[&str]) -> Output {
+    let mut argv = args(&["run", "--parallel", "3", "-F"]);
+    argv.push(config.to_path_buf());
+    argv.push("--socket-dir".into());
+    argv.push(sockets.to_path_buf());
+    argv.extend(args(extra));
+    run_conn(&argv)
+}
+
+#[test]
+fn host_sets_select_the_hosts_that_run() {
+    let server = start_fleet_sshd();
+    let dir = socket_dir();
+    let config = fleet_config(&server, dir.path(), &fleet_names(6), &[]);
+    let hosts_file = write_tmp(dir.path(), "hosts", "fleet[04-05] # two more\n# fleet06\n");
+    let mut argv = vec!["-w", "fleet[01-02]", "-H", "fleet03", "--hosts-file"];
+    let hosts_file = hosts_file.display().to_string();
+    argv.push(&hosts_file);
+    argv.extend([
+        "-x",
+        "fleet02",
+        "--",
+        "sh",
+        "-c",
+        "echo \"I am $CONN_ALIAS\"",
+    ]);
+    let out = fleet_run(&config, dir.path(), &argv);
+    let stdout = text(&out.stdout);
+    assert!(out.status.success(), "{}", text(&out.stderr));
+    let mut lines: Vec<&str> = stdout.lines().collect();
+    lines.sort();
+    assert_eq!(
+        lines,
+        [
+            "fleet01: I am fleet01",
+            "fleet03: I am fleet03",
+            "fleet04: I am fleet04",
+            "fleet05: I am fleet05",
+        ]
+    );
+    assert_eq!(
+        server.accepted_logins(),
+        4,
+        "one master per host, none for -x"
+    );
+}
+
+#[test]
+fn gather_prints_identical_hosts_once_under_a_folded_header() {
+    let server = start_fleet_sshd();
+    let dir = socket_dir();
+    let config = fleet_config(&server, dir.path(), &fleet_names(6), &[]);
+    let script = "case $CONN_ALIAS in \
+                  fleet05) echo odd one; echo warned >&2 ;; \
+                  fleet06) echo same; printf 'last line without newline'; exit 3 ;; \
+                  *) echo same; printf 'last line without newline' ;; esac";
+    let out = fleet_run(
+        &config,
+        dir.path(),
+        &["-w", "fleet[01-06]", "-b", "--", "sh", "-c", script],
+    );
+    let (stdout, stderr) = (text(&out.stdout), text(&out.stderr));
+    assert_eq!(
+        out.status.code(),
+        Some(3),
+        "stdout: {stdout}\nstderr: {stderr}"
+    );
+    assert_eq!(
+        stdout,
+        "---------------\n\
+         fleet[01-04] (4)\n\
+         ---------------\n\
+         same\n\
+         last line without newline\n\
+         ---------------\n\
+         fleet05\n\
+         ---------------\n\
+         odd one\n\
+         ---------------\n\
+         fleet06: exit code 3\n\
+         ---------------\n\
+         same\n\
+         last line without newline\n"
+    );
+    // stderr: the gathered error output, then the summary.
+    assert_eq!(
+        stderr,
+        "warned\nconn: fleet06: exit code 3\nconn: 1 of 6 hosts failed\n"
+    );
+
+    // One host with -b is gathered too (not passed through).
+    let out = fleet_run(
+        &config,
+        dir.path(),
+        &["-w", "fleet01", "-b", "--", "echo", "hi"],
+    );
+    assert!(out.status.success(), "{}", text(&out.stderr));
+    assert_eq!(
+        text(&out.stdout),
+        "---------------\nfleet01\n---------------\nhi\n"
+    );
+}
+
+#[test]
+fn json_prints_one_object_per_host_per_line() {
+    let server = start_fleet_sshd();
+    let dir = socket_dir();
+    let config = fleet_config(&server, dir.path(), &fleet_names(4), &["dead"]);
+    // Every host writes bytes that are not UTF-8 to stderr; fleet02 fails.
+    let script = "echo \"out $CONN_ALIAS\"; printf '\\377\\376' >&2; test $CONN_ALIAS != fleet02";
+    let out = fleet_run(
+        &config,
+        dir.path(),
+        &[
+            "-w",
+            "fleet[01-04],dead",
+            "-x",
+            "fleet03",
+            "--json",
+            "--",
+            "sh",
+            "-c",
+            script,
+        ],
+    );
+    let (stdout, stderr) = (text(&out.stdout), text(&out.stderr));
+    assert_eq!(
+        out.status.code(),
+        Some(255),
+        "stdout: {stdout}\nstderr: {stderr}"
+    );
+    let mut seen = BTreeSet::new();
+    for line in stdout.lines() {
+        let v: Value = serde_json::from_str(line).unwrap_or_else(|e| panic!("{line:?}: {e}"));
+        let host = v["host"].as_str().unwrap().to_string();
+        let keys: BTreeSet<&str> = v.as_object().unwrap().keys().map(String::as_str).collect();
+        assert!(v["duration_s"].as_f64().is_some_and(|d| d >= 0.0), "{line}");
+        assert!(v["signal"].is_null(), "{line}");
+        match host.as_str() {
+            "dead" => {
+                assert!(v["exit_code"].is_null(), "{line}");
+                assert_eq!(v["failure"]["kind"], "connect", "{line}");
+                assert_eq!(v["failure"]["command_ran"], "not_started", "{line}");
+                assert!(v["failure"]["message"].as_str().unwrap().contains("dead"));
+                assert_eq!(v["stdout"], "", "{line}");
+            }
+            alias => {
+                assert_eq!(
+                    keys,
+                    BTreeSet::from([
+                        "host",
+                        "exit_code",
+                        "signal",
+                        "duration_s",
+                        "stdout",
+                        "stderr",
+                        "stderr_base64",
+                        "failure",
+                    ]),
+                    "{line}"
+                );
+                assert_eq!(v["stdout"], format!("out {alias}\n"), "{line}");
+                // Not UTF-8: null as text, the exact bytes in base64.
+                assert!(v["stderr"].is_null(), "{line}");
+                assert_eq!(v["stderr_base64"], "//4=", "{line}");
+                if alias == "fleet02" {
+                    assert_eq!(v["exit_code"], 1, "{line}");
+                    assert_eq!(v["failure"]["kind"], "exited", "{line}");
+                    assert_eq!(v["failure"]["command_ran"], "ran", "{line}");
+                    assert_eq!(v["failure"]["message"], "exit code 1", "{line}");
+                } else {
+                    assert_eq!(v["exit_code"], 0, "{line}");
+                    assert!(v["failure"].is_null(), "{line}");
+                }
+            }
+        }
+        assert!(seen.insert(host), "one line per host: {stdout}");
+    }
+    assert_eq!(
+        seen,
+        BTreeSet::from(["dead", "fleet01", "fleet02", "fleet04"].map(String::from))
+    );
+    assert!(stderr.contains("conn: fleet02: exit code 1\n"), "{stderr}");
+    assert!(stderr.contains("conn: 2 of 4 hosts failed\n"), "{stderr}");
+}
+
+#[test]
+fn the_summary_folds_failed_hosts_by_reason() {
+    let server = start_fleet_sshd();
+    let dir = socket_dir();
+    let config = fleet_config(&server, dir.path(), &fleet_names(7), &["dead1", "dead2"]);
+    let script = "case $CONN_ALIAS in \
+                  fleet03|fleet04|fleet07) exit 1 ;; fleet05) exit 2 ;; *) exit 0 ;; esac";
+    let out = fleet_run(
+        &config,
+        dir.path(),
+        &["-w", "fleet[01-07],dead[1-2]", "--", "sh", "-c", script],
+    );
+    let stderr = text(&out.stderr);
+    assert_eq!(out.status.code(), Some(255), "{stderr}");
+    let summary: Vec<&str> = stderr.lines().filter(|l| l.starts_with("conn: ")).collect();
+    assert_eq!(summary.len(), 4, "{stderr}");
+    // Both dead aliases fail the same way: one line, their names and per-host paths taken out.
+    assert!(
+        summary[0].starts_with("conn: dead[1-2]: cannot connect to <host>: ")
+            && summary[0].contains("Connection refused")
+            && !summary[0].contains("dead1"),
+        "{stderr}"
+    );
+    assert_eq!(
+        &summary[1..],
+        [
+            "conn: fleet[03-04,07]: exit code 1",
+            "conn: fleet05: exit code 2",
+            "conn: 6 of 9 hosts failed",
+        ],
+        "{stderr}"
+    );
+}
+
+#[test]
+fn dry_run_over_a_large_host_set_reports_every_host_in_json() {
+    let dir = socket_dir();
+    let sockets = dir.path().join("s");
+    fs::create_dir(&sockets).unwrap();
+    fs::set_permissions(&sockets, fs::Permissions::from_mode(0o700)).unwrap();
+    let out = run_conn([
+        "run",
+        "--socket-dir",
+        &sockets.display().to_string(),
+        "-w",
+        "node[0001-1000]",
+        "-x",
+        "node[0101-0200]",
+        "--dry-run",
+        "--json",
+        "--",
+        "true",
+    ]);
+    assert!(out.status.success(), "{}", text(&out.stderr));
+    let hosts: BTreeSet<String> = text(&out.stdout)
+        .lines()
+        .map(|l| {
+            let v: Value = serde_json::from_str(l).unwrap();
+            assert_eq!(v["exit_code"], 0, "{l}");
+            v["host"].as_str().unwrap().to_string()
+        })
+        .collect();
+    assert_eq!(hosts.len(), 900);
+    assert!(hosts.contains("node0001") && hosts.contains("node1000"));
+    assert!(!hosts.contains("node0150"));
+    assert_eq!(text(&out.stderr).matches("Would execute:").count(), 900);
 }

@@ -1,0 +1,76 @@
+//! Host-set expressions, written the way pdsh (`-w`) and ClusterShell (`nodeset`, `clush -w`)
+//! users already write them: parsing, expansion, exclusion and folding. No I/O.
+//!
+//! ```
+//! use conn_hostset::HostSet;
+//!
+//! let set = HostSet::parse("root@rack[1-2]-n[01-03],db1").unwrap();
+//! assert_eq!(set.len(), 7);
+//! let names: Vec<String> = set.expand().collect();
+//! assert_eq!(names[..2], ["db1", "root@rack1-n01"]);
+//! assert_eq!(set.fold(), "db1,root@rack[1-2]-n[01-03]");
+//!
+//! let left = set.difference(&HostSet::parse("rack1-n02,db1").unwrap());
+//! assert_eq!(left.fold(), "root@rack[1-2]-n[01,03],root@rack2-n02");
+//! ```
+//!
+//! # Syntax
+//!
+//! - **Lists.** Top-level commas separate items: `a,b,h[1-3]`. Spaces around an item are
+//!   ignored (`a, b`); inside a name or a bracket they are an error.
+//! - **Ranges.** `[…]` holds a comma-separated list of numbers `7`, ranges `1-10` and stepped
+//!   ranges `1-10/3` (1, 4, 7, 10), as in `nodeset`. The bracket stands for each of its numbers
+//!   in turn, written into the name where the bracket is: `h[1-3]x` is `h1x,h2x,h3x`.
+//! - **Several brackets** in one item make the cartesian product: `rack[1-2]-n[1-3]` is six
+//!   names.
+//! - **Zero padding** is kept: every number of `a-b` is written with at least as many digits as
+//!   `a` is (`[01-10]` is 01 … 10, `[8-10]` is 8, 9, 10, `[098-100]` is 098, 099, 100). An end
+//!   written with leading zeros must have the width of the start (`[1-010]` is an error: write
+//!   `[001-010]` or `[1-10]`).
+//! - **Users.** `user@` at the start of an item applies to every name of that item:
+//!   `root@h[1-3],db1` is `root@h1,root@h2,root@h3,db1` (pdsh's rule).
+//! - **Characters.** A name may hold any character except whitespace, control characters and
+//!   `` "'`~!@#$%^&*()+={}[]|;<>?,\/ `` (the same set `conn_core::UserHost` refuses, so every
+//!   name that comes out is a valid `[user@]host`). A host name must not start with `-` (ssh
+//!   would read an option) and no part may contain `..`.
+//! - **Exclusion** is a set operation: [`HostSet::difference`]. An excluded name without a user
+//!   removes that host for every user (`root@h[1-3]` minus `h2` is `root@h[1,3]`); an excluded
+//!   `user@host` removes only that user's entry.
+//! - **Limits.** An expression that would produce more than [`DEFAULT_MAX_NAMES`] names (or
+//!   the limit given to [`HostSet::parse_with_limit`]) is an error, found before any name is
+//!   made, so `h[1-999999999999]` costs nothing. Numbers have at most 18 digits.
+//!
+//! Errors ([`ParseError`]) say what is wrong and where: a byte offset, and [`ParseError::caret`]
+//! gives the expression and a `^` under the offending character for display.
+//!
+//! # Order and folding
+//!
+//! Every name is seen as text parts and numbers: each run of 1 to 18 ASCII digits is a number
+//! (`rack1-n07` is `rack`, 1, `-n`, 07), as `nodeset` sees names. A [`HostSet`] is ordered and
+//! free of duplicates: names are sorted by their text parts (compared as strings, part by
+//! part), then by user (none first), then by their numbers left to right, numerically (a number
+//! written with more leading zeros after the same value: `h1`, `h01`, `h2`). Names that differ
+//! only by zero padding are different hosts and stay so.
+//!
+//! [`HostSet::fold`] writes the set back as a short expression, like `nodeset -f`: names with
+//! the same text parts and user fold together. One number: consecutive values become ranges
+//! (`h[01-03,07]`), values that differ in padding go to separate ranges
+//! (`h[1-2,01-02]`). Several numbers: the set is covered by products of ranges
+//! (`rack[1-2]-n[01-16]`), found by grouping the names that share the same values on one axis
+//! and folding what remains along the others, trying each axis (up to four numbers) and keeping
+//! the cover with the fewest items. The result is canonical (the same set always folds to the
+//! same text), parses back to exactly the same set, and is short, although not proven minimal
+//! (finding the smallest cover of products is a hard problem in general; `nodeset` does not
+//! promise it either). Folding never writes steps (`/2`), as `nodeset` by default.
+#![forbid(unsafe_code)]
+#![warn(missing_docs)]
+
+mod error;
+mod fold;
+mod name;
+mod parse;
+mod set;
+
+pub use error::ParseError;
+pub use parse::DEFAULT_MAX_NAMES;
+pub use set::{Expand, HostSet};
