@@ -9,6 +9,7 @@
 //!
 //! `cargo bench -p conn-lease --bench lease` (set `CONN_LEASE_BENCH_DIR` to measure on another
 //! file system than `/tmp`'s, e.g. `/dev/shm`).
+#![forbid(unsafe_code)]
 
 use std::fs::{self, File};
 use std::hint::black_box;

@@ -2,15 +2,17 @@
 //! operation every caller shares, locking a candidate lock file and pruning it when stale.
 
 use std::ffi::OsStr;
-use std::fs::{self, DirBuilder, File, Metadata, OpenOptions};
+use std::fs::{self, DirBuilder, File, Metadata};
 use std::io;
 use std::os::unix::ffi::OsStrExt;
-use std::os::unix::fs::{DirBuilderExt, MetadataExt, OpenOptionsExt, PermissionsExt};
+use std::os::unix::fs::{DirBuilderExt, MetadataExt, PermissionsExt};
 use std::path::{Path, PathBuf};
 use std::time::{Duration, SystemTime};
 
 use base64::Engine as _;
 use base64::engine::general_purpose::URL_SAFE_NO_PAD;
+use rustix::fs::{Mode, OFlags};
+use rustix::io::Errno;
 use sha2::{Digest, Sha256};
 
 use crate::error::LeaseError;
@@ -77,8 +79,7 @@ pub(crate) fn valid_namespace_dir(file_name: &OsStr) -> bool {
 }
 
 pub(crate) fn euid() -> u32 {
-    // SAFETY: geteuid has no preconditions and cannot fail.
-    unsafe { libc::geteuid() }
+    rustix::process::geteuid().as_raw()
 }
 
 /// Checks that `meta` (from `lstat`) describes a directory that is not a symlink, is owned by
@@ -156,10 +157,10 @@ pub(crate) fn ensure_private_dir(path: &Path, parents: bool) -> Result<(), Lease
         && mode != 0o700
         && mode & !0o700 == 0
     {
-        let dir = OpenOptions::new()
-            .read(true)
-            .custom_flags(libc::O_DIRECTORY | libc::O_NOFOLLOW | libc::O_CLOEXEC)
-            .open(path)
+        let flags = OFlags::RDONLY | OFlags::DIRECTORY | OFlags::NOFOLLOW | OFlags::CLOEXEC;
+        let dir = rustix::fs::open(path, flags, Mode::empty())
+            .map(File::from)
+            .map_err(io::Error::from)
             .and_then(|d| {
                 d.set_permissions(fs::Permissions::from_mode(0o700))?;
                 d.metadata()
@@ -174,21 +175,18 @@ pub(crate) fn ensure_private_dir(path: &Path, parents: bool) -> Result<(), Lease
 /// in its place must not hang us) and close-on-exec (an ssh master we start must not inherit
 /// the lock and keep it alive after we die).
 pub(crate) fn open_lock_file(path: &Path) -> io::Result<File> {
-    OpenOptions::new()
-        .read(true)
-        .custom_flags(libc::O_NOFOLLOW | libc::O_CLOEXEC | libc::O_NONBLOCK)
-        .open(path)
+    let flags = OFlags::RDONLY | OFlags::NOFOLLOW | OFlags::CLOEXEC | OFlags::NONBLOCK;
+    Ok(File::from(rustix::fs::open(path, flags, Mode::empty())?))
 }
 
 /// Creates a new, empty lock file with mode `0600` (`O_CREAT|O_EXCL|O_NOFOLLOW|O_CLOEXEC`).
 pub(crate) fn create_lock_file(path: &Path) -> io::Result<File> {
-    OpenOptions::new()
-        .read(true)
-        .write(true)
-        .create_new(true)
-        .mode(0o600)
-        .custom_flags(libc::O_NOFOLLOW | libc::O_CLOEXEC)
-        .open(path)
+    let flags = OFlags::RDWR | OFlags::CREATE | OFlags::EXCL | OFlags::NOFOLLOW | OFlags::CLOEXEC;
+    Ok(File::from(rustix::fs::open(
+        path,
+        flags,
+        Mode::RUSR | Mode::WUSR,
+    )?))
 }
 
 /// The companion log file of a socket: `<socket>.log`.
@@ -303,10 +301,10 @@ impl Dirs {
         let file = match open_lock_file(&path) {
             Ok(f) => f,
             Err(e) => {
-                match e.raw_os_error() {
+                match Errno::from_io_error(&e) {
                     // Moved or pruned by someone else since we listed it.
-                    Some(libc::ENOENT) => return Candidate::Moved,
-                    Some(libc::ELOOP) => {
+                    Some(Errno::NOENT) => return Candidate::Moved,
+                    Some(Errno::LOOP) => {
                         tracing::warn!("skipping lock file {}: it is a symlink", path.display());
                     }
                     _ => tracing::warn!("skipping lock file {}: {e}", path.display()),

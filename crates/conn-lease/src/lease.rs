@@ -1,6 +1,5 @@
 //! [`LeaseManager`] and [`Lease`].
 
-use std::ffi::CString;
 use std::fs::{self, File};
 use std::io;
 use std::os::unix::ffi::OsStrExt;
@@ -357,25 +356,18 @@ impl Lease {
     ///
     /// The OS error of `utimensat(2)` other than "not found".
     pub fn touch_socket(&self) -> io::Result<()> {
-        let path = CString::new(self.socket_path.as_os_str().as_bytes())?;
-        // SAFETY: `path` is a valid NUL-terminated string that outlives the call; a null
-        // `times` means "now" for both timestamps.
-        let rc = unsafe {
-            libc::utimensat(
-                libc::AT_FDCWD,
-                path.as_ptr(),
-                std::ptr::null(),
-                libc::AT_SYMLINK_NOFOLLOW,
-            )
+        use rustix::fs::{AtFlags, CWD, Timestamps, UTIME_NOW};
+        let now = rustix::fs::Timespec {
+            tv_sec: 0,
+            tv_nsec: UTIME_NOW,
         };
-        if rc == 0 {
-            return Ok(());
-        }
-        let err = io::Error::last_os_error();
-        if err.kind() == io::ErrorKind::NotFound {
-            Ok(())
-        } else {
-            Err(err)
+        let times = Timestamps {
+            last_access: now,
+            last_modification: now,
+        };
+        match rustix::fs::utimensat(CWD, &self.socket_path, &times, AtFlags::SYMLINK_NOFOLLOW) {
+            Ok(()) | Err(rustix::io::Errno::NOENT) => Ok(()),
+            Err(e) => Err(e.into()),
         }
     }
 

@@ -2,12 +2,12 @@
 //! the liveness probe of ssh masters (where `ssh -O check` costs milliseconds), and the guard
 //! that keeps pruning from removing a live master's socket.
 
-use std::io;
-use std::mem;
-use std::os::fd::{FromRawFd, OwnedFd};
-use std::os::unix::ffi::OsStrExt;
+use std::os::fd::OwnedFd;
 use std::os::unix::fs::FileTypeExt;
 use std::path::Path;
+
+use rustix::io::Errno;
+use rustix::net::{AddressFamily, SocketAddrUnix, SocketFlags, SocketType};
 
 /// What a probe of a control socket found.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -47,60 +47,45 @@ pub fn probe_socket(path: &Path) -> SocketState {
         return SocketState::NotASocket;
     }
     #[cfg(target_os = "linux")]
-    match connect_nonblocking(path, libc::SOCK_SEQPACKET) {
+    match connect_nonblocking(path, SocketType::SEQPACKET) {
         // A socket of another type is bound there: its process is alive.
-        Err(e) if e.raw_os_error() == Some(libc::EPROTOTYPE) => return SocketState::Live,
-        Err(e) if e.raw_os_error() == Some(libc::ECONNREFUSED) => return SocketState::Stale,
-        Err(e) if e.raw_os_error() == Some(libc::ENOENT) => return SocketState::Missing,
+        Err(Errno::PROTOTYPE) => return SocketState::Live,
+        Err(Errno::CONNREFUSED) => return SocketState::Stale,
+        Err(Errno::NOENT) => return SocketState::Missing,
         Ok(_fd) => return SocketState::Live, // a seqpacket listener: not ssh's, but alive
         Err(_) => {}                         // ask the stream way below
     }
-    match connect_nonblocking(path, libc::SOCK_STREAM) {
+    match connect_nonblocking(path, SocketType::STREAM) {
         Ok(_fd) => SocketState::Live, // dropped at once: the master sees an empty client go
-        Err(e) => match e.raw_os_error() {
-            Some(libc::EAGAIN) | Some(libc::EINPROGRESS) => SocketState::Busy,
-            // Only a refusal proves that nobody listens.
-            Some(libc::ECONNREFUSED) => SocketState::Stale,
-            Some(libc::ENOENT) => SocketState::Missing,
-            Some(errno) => SocketState::Unknown(errno),
-            None => SocketState::Unknown(0),
-        },
+        Err(Errno::AGAIN | Errno::INPROGRESS) => SocketState::Busy,
+        // Only a refusal proves that nobody listens.
+        Err(Errno::CONNREFUSED) => SocketState::Stale,
+        Err(Errno::NOENT) => SocketState::Missing,
+        Err(errno) => SocketState::Unknown(errno.raw_os_error()),
     }
 }
 
-fn connect_nonblocking(path: &Path, kind: libc::c_int) -> io::Result<OwnedFd> {
-    let bytes = path.as_os_str().as_bytes();
-    // SAFETY: sockaddr_un is plain old data; all-zero is a valid value.
-    let mut addr: libc::sockaddr_un = unsafe { mem::zeroed() };
-    if bytes.len() >= addr.sun_path.len() {
-        return Err(io::Error::from_raw_os_error(libc::ENAMETOOLONG));
+/// A non-blocking, close-on-exec Unix socket of type `kind`, connected to `path`.
+fn connect_nonblocking(path: &Path, kind: SocketType) -> Result<OwnedFd, Errno> {
+    // `sun_path` must hold the path and its NUL (the kernel would take one byte more).
+    if path.as_os_str().len() > crate::MAX_SOCKET_PATH_LEN {
+        return Err(Errno::NAMETOOLONG);
     }
-    addr.sun_family = libc::AF_UNIX as libc::sa_family_t;
-    for (dst, &src) in addr.sun_path.iter_mut().zip(bytes) {
-        *dst = src as libc::c_char;
-    }
-    // SAFETY: plain syscalls; the fd is owned by the OwnedFd right after creation.
-    unsafe {
-        let fd = libc::socket(
-            libc::AF_UNIX,
-            kind | libc::SOCK_NONBLOCK | libc::SOCK_CLOEXEC,
-            0,
-        );
-        if fd < 0 {
-            return Err(io::Error::last_os_error());
-        }
-        let owned = OwnedFd::from_raw_fd(fd);
-        let len = (mem::size_of::<libc::sa_family_t>() + bytes.len()) as libc::socklen_t;
-        if libc::connect(fd, &addr as *const _ as *const libc::sockaddr, len) < 0 {
-            return Err(io::Error::last_os_error());
-        }
-        Ok(owned)
-    }
+    let addr = SocketAddrUnix::new(path)?;
+    let fd = rustix::net::socket_with(
+        AddressFamily::UNIX,
+        kind,
+        SocketFlags::NONBLOCK | SocketFlags::CLOEXEC,
+        None,
+    )?;
+    rustix::net::connect(&fd, &addr)?;
+    Ok(fd)
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
+    use std::io;
     use std::os::unix::net::UnixListener;
 
     #[test]

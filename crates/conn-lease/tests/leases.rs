@@ -4,6 +4,7 @@
 //! Child processes (crash recovery, stress) are this test binary run again for the `#[ignore]`d
 //! helper `child_process_entry` (`conn_testkit::child`), with an environment variable naming
 //! their role.
+#![forbid(unsafe_code)]
 
 use std::collections::{BTreeMap, BTreeSet};
 use std::env;
@@ -53,26 +54,19 @@ fn age(path: &Path, by: Duration) {
         .duration_since(SystemTime::UNIX_EPOCH)
         .unwrap()
         .as_secs();
-    let times = [
-        libc::timespec {
-            tv_sec: secs as libc::time_t,
-            tv_nsec: 0,
-        },
-        libc::timespec {
-            tv_sec: secs as libc::time_t,
-            tv_nsec: 0,
-        },
-    ];
-    let c_path = std::ffi::CString::new(path.as_os_str().as_encoded_bytes()).unwrap();
-    // SAFETY: a valid C string and two timespecs for the duration of the call.
-    let rc = unsafe { libc::utimensat(libc::AT_FDCWD, c_path.as_ptr(), times.as_ptr(), 0) };
-    assert_eq!(
-        rc,
-        0,
-        "utimensat {}: {}",
-        path.display(),
-        std::io::Error::last_os_error()
-    );
+    let at = rustix::fs::Timespec {
+        tv_sec: secs as i64,
+        tv_nsec: 0,
+    };
+    let times = rustix::fs::Timestamps {
+        last_access: at,
+        last_modification: at,
+    };
+    if let Err(e) =
+        rustix::fs::utimensat(rustix::fs::CWD, path, &times, rustix::fs::AtFlags::empty())
+    {
+        panic!("utimensat {}: {e}", path.display());
+    }
 }
 
 /// Puts a lock file `name` into `folder` ("free" or "used") as another process would have.
@@ -102,17 +96,10 @@ fn is_locked(path: &Path) -> bool {
     }
 }
 
+/// CLOCK_MONOTONIC in nanoseconds: system-wide on Linux, so readings from different processes
+/// are comparable.
 fn mono_ns() -> u64 {
-    let mut ts = libc::timespec {
-        tv_sec: 0,
-        tv_nsec: 0,
-    };
-    // SAFETY: `ts` is a valid, writable timespec. CLOCK_MONOTONIC is system-wide on Linux, so
-    // readings from different processes are comparable.
-    assert_eq!(
-        unsafe { libc::clock_gettime(libc::CLOCK_MONOTONIC, &mut ts) },
-        0
-    );
+    let ts = rustix::time::clock_gettime(rustix::time::ClockId::Monotonic);
     ts.tv_sec as u64 * 1_000_000_000 + ts.tv_nsec as u64
 }
 
@@ -595,9 +582,7 @@ fn wrong_owner_and_non_directories_are_rejected() {
         "{err:?}"
     );
 
-    // SAFETY: no preconditions.
-    let euid = unsafe { libc::geteuid() };
-    if euid != 0 {
+    if !rustix::process::geteuid().is_root() {
         println!(
             "skipped (the rest of this test): the wrong-owner check needs root, to chown a \
              directory to another user"
@@ -655,9 +640,14 @@ fn symlinked_and_special_lock_files_are_skipped_never_followed() {
     }
     // A FIFO in free/ must not block acquire.
     let fifo = m.namespace_dir().join("free/sFifoFifoFif");
-    let c_fifo = std::ffi::CString::new(fifo.as_os_str().as_encoded_bytes()).unwrap();
-    // SAFETY: valid NUL-terminated path.
-    assert_eq!(unsafe { libc::mkfifo(c_fifo.as_ptr(), 0o600) }, 0);
+    rustix::fs::mknodat(
+        rustix::fs::CWD,
+        &fifo,
+        rustix::fs::FileType::Fifo,
+        rustix::fs::Mode::from_raw_mode(0o600),
+        0,
+    )
+    .unwrap();
     make_socket(&m.socket_dir().join("sFifoFifoFif"));
 
     let lease = m.acquire().unwrap();
@@ -816,7 +806,10 @@ fn crashed_holder_is_salvaged_from_used() {
 
     child.kill().unwrap(); // SIGKILL: no destructor, no release
     let status = child.wait().unwrap();
-    assert_eq!(status.signal(), Some(libc::SIGKILL));
+    assert_eq!(
+        status.signal(),
+        Some(rustix::process::Signal::KILL.as_raw())
+    );
 
     // The crash left the lock file in used/, unlocked, and the socket in c/.
     assert!(used.exists());
