@@ -31,15 +31,21 @@ pub(crate) const FREE: &str = "free";
 /// Sub-directory of a namespace holding the lock files of names in use (or left by a crash).
 pub(crate) const USED: &str = "used";
 
-/// The name of the directory of `namespace` under the root: the first 43 characters of the
-/// unpadded URL-safe base64 of SHA-256(`namespace`) (which is exactly 43 characters long).
+/// The hashing of namespaces: the unpadded URL-safe base64 of SHA-256(`bytes`), always
+/// [`NAMESPACE_DIR_LEN`] (43) characters from `[A-Za-z0-9_-]`.
 ///
-/// Hashing gives every namespace, however long or odd, a fixed-length, filename-safe
-/// directory, which keeps socket paths short and of known length.
-pub fn namespace_dir_name(namespace: &str) -> String {
-    let mut s = URL_SAFE_NO_PAD.encode(Sha256::digest(namespace.as_bytes()));
-    s.truncate(NAMESPACE_DIR_LEN);
+/// Hashing gives every namespace (or part of one, such as an ssh config path or a list of
+/// options), however long or odd, a fixed-length, filename-safe form, which keeps socket
+/// paths short and of known length. One function, so that every crate hashes alike.
+pub fn namespace_hash(bytes: impl AsRef<[u8]>) -> String {
+    let s = URL_SAFE_NO_PAD.encode(Sha256::digest(bytes.as_ref()));
+    debug_assert_eq!(s.len(), NAMESPACE_DIR_LEN);
     s
+}
+
+/// The name of the directory of `namespace` under the root: [`namespace_hash`]`(namespace)`.
+pub fn namespace_dir_name(namespace: &str) -> String {
+    namespace_hash(namespace)
 }
 
 /// A fresh socket name: `s` + unpadded URL-safe base64 of 64 bits from the OS CSPRNG.
@@ -426,6 +432,12 @@ mod tests {
             "hHi3p8kjkLZ-6nVtQXv3HT3Lj1PiL2oR-RorRsBi9Hc"
         );
         assert!(valid_namespace_dir(OsStr::new(&namespace_dir_name("x"))));
+        assert_eq!(
+            namespace_hash(b"src#alice@host#default"),
+            namespace_dir_name("src#alice@host#default")
+        );
+        // Bytes that are no UTF-8 (an ssh config path can hold them) hash too.
+        assert_eq!(namespace_hash([0xffu8, 0]).len(), NAMESPACE_DIR_LEN);
     }
 
     #[test]

@@ -12,6 +12,8 @@
 //! - [`inspect`], [`prune`]: look at or clean up a whole socket directory.
 //! - [`ttl_for_control_persist`], [`MAX_SOCKET_PATH_LEN`], [`MAX_CONTROL_PATH_LEN`]: the
 //!   numbers a caller needs.
+//! - [`namespace_hash`]: how namespaces (and parts of them) are hashed into short,
+//!   filename-safe names.
 //!
 //! The lock is the truth; the `free/` and `used/` folders are only a fast index. The state
 //! machine, the crash cases and the security checks are described in `docs/leases.md`.
@@ -41,7 +43,7 @@ use std::time::Duration;
 
 pub use error::LeaseError;
 pub use inspect::{EntryReport, EntryState, NamespaceReport, inspect, prune};
-pub use layout::{NAME_LEN, NAMESPACE_DIR_LEN, namespace_dir_name};
+pub use layout::{NAME_LEN, NAMESPACE_DIR_LEN, namespace_dir_name, namespace_hash};
 pub use lease::{Lease, LeaseManager};
 pub use probe::{SocketState, probe_socket};
 
