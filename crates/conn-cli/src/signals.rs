@@ -8,39 +8,65 @@
 //! cancels every [`register`]ed job; a second one ends the process at once with the signal's
 //! default action.
 
+use std::mem::MaybeUninit;
 use std::sync::atomic::{AtomicI32, Ordering};
 use std::sync::{Arc, Mutex, Weak};
 
 use conn_core::{Job, SimpleJob};
+use libc::{c_int, sigset_t};
 
 static SIGNAL: AtomicI32 = AtomicI32::new(0);
 static JOBS: Mutex<Vec<Weak<SimpleJob>>> = Mutex::new(Vec::new());
 
-const SIGNALS: [libc::c_int; 3] = [libc::SIGINT, libc::SIGTERM, libc::SIGHUP];
+const SIGNALS: [c_int; 3] = [libc::SIGINT, libc::SIGTERM, libc::SIGHUP];
+
+// The unsafe code of this module is confined to `sigset`, `thread_mask`, `wait_for` and
+// `die_by`. Rust's standard library has no signal masks, and rustix (not a dependency of this
+// crate) offers them only as unsafe raw kernel calls (`rustix::runtime::kernel_sigprocmask`,
+// which bypasses libc's own reserved signals), so libc's calls stay, each with its reason.
+
+/// The signal set holding `signals`.
+fn sigset(signals: &[c_int]) -> sigset_t {
+    let mut set = MaybeUninit::<sigset_t>::uninit();
+    // SAFETY: sigemptyset initialises the whole set; sigaddset, given valid signal numbers,
+    // only writes inside it. Both write through a pointer to our local.
+    unsafe {
+        libc::sigemptyset(set.as_mut_ptr());
+        for &s in signals {
+            libc::sigaddset(set.as_mut_ptr(), s);
+        }
+        set.assume_init()
+    }
+}
+
+/// Blocks (`SIG_BLOCK`) or unblocks (`SIG_UNBLOCK`) `set` in the calling thread; false when
+/// the call failed.
+fn thread_mask(how: c_int, set: &sigset_t) -> bool {
+    // SAFETY: `set` is an initialised sigset_t that outlives the call; a null old-set pointer
+    // means "do not report the old mask".
+    unsafe { libc::pthread_sigmask(how, set, std::ptr::null_mut()) == 0 }
+}
+
+/// Waits for one of the (blocked) signals of `set`; `None` when sigwait failed.
+fn wait_for(set: &sigset_t) -> Option<c_int> {
+    let mut sig: c_int = 0;
+    // SAFETY: `set` is initialised; sigwait writes the signal number into our local.
+    (unsafe { libc::sigwait(set, &mut sig) } == 0).then_some(sig)
+}
 
 /// Starts handling the signals. Call once, from the main thread, before starting threads.
 pub fn install() {
-    // SAFETY: plain libc calls on a local, initialised sigset_t.
-    let set = unsafe {
-        let mut set: libc::sigset_t = std::mem::zeroed();
-        libc::sigemptyset(&mut set);
-        for s in SIGNALS {
-            libc::sigaddset(&mut set, s);
-        }
-        if libc::pthread_sigmask(libc::SIG_BLOCK, &set, std::ptr::null_mut()) != 0 {
-            return; // keep the default actions
-        }
-        set
-    };
+    let set = sigset(&SIGNALS);
+    if !thread_mask(libc::SIG_BLOCK, &set) {
+        return; // keep the default actions
+    }
     let spawned = std::thread::Builder::new()
         .name("conn-signals".into())
         .spawn(move || {
             loop {
-                let mut sig: libc::c_int = 0;
-                // SAFETY: `set` is initialised; sigwait writes the signal number.
-                if unsafe { libc::sigwait(&set, &mut sig) } != 0 {
+                let Some(sig) = wait_for(&set) else {
                     continue;
-                }
+                };
                 if SIGNAL.swap(sig, Ordering::SeqCst) != 0 {
                     die_by(sig);
                 }
@@ -51,23 +77,22 @@ pub fn install() {
         });
     if spawned.is_err() {
         // No handler thread: unblock again so that the signals at least end the process.
-        // SAFETY: as above.
-        unsafe {
-            libc::pthread_sigmask(libc::SIG_UNBLOCK, &set, std::ptr::null_mut());
-        }
+        thread_mask(libc::SIG_UNBLOCK, &set);
     }
 }
 
 /// Ends the process with `sig`'s default action (the second signal: the user insists).
-fn die_by(sig: libc::c_int) -> ! {
-    // SAFETY: restoring the default disposition and re-raising in this thread, where the
-    // signal is then unblocked, terminates the process.
+fn die_by(sig: c_int) -> ! {
+    // SAFETY: SIG_DFL is a valid disposition for these signals, and no handler of ours is
+    // replaced (none is ever installed: the signals are taken with sigwait). It matters when
+    // the signal was ignored at start (`nohup` ignores SIGHUP).
     unsafe {
         libc::signal(sig, libc::SIG_DFL);
-        let mut set: libc::sigset_t = std::mem::zeroed();
-        libc::sigemptyset(&mut set);
-        libc::sigaddset(&mut set, sig);
-        libc::pthread_sigmask(libc::SIG_UNBLOCK, &set, std::ptr::null_mut());
+    }
+    // Re-raised in this thread, where it is now unblocked, it terminates the process.
+    thread_mask(libc::SIG_UNBLOCK, &sigset(&[sig]));
+    // SAFETY: raise takes a signal number and touches no memory of ours.
+    unsafe {
         libc::raise(sig);
     }
     std::process::exit(128 + sig);
