@@ -390,7 +390,7 @@ impl RemoteChild {
                         if let Some(out) = pump.sinks[0].take() {
                             stdout = [out.kept, stdout].concat();
                         }
-                        if let Some(err) = pump.sinks[1].take() {
+                        if let Some(err) = pump.sinks[1].take().or(pump.sinks[2].take()) {
                             stderr = [err.kept, stderr].concat();
                         }
                         Error::Transport {
@@ -409,8 +409,9 @@ impl RemoteChild {
         self.session.release();
         let stdout = pump.sinks[0].take().map(|s| s.kept);
         let stderr = pump.sinks[1].take().map(|s| s.kept);
+        let watched = pump.sinks[2].take().map(|s| s.kept);
         let seen = Seen {
-            stderr: stderr.as_deref(),
+            stderr: watched.as_deref().or(stderr.as_deref()),
             stdout: if captured_out {
                 stdout.as_deref()
             } else {

@@ -96,6 +96,14 @@ impl Sink {
         self.src.is_none() && self.backlog.is_empty()
     }
 
+    /// Once everything is through, lets go of the destination: a pipe of the caller's then
+    /// reads end of file.
+    fn release_when_done(&mut self) {
+        if self.done() && matches!(self.dest, Some(Dest::Fd(_))) {
+            self.dest = Some(Dest::Discard);
+        }
+    }
+
     /// Reads what is there; `Ok(())` also for "nothing right now".
     fn read(&mut self, buf: &mut [u8]) -> io::Result<()> {
         let Some(src) = &self.src else { return Ok(()) };
@@ -169,8 +177,9 @@ pub(crate) enum Tag {
 #[derive(Debug, Default)]
 pub(crate) struct Pump {
     pub(crate) input: Option<Input>,
-    /// Index 0: stdout, 1: stderr.
-    pub(crate) sinks: [Option<Sink>; 2],
+    /// Index 0: stdout, 1: stderr, 2: a watched stderr on its way to the caller's own pipe
+    /// (its first bytes kept for the transport, the caller reading the rest).
+    pub(crate) sinks: [Option<Sink>; 3],
 }
 
 impl Pump {
@@ -239,11 +248,13 @@ impl Pump {
             Tag::Src(i) => {
                 if let Some(sink) = &mut self.sinks[i] {
                     sink.read(buf)?;
+                    sink.release_when_done();
                 }
             }
             Tag::Dest(i) => {
                 if let Some(sink) = &mut self.sinks[i] {
                     sink.flush();
+                    sink.release_when_done();
                 }
             }
         }

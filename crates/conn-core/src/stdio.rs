@@ -177,7 +177,16 @@ impl StdioPlan {
             Stream::Fd(fd) => ChildFd::Fd(dup(fd)?),
         };
         let stderr = match (cmd.stderr_setting(), options.watch_stderr) {
-            (Stream::Piped, _) => {
+            (Stream::Piped, Some(keep)) => {
+                // Watched on its way to the caller: the transport keeps the first bytes (ssh's
+                // own diagnostics) whoever reads the rest.
+                let (r, w) = pipe()?;
+                let (caller_r, caller_w) = pipe()?;
+                pump.sinks[2] = Some(Sink::relay(r, Dest::Fd(Arc::new(caller_w)), keep)?);
+                caller.2 = Some(ChildStderr(File::from(caller_r)));
+                ChildFd::Fd(w)
+            }
+            (Stream::Piped, None) => {
                 let (r, w) = pipe()?;
                 caller.2 = Some(ChildStderr(File::from(r)));
                 ChildFd::Fd(w)

@@ -4,9 +4,7 @@ use std::ffi::CStr;
 use std::path::{Path, PathBuf};
 use std::time::Duration;
 
-use base64::Engine;
 use conn_core::{Error, Result, UserHost};
-use sha2::{Digest, Sha256};
 
 use crate::OpenSsh;
 use crate::backend::Backend;
@@ -354,7 +352,7 @@ impl OpenSshBuilder {
             self.port.map(|p| p.to_string()).unwrap_or_default(),
             ssh_config
                 .as_deref()
-                .map(|p| sha256_b64(p.as_os_str().as_encoded_bytes()))
+                .map(|p| conn_lease::namespace_hash(p.as_os_str().as_encoded_bytes()))
                 .unwrap_or_default()
         );
         // Extra options can change where a master goes and as whom (-oHostname, -oUser, -i,
@@ -365,7 +363,7 @@ impl OpenSshBuilder {
             options.push_str("\0-c\0");
             options.push_str(&self.cipher);
             cache_namespace.push('#');
-            cache_namespace.push_str(&sha256_b64(options.as_bytes()));
+            cache_namespace.push_str(&conn_lease::namespace_hash(options.as_bytes()));
         }
         Ok(OpenSsh::from_config(Config {
             user_host,
@@ -385,11 +383,6 @@ impl OpenSshBuilder {
             cache_namespace,
         }))
     }
-}
-
-/// Unpadded URL-safe base64 of SHA-256: the namespace hashing of the specification.
-pub(crate) fn sha256_b64(bytes: &[u8]) -> String {
-    base64::engine::general_purpose::URL_SAFE_NO_PAD.encode(Sha256::digest(bytes))
 }
 
 /// Checks, before ssh ever sees it, that every ControlPath a lease under `socket_dir` can have

@@ -602,8 +602,11 @@ mod tests {
         let argv = conn
             .command_line(&Cmd::new(["echo", "a b", "$HOME"]), &job)
             .unwrap();
-        let mut expected: Vec<OsString> =
-            ssh.ssh_command_prefix().iter().map(OsString::from).collect();
+        let mut expected: Vec<OsString> = ssh
+            .ssh_command_prefix()
+            .iter()
+            .map(OsString::from)
+            .collect();
         expected.extend(
             [
                 "-oControlMaster=no",
