@@ -87,7 +87,18 @@ Examples:
   conn bench db1
   conn bench -n 1000 -t 8,32 --capacity 8 --json backup@db1 > bench.json
   conn bench --mux process -t 16 db1
-  conn bench --builtin db1                 no remote exec: the transports' own cost";
+  conn bench --builtin db1                 no remote exec: the transports' own cost
+  conn bench --stream db1                  MB/s of 1 GiB into `cat >/dev/null` instead";
+const COPY_AFTER_HELP: &str = "\
+Examples:
+  conn copy -w web[01-16] app.conf /etc/app/        one file into a directory on 16 hosts
+  conn copy -r -w db[1-2] ./schema /srv/            a directory tree
+
+Each file is written under a temporary name next to its destination, checked for its full
+size, given the source's mode, and only then renamed: a killed or failed copy never leaves a
+partial file under the final name. Exit status: 0 when every host got every file, else the
+largest of the hosts' codes; a summary of the failures, folded by reason, goes to stderr.";
+
 const HOSTS_AFTER_HELP: &str = "\
 Syntax (pdsh's and ClusterShell's): top-level commas separate items; [..] holds numbers,
 ranges a-b and stepped ranges a-b/s; every number of a-b has at least the digits of a
@@ -161,6 +172,9 @@ pub enum Command {
     /// Show (or prune) the leased control-socket names under a socket directory.
     #[command(after_help = LEASES_AFTER_HELP)]
     Leases(LeasesArgs),
+    /// Copy files (with -r, directory trees) to every host through the pooled masters.
+    #[command(after_help = COPY_AFTER_HELP)]
+    Copy(CopyArgs),
     /// Start a private sshd on 127.0.0.1, benchmark it, show master reuse, tear it down.
     #[command(after_help = DEMO_AFTER_HELP)]
     Demo(DemoArgs),
@@ -207,6 +221,12 @@ pub struct RunArgs {
     #[arg(long, conflicts_with = "gather")]
     pub json: bool,
 
+    /// Send conn's standard input (a pipe or a file, not a terminal) to every host: read once
+    /// to its end first (kept in a temporary file, not in memory), then each host reads it
+    /// from its own descriptor at its own pace.
+    #[arg(long)]
+    pub stdin_all: bool,
+
     /// How many hosts to work on at once.
     #[arg(long, value_name = "N", default_value_t = 32,
           value_parser = clap::value_parser!(u32).range(1..=4096))]
@@ -241,6 +261,60 @@ pub struct RunArgs {
     /// The command and its arguments (each argument is quoted for the remote shell).
     #[arg(value_name = "CMD", required = true, num_args = 1.., trailing_var_arg = true)]
     pub command: Vec<String>,
+}
+
+/// `conn copy`.
+#[derive(Debug, Args)]
+#[command(group(
+    ArgGroup::new("targets")
+        .required(true)
+        .multiple(true)
+        .args(["hosts", "hosts_file"])
+))]
+pub struct CopyArgs {
+    /// Hosts to copy to: a host set, as for `conn run -w`.
+    #[arg(
+        short = 'w',
+        visible_short_alias = 'H',
+        long = "host",
+        value_name = "EXPR"
+    )]
+    pub hosts: Vec<String>,
+
+    /// Read hosts from FILE: one host-set expression per line; `#` starts a comment.
+    #[arg(long, value_name = "FILE")]
+    pub hosts_file: Option<PathBuf>,
+
+    /// Remove these hosts (a host set; repeatable).
+    #[arg(short = 'x', long = "exclude", value_name = "EXPR")]
+    pub exclude: Vec<String>,
+
+    /// Copy directories with their contents.
+    #[arg(short = 'r', long)]
+    pub recursive: bool,
+
+    /// How many hosts to copy to at once.
+    #[arg(long, value_name = "N", default_value_t = 32,
+          value_parser = clap::value_parser!(u32).range(1..=1024))]
+    pub parallel: u32,
+
+    /// Deadline for each host, all its files together (seconds, fractions allowed).
+    #[arg(long, value_name = "SECS", value_parser = parse_secs)]
+    pub timeout: Option<Duration>,
+
+    /// How sessions reach the master (`native` or `process`), as for `conn run`.
+    #[arg(long, value_name = "native|process", default_value = "native", value_parser = parse_mux)]
+    pub mux: Mux,
+
+    /// The ssh and pool options.
+    #[command(flatten)]
+    pub ssh: SshArgs,
+
+    /// SRC… DEST: local files (or with -r directories), then the remote destination: a
+    /// directory when there are several sources, with -r, or when it ends with `/`; else the
+    /// file's new name.
+    #[arg(value_name = "SRC… DEST", required = true, num_args = 2..)]
+    pub paths: Vec<PathBuf>,
 }
 
 /// `conn bench`.
@@ -296,6 +370,22 @@ pub struct BenchArgs {
     /// Print the results as JSON on stdout.
     #[arg(long)]
     pub json: bool,
+
+    /// Measure a stream instead of commands: MB/s of --stream-mib into the remote
+    /// `cat >/dev/null` through each back end, a hand-spawned `ssh -S` and (unless --fresh 0) a
+    /// fresh ssh, with this process's peak RSS; the other sections are skipped.
+    #[arg(long)]
+    pub stream: bool,
+
+    /// Size of each stream of --stream, in MiB.
+    #[arg(long, value_name = "MIB", default_value_t = 1024,
+          value_parser = clap::value_parser!(u32).range(1..=1_048_576))]
+    pub stream_mib: u32,
+
+    /// Streams per subject of --stream, taken in turns.
+    #[arg(long, value_name = "N", default_value_t = 3,
+          value_parser = clap::value_parser!(u32).range(1..=100))]
+    pub stream_rounds: u32,
 
     /// The ssh and pool options.
     #[command(flatten)]
@@ -376,7 +466,7 @@ impl From<LocationArg> for Location {
     }
 }
 
-/// The options of SPEC §3 shared by `run` and `bench`.
+/// The ssh and pool options shared by `run`, `copy` and `bench` (docs/design.md#options).
 #[derive(Debug, Clone, PartialEq, Eq, Args)]
 #[command(next_help_heading = "SSH and pool options")]
 pub struct SshArgs {

@@ -18,9 +18,11 @@
 
 mod args;
 mod bench;
+mod copy;
 mod demo;
 mod hosts;
 mod leases;
+mod lines;
 mod output;
 mod report;
 mod run;
@@ -54,6 +56,7 @@ fn main() -> ExitCode {
     let result = match &cli.command {
         Command::Run(a) => run::main(a),
         Command::Hosts(a) => hosts::main(a),
+        Command::Copy(a) => copy::main(a),
         Command::Bench(a) => bench::main(a),
         Command::Leases(a) => leases::main(a),
         Command::Demo(a) => demo::main(a),

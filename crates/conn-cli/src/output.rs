@@ -144,20 +144,6 @@ pub fn ignore_broken_pipe(e: io::Error) -> io::Result<()> {
     }
 }
 
-/// Writes `data` with every line prefixed by `prefix`; a last line without a newline gets one.
-pub fn write_prefixed(out: &mut impl Write, prefix: &str, data: &[u8]) -> io::Result<()> {
-    if data.is_empty() {
-        return Ok(());
-    }
-    let data = data.strip_suffix(b"\n").unwrap_or(data);
-    for line in data.split(|&b| b == b'\n') {
-        out.write_all(prefix.as_bytes())?;
-        out.write_all(line)?;
-        out.write_all(b"\n")?;
-    }
-    Ok(())
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -178,19 +164,6 @@ mod tests {
             reason: "x",
         };
         assert_eq!(Failure::from(bad).code, EXIT_USAGE);
-    }
-
-    #[test]
-    fn prefixing_keeps_every_line_and_terminates_the_last() {
-        let mut out = Vec::new();
-        write_prefixed(&mut out, "h: ", b"a\n\nb").unwrap();
-        assert_eq!(out, b"h: a\nh: \nh: b\n");
-        let mut out = Vec::new();
-        write_prefixed(&mut out, "h: ", b"one\n").unwrap();
-        assert_eq!(out, b"h: one\n");
-        let mut out = Vec::new();
-        write_prefixed(&mut out, "h: ", b"").unwrap();
-        assert!(out.is_empty());
     }
 
     #[test]

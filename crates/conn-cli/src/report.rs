@@ -16,7 +16,6 @@ use serde_json::{Value, json};
 
 use crate::output::{EXIT_INTERRUPTED, exit_code_of_error, exit_code_of_status, one_line};
 
-
 /// How a host ended.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum HostEnd {

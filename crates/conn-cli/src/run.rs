@@ -1,25 +1,28 @@
 //! `conn run`: one pool per host, `--parallel` worker threads over the hosts, output passed
-//! through (one host) or prefixed `host: ` (several), gathered (`-b`) or as JSON lines
-//! (`--json`); exit status passed through or the largest of all.
+//! through (one host) or streamed line by line prefixed `host: ` (several), gathered (`-b`) or
+//! as JSON lines (`--json`); exit status passed through or the largest of all.
 
+use std::fs::File;
 use std::io::{self, IsTerminal, Write};
-use std::path::Path;
+use std::os::fd::AsRawFd;
+use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
-use conn_core::{RetryPolicy, retry, 
-    Cmd, ConnectionPool, Deadline, Error, Output, Result, SimpleJob, Stdin, Stream, Transport,
-    UserHost,
+use conn_core::{
+    Cmd, ConnectionPool, Deadline, Error, Job, Output, Result, RetryPolicy, SimpleJob, Started,
+    Stdin, Stream, Transport, UserHost, retry,
 };
 use conn_local::Local;
+use conn_openssh::OpenSsh;
 use indicatif::{ProgressBar, ProgressDrawTarget, ProgressStyle};
 
 use crate::args::RunArgs;
 use crate::hosts::host_set;
+use crate::lines::{Emit, Target, pump_lines};
 use crate::output::{
     EXIT_INTERRUPTED, Failure, exit_code_of_error, exit_code_of_status, one_line, print_error,
-    write_prefixed,
 };
 use crate::report::{HostReport, failure_summary, write_gathered};
 use crate::{POOL_NAME, signals};
@@ -32,7 +35,13 @@ const RETRY_MAX_DELAY: Duration = Duration::from_secs(10);
 /// Runs `conn run`; returns the exit code.
 pub fn main(args: &RunArgs) -> Result<u8, Failure> {
     args.ssh.validate().map_err(Failure::usage)?;
-    let settings = Settings {
+    if args.stdin_all && io::stdin().is_terminal() {
+        return Err(Failure::usage(
+            "--stdin-all sends conn's standard input to every host, but it is a terminal: \
+             pipe or redirect the input (e.g. `conn run --stdin-all -w … -- cmd < file`)",
+        ));
+    }
+    let mut settings = Settings {
         argv: args.command.clone(),
         timeout: args.timeout,
         dry_run: args.dry_run,
@@ -46,17 +55,46 @@ pub fn main(args: &RunArgs) -> Result<u8, Failure> {
         } else {
             Mode::Prefixed
         },
+        stdin_all: None,
+    };
+    let targets = |args: &RunArgs| -> Result<Vec<(String, OpenSsh)>, Failure> {
+        let hosts = host_list(&args.hosts, args.hosts_file.as_deref(), &args.exclude)?;
+        // Everything is validated before anything starts: a bad name or option is exit 2.
+        Ok(hosts
+            .into_iter()
+            .map(|h| Ok((h.clone(), args.ssh.builder(&h).mux(args.mux).build()?)))
+            .collect::<Result<Vec<_>>>()?)
+    };
+    let remote = if args.local {
+        None
+    } else {
+        Some(targets(args)?)
+    };
+    // Read once, to its end, before any host starts: every host then reads the same bytes
+    // from its own descriptor, at its own pace, and memory stays bounded (the bytes wait on
+    // disk, not in conn).
+    let _spill = if args.stdin_all {
+        let spill = spill_stdin()?;
+        settings.stdin_all = Some(spill.1.clone());
+        Some(spill.0)
+    } else {
+        None
     };
     if args.local {
         return run_targets(vec![("localhost".to_string(), Local::new())], &settings);
     }
-    let hosts = host_list(&args.hosts, args.hosts_file.as_deref(), &args.exclude)?;
-    // Everything is validated before anything starts: a bad name or option is exit 2.
-    let targets = hosts
-        .into_iter()
-        .map(|h| Ok((h.clone(), args.ssh.builder(&h).mux(args.mux).build()?)))
-        .collect::<Result<Vec<_>>>()?;
-    run_targets(targets, &settings)
+    run_targets(remote.unwrap_or_default(), &settings)
+}
+
+/// Copies our standard input to an unnamed temporary file; returns it and a path that opens
+/// it anew (with an offset of its own) for each host.
+fn spill_stdin() -> Result<(File, PathBuf), Failure> {
+    let mut spill = tempfile::tempfile()
+        .map_err(|e| Failure::other(format!("--stdin-all: cannot make a temporary file: {e}")))?;
+    io::copy(&mut io::stdin().lock(), &mut spill)
+        .map_err(|e| Failure::other(format!("--stdin-all: cannot read standard input: {e}")))?;
+    let path = PathBuf::from(format!("/proc/self/fd/{}", spill.as_raw_fd()));
+    Ok((spill, path))
 }
 
 /// What every host runs, and how.
@@ -68,12 +106,30 @@ struct Settings {
     parallel: usize,
     capacity: usize,
     mode: Mode,
+    /// `--stdin-all`: the spilled input, opened anew for each host.
+    stdin_all: Option<PathBuf>,
+}
+
+impl Settings {
+    /// The command for one host: its own reader of the `--stdin-all` input, if any.
+    fn command_for_host(&self, cmd: &Cmd) -> Result<Cmd> {
+        match &self.stdin_all {
+            Some(path) => {
+                let file = File::open(path).map_err(|e| Error::Io {
+                    context: "opening the --stdin-all input again".into(),
+                    source: e,
+                })?;
+                Ok(cmd.clone().stdin(Stdin::from(file)))
+            }
+            None => Ok(cmd.clone()),
+        }
+    }
 }
 
 /// How the output of several hosts (or of one, with `-b` or `--json`) is shown.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 enum Mode {
-    /// Each host's lines prefixed `host: `, printed when the host is done.
+    /// Each host's lines prefixed `host: `, printed as they arrive, whole.
     Prefixed,
     /// `-b`: hosts with identical output and status printed once, at the end.
     Gather,
@@ -85,7 +141,7 @@ enum Mode {
 /// as `[user@]host` (the set's rules already refuse what `UserHost` refuses; this is the check
 /// at the door of the transport). A malformed expression is printed with a caret, exit 2; so
 /// is a set left empty by `-x`.
-fn host_list(
+pub(crate) fn host_list(
     hosts: &[String],
     file: Option<&Path>,
     exclude: &[String],
@@ -135,7 +191,9 @@ fn run_single<T: Transport>(label: &str, pool: &ConnectionPool<T>, s: &Settings)
     let job = new_job(s.timeout);
     // An inherited stdout/stderr reaches an ssh master only as a pipe of the transport's,
     // which it lets go of when the command ends or times out: the master never keeps ours.
-    let result = run_with_retries(pool, &cmd, &job, s.retries, label);
+    let result = s
+        .command_for_host(&cmd)
+        .and_then(|cmd| run_with_retries(pool, &cmd, &job, s.retries, label));
     pool.shutdown();
     match result {
         Ok(out) => exit_code_of_status(out.status),
@@ -146,9 +204,10 @@ fn run_single<T: Transport>(label: &str, pool: &ConnectionPool<T>, s: &Settings)
     }
 }
 
-/// Several hosts: `--parallel` workers; each host's output is printed, prefixed (or as a JSON
-/// line), when it is done, or gathered after the last (`-b`); a summary of the failures, folded
-/// by reason, goes to stderr; the exit code is the largest of all.
+/// Several hosts: `--parallel` workers; each host's lines are printed, prefixed, as they come
+/// (or its JSON line when it is done, or the hosts gathered after the last with `-b`); a
+/// summary of the failures, folded by reason, goes to stderr; the exit code is the largest of
+/// all.
 fn run_many<T: Transport>(pools: &[(String, ConnectionPool<T>)], s: &Settings) -> u8 {
     let cmd = Cmd::new(s.argv.clone())
         .stdin(Stdin::Null)
@@ -173,17 +232,15 @@ fn run_many<T: Transport>(pools: &[(String, ConnectionPool<T>)], s: &Settings) -
                     let mut report = if signals::interrupted().is_some() {
                         HostReport::interrupted(label)
                     } else {
-                        run_one_of_many(label, pool, &cmd, s)
+                        run_one_of_many(label, pool, &cmd, s, &bar)
                     };
                     pool.shutdown();
                     if report.failure().is_some() {
                         let n = failed.fetch_add(1, Ordering::Relaxed) + 1;
                         bar.set_message(format!(", {n} failed"));
                     }
-                    match s.mode {
-                        Mode::Prefixed => print_host_output(&report, &bar),
-                        Mode::Json => print_json_line(&report, &bar),
-                        Mode::Gather => {}
+                    if s.mode == Mode::Json {
+                        print_json_line(&report, &bar);
                     }
                     if s.mode != Mode::Gather {
                         // Printed: only the status is needed from here on.
@@ -225,40 +282,77 @@ fn run_many<T: Transport>(pools: &[(String, ConnectionPool<T>)], s: &Settings) -
     code
 }
 
-/// Runs the command on one host of many (retries included) and reports how it went.
+/// Runs the command on one host of many (retries included) and reports how it went. In the
+/// prefixed mode its lines are printed as they arrive; `-b` and `--json` keep its output.
 fn run_one_of_many<T: Transport>(
     label: &str,
     pool: &ConnectionPool<T>,
     cmd: &Cmd,
     s: &Settings,
+    bar: &ProgressBar,
 ) -> HostReport {
     let job = new_job(s.timeout);
     let start = Instant::now();
-    let result = run_with_retries(pool, cmd, &job, s.retries, label);
+    let policy = RetryPolicy::new(s.retries as usize)
+        .min_delay(RETRY_MIN_DELAY)
+        .max_delay(RETRY_MAX_DELAY);
+    let notify = |e: &Error, d: Duration| {
+        tracing::warn!(
+            "{label}: retrying in {d:.1?} after: {}",
+            one_line(&e.to_string())
+        );
+    };
+    // Only what never started is retried: nothing of it was printed.
+    let result = retry(&policy, job.as_ref(), notify, || {
+        stream_host(label, pool, &s.command_for_host(cmd)?, job.as_ref(), s, bar)
+    });
     HostReport::new(label, result, start.elapsed())
 }
 
-/// Serialises the printing of whole hosts: one host's lines are never mixed with another's.
-static PRINT: Mutex<()> = Mutex::new(());
-
-/// Writes one host's output, every line prefixed: stdout to stdout, stderr to stderr, the
-/// whole host at once (hosts never interleave).
-fn print_host_output(report: &HostReport, bar: &ProgressBar) {
-    let prefix = format!("{}: ", report.host);
-    let _serial = lock(&PRINT);
-    bar.suspend(|| {
-        let mut stdout = io::stdout().lock();
-        let mut stderr = io::stderr().lock();
-        // A closed stdout (`conn run … | head`) is not worth a failure of the host.
-        let _ = write_prefixed(&mut stdout, &prefix, &report.stdout).and_then(|()| stdout.flush());
-        let _ = write_prefixed(&mut stderr, &prefix, &report.stderr);
-    });
+/// One attempt on one host: spawn, stream (or keep) its output, wait.
+fn stream_host<T: Transport>(
+    label: &str,
+    pool: &ConnectionPool<T>,
+    cmd: &Cmd,
+    job: &dyn Job,
+    s: &Settings,
+    bar: &ProgressBar,
+) -> Result<Output> {
+    let mut child = pool.spawn(cmd, job)?;
+    let (mut stdout, mut stderr) = (Vec::new(), Vec::new());
+    let keep = s.mode != Mode::Prefixed;
+    let prefix = format!("{label}: ");
+    let (out, err) = (child.take_stdout(), child.take_stderr());
+    // Each line whole, under its stream's lock; the progress bar steps aside for it.
+    let print = |target: Target, line: &[u8]| bar.suspend(|| target.write_line(line));
+    let pumped = pump_lines(
+        &prefix,
+        out,
+        err,
+        job.deadline().map(|d| d.at()),
+        keep.then_some((&mut stdout, &mut stderr)),
+        (!keep).then_some(&print as &Emit<'_>),
+    );
+    if let Err(e) = pumped {
+        let _ = child.kill();
+        return Err(Error::Io {
+            context: format!("reading the output of {label}"),
+            source: e,
+        });
+    }
+    // At the deadline `wait` ends the command and says so.
+    let status = child.wait()?;
+    Ok(Output {
+        status,
+        stdout,
+        stderr,
+        started: child.started().unwrap_or(Started::Yes),
+    })
 }
 
 /// Writes one host's `--json` line on stdout.
 fn print_json_line(report: &HostReport, bar: &ProgressBar) {
     let line = report.to_json().to_string();
-    let _serial = lock(&PRINT);
     bar.suspend(|| {
         let mut stdout = io::stdout().lock();
         let _ = writeln!(stdout, "{line}").and_then(|()| stdout.flush());
@@ -318,7 +412,9 @@ fn run_with_backoff<T: Transport>(
             one_line(&e.to_string())
         );
     };
-    retry(&policy, job.as_ref(), notify, || pool.run(cmd, job.as_ref()))
+    retry(&policy, job.as_ref(), notify, || {
+        pool.run(cmd, job.as_ref())
+    })
 }
 
 fn lock<T>(m: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {

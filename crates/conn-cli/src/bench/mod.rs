@@ -12,7 +12,8 @@
 //! - [`subjects`]: who runs the command (each pool back end, the baseline, fresh ssh);
 //! - [`measure`]: the rows of the main table, measured fairly;
 //! - [`liveness`], [`fresh_process`]: the two other sections;
-//! - [`report`], [`table`], [`stats`]: the figures, their ratios, and how they are shown.
+//! - [`report`], [`table`], [`stats`]: the figures, their ratios, and how they are shown;
+//! - [`stream`]: `--stream`, the throughput of one large stream instead.
 
 mod fresh_process;
 mod liveness;
@@ -20,6 +21,7 @@ mod measure;
 mod plan;
 mod report;
 mod stats;
+mod stream;
 mod subjects;
 mod table;
 
@@ -45,6 +47,9 @@ pub fn main(args: &BenchArgs) -> Result<u8, Failure> {
     // Validate every transport before anything starts.
     for &m in &plan.muxes {
         args.ssh.builder(&args.host).mux(m).build()?;
+    }
+    if args.stream {
+        return stream::main(args, &plan.muxes);
     }
     let report = run(&args.ssh, &args.host, &plan)?;
     let mut out = io::stdout().lock();
