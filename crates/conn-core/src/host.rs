@@ -12,7 +12,7 @@ const FORBIDDEN: &str = "\"'`~!@#$%^&*()+={}[]|;<>?,\\/";
 /// A validated remote endpoint, `host` or `user@host`.
 ///
 /// It can only be built through [`UserHost::parse`] (or [`FromStr`]), which applies the rules of
-/// the specification: after removing the first `@` the text must be non-empty, must not start
+/// docs/design.md#endpoint: after removing the first `@` the text must be non-empty, must not start
 /// with `-` (ssh would read it as an option), must not contain `..`, whitespace, or any of
 /// `` "'`~!@#$%^&*()+={}[]|;<>?,\/ ``. `:` `.` `_` `-` are allowed, so IPv6 literals and FQDNs
 /// pass. conn is stricter than that in three places, all of which ssh would only fail on later:

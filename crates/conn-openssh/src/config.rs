@@ -100,7 +100,7 @@ pub(crate) struct Config {
     pub cache_namespace: String,
 }
 
-/// Builds an [`OpenSsh`] transport; every option of the specification, validated on
+/// Builds an [`OpenSsh`] transport; every option of docs/design.md#options, validated on
 /// [`build`](OpenSshBuilder::build).
 ///
 /// ```

@@ -45,7 +45,7 @@ pub(crate) struct Control {
     /// The master's `-E` log file: its diagnostics, never a pipe anyone waits on.
     log: PathBuf,
     lease: Mutex<Option<Lease>>,
-    /// The per-connection refresh state of the specification. Held only for microseconds: a
+    /// The per-connection refresh state (docs/design.md#refresh). Held only for microseconds: a
     /// slow refresh marks itself in progress and runs unlocked, while other threads wait on
     /// `refreshed` within their own deadlines.
     refresh: Mutex<RefreshState>,
