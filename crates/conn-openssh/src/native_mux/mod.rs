@@ -3,16 +3,22 @@
 //!
 //! - `codec`: the frames and messages, I/O-free and bounds-checked (fuzz target:
 //!   `fuzz/fuzz_targets/mux_decode.rs`).
-//! - `client`: `spawn` (one command per control connection; the command's descriptors go to
+//! - `control`: the control connection (connect, frames, `SCM_RIGHTS`, messages) and the job's
+//!   bound on every wait.
+//! - `session`: `spawn` (one command per control connection; the command's descriptors go to
 //!   the master with `SCM_RIGHTS`) and `alive_check` (`MUX_C_ALIVE_CHECK`, the master's pid).
+//! - `tests`: the client against a fake master, for the paths sshd cannot be made to take.
 //!
 //! Masters are still started by `ssh -M` (see `connection.rs`); only sessions and the slow
 //! liveness check go native.
 
-mod client;
 pub(crate) mod codec;
+mod control;
+mod session;
+#[cfg(test)]
+mod tests;
 
-pub(crate) use client::{alive_check, spawn};
+pub(crate) use session::{alive_check, spawn};
 
 /// Decodes every complete master→client frame at the start of `bytes` (see
 /// `codec::decode_server_stream`): the fuzz target's entry point.

@@ -1,0 +1,455 @@
+//! A native session: one command per control connection, its end driven by `RemoteChild`'s
+//! poll loop; and the alive check.
+//!
+//! A session goes: connect to the ControlPath (non-blocking, bounded by the job's deadline);
+//! send `MUX_MSG_HELLO` and `MUX_C_NEW_SESSION` in one write and then the three stdio
+//! descriptors, one `SCM_RIGHTS` message each (pipelined: the master reads exactly one frame
+//! before it receives the descriptors, so there is no need to wait for its hello first, which
+//! saves a round trip); close our copies of the master's ends; then poll the control socket and
+//! our pipe ends until the master has sent `MUX_S_EXIT_MESSAGE` and closed the control connection,
+//! and our pipes are at end of file.
+//!
+//! Waiting for the control connection to close, not just for the exit message, matters twice:
+//! the master closes it only once the session channel is completely closed, so stdout and stderr
+//! have been flushed to our pipes (OpenSSH's own client waits the same way: "if this one closes
+//! early, the multiplex master will terminate early too (possibly losing data)"); and sshd frees
+//! the session slot only once that close exchange is done, so a caller that opens its next
+//! session right after we return is far less likely to overshoot `MaxSessions`.
+
+use std::io;
+use std::os::fd::{AsFd, BorrowedFd};
+use std::os::unix::ffi::OsStringExt;
+use std::path::Path;
+use std::sync::Arc;
+use std::time::Duration;
+
+use conn_core::transport::{
+    ChildFd, ChildHandle, CommandName, Registration, Seen, Session, StdioOptions, StdioPlan,
+};
+use conn_core::{
+    Cmd, Error, ExitStatus, Job, RemoteChild, Result, SimpleJob, Started, join_quoted,
+};
+use rustix::event::PollFlags;
+use rustix::fs::{Mode, OFlags};
+
+use super::codec::{ClientMessage, MAX_PACKET, MUX_VERSION, NewSession, ServerMessage};
+use super::control::{Bound, Control, Fail, Filled, expect_reply, next_request_id};
+
+/// Starts `cmd` on `endpoint` over the ControlMaster listening on `socket`, in this process: no
+/// `ssh` client is spawned, and the command's descriptors go to the master with `SCM_RIGHTS`,
+/// so its streamed bytes never pass through this process (except where conn relays an
+/// inherited stream, or the caller reads a pipe).
+///
+/// Returns once the master has confirmed the session (one round trip), so that everything
+/// that keeps the command from starting is an error here, which the pool may retry:
+/// [`Error::Connect`] when nothing listens on `socket`; [`Error::SessionRefused`] when sshd
+/// refused the session channel ("Session open refused by peer", e.g. `MaxSessions`);
+/// [`Error::Transport`] with [`Started::No`] when the master refused for another reason or
+/// hung up before confirming. [`Error::Timeout`] / [`Error::Cancelled`] when the job ends
+/// first (the control connection is closed), [`Error::Io`] for a protocol violation or a local
+/// failure. After that the [`RemoteChild`] reports the end: the exit status the master
+/// forwards (255 included: it is the remote command's own), or [`Error::Transport`] with
+/// [`Started::Unknown`] when the master died first.
+pub(crate) fn spawn(
+    socket: &Path,
+    endpoint: &str,
+    cmd: &Cmd,
+    job: &dyn Job,
+) -> Result<RemoteChild> {
+    cmd.validate()?;
+    let line = join_quoted(cmd.argv())?;
+    let name = CommandName {
+        endpoint: endpoint.to_string(),
+        line: line.to_string_lossy().into_owned(),
+    };
+    if cmd.is_dry_run() {
+        return Ok(RemoteChild::dry_run(cmd, name));
+    }
+    conn_core::ensure_running(job, || name.to_string())?;
+    let bound = Bound { job };
+    tracing::debug!(endpoint, socket = %socket.display(), "Executing: {}", name.line);
+
+    let request_id = next_request_id();
+    let mut request = ClientMessage::Hello {
+        version: MUX_VERSION,
+    }
+    .encode()
+    .expect("a hello always encodes");
+    let line_len = line.len();
+    match ClientMessage::NewSession(NewSession::command(request_id, line.into_vec())).encode() {
+        Ok(frame) => request.extend_from_slice(&frame),
+        Err(e) => {
+            return Err(Error::Io {
+                context: format!(
+                    "remote command of {line_len} bytes does not fit the ssh mux protocol (at \
+                     most {MAX_PACKET} bytes per message): {}",
+                    conn_core::text::head(&name.to_string(), 200)
+                ),
+                source: io::Error::new(io::ErrorKind::InvalidInput, e),
+            });
+        }
+    }
+    let mut plan = StdioPlan::new(
+        cmd,
+        StdioOptions {
+            relay_inherit: true,
+            watch_stderr: None,
+        },
+    )?;
+    let fds = plan.take_child_fds();
+    let opened = open_session(socket, &request, request_id, fds, &bound);
+    let (control, session_id) = opened.map_err(|fail| fail_error(fail, socket, &name, job))?;
+    let Some(registration) = job
+        .cancel_token()
+        .register(ChildHandle::Socket(Arc::clone(&control.fd)))
+    else {
+        return Err(Error::Cancelled {
+            command: name.to_string(),
+        });
+    };
+    let session = NativeSession {
+        control,
+        socket: socket.to_path_buf(),
+        name: name.clone(),
+        session_id,
+        exit_value: None,
+        closed: false,
+        no_status: false,
+        _registration: registration,
+    };
+    Ok(RemoteChild::new(Box::new(session), plan, cmd, job, name))
+}
+
+/// Maps why a session could not open onto [`Error`].
+pub(super) fn fail_error(fail: Fail, socket: &Path, name: &CommandName, job: &dyn Job) -> Error {
+    match fail {
+        Fail::Timeout => Error::Timeout {
+            command: name.to_string(),
+            timeout: job.deadline().map(|d| d.duration()).unwrap_or_default(),
+        },
+        Fail::Cancelled => Error::Cancelled {
+            command: name.to_string(),
+        },
+        Fail::Connect(e) => Error::Connect {
+            endpoint: name.endpoint.clone(),
+            message: format!(
+                "no ssh master answers on control socket {}: {e}",
+                socket.display()
+            ),
+        },
+        Fail::Refused(reason) if is_session_refusal(&reason) => Error::SessionRefused {
+            endpoint: name.endpoint.clone(),
+            message: reason,
+        },
+        // The master acts only on a whole request with all three descriptors, and answered
+        // no or hung up before confirming: the command did not start.
+        Fail::Refused(why) | Fail::Closed(why) => Error::Transport {
+            endpoint: name.endpoint.clone(),
+            command: name.line.clone(),
+            started: Started::No,
+            stdout: Vec::new(),
+            stderr: format!("ssh mux master {}: {why}", socket.display()).into_bytes(),
+        },
+        Fail::Protocol(why) => Error::Io {
+            context: format!(
+                "ssh mux protocol error on {} running {name}",
+                socket.display()
+            ),
+            source: io::Error::new(io::ErrorKind::InvalidData, why),
+        },
+        Fail::Local(what, source) => Error::Io {
+            context: format!("{what} for {name}"),
+            source,
+        },
+    }
+}
+
+/// sshd refused the channel (its `MaxSessions`, or a policy): the command never started, so
+/// the caller may retry. The texts are the master's (`mux_session_confirm`) and sshd's.
+pub(super) fn is_session_refusal(reason: &str) -> bool {
+    reason.contains("refused by peer") || reason.contains("prohibited")
+}
+
+/// Connects, sends the request and the three descriptors, and waits for the master's answer:
+/// the session id once the session is open.
+pub(super) fn open_session(
+    socket: &Path,
+    request: &[u8],
+    request_id: u32,
+    fds: [ChildFd; 3],
+    bound: &Bound<'_>,
+) -> Result<(Control, u32), Fail> {
+    let mut control = Control::connect(socket, bound)?;
+    {
+        let devnull = if fds.iter().any(|e| matches!(e, ChildFd::Null)) {
+            Some(
+                rustix::fs::open("/dev/null", OFlags::RDWR | OFlags::CLOEXEC, Mode::empty())
+                    .map_err(|e| Fail::Local("opening /dev/null", e.into()))?,
+            )
+        } else {
+            None
+        };
+        // Handles on our own stdio, borrowed only while the descriptors are sent.
+        let (own_in, own_out, own_err) = (io::stdin(), io::stdout(), io::stderr());
+        let own: [BorrowedFd<'_>; 3] = [own_in.as_fd(), own_out.as_fd(), own_err.as_fd()];
+        control.send_all(request, bound)?;
+        for (end, own) in fds.iter().zip(own) {
+            let fd = match end {
+                ChildFd::Null => devnull.as_ref().expect("opened above").as_fd(),
+                ChildFd::Inherit => own,
+                ChildFd::Fd(fd) => fd.as_fd(),
+            };
+            control.send_fd(fd, bound)?;
+        }
+    }
+    // The master holds its own duplicates now. Dropping ours is what lets our read ends see
+    // end of file once the master closes its copies.
+    drop(fds);
+    loop {
+        if !bound.wait_for(control.fd.as_fd(), PollFlags::IN)? {
+            continue;
+        }
+        let filled = control.fill()?;
+        if let Some(msg) = control.next_message()? {
+            expect_reply(&msg, request_id)?;
+            return match msg {
+                ServerMessage::SessionOpened { session_id, .. } => Ok((control, session_id)),
+                ServerMessage::Failure { reason, .. }
+                | ServerMessage::PermissionDenied { reason, .. } => Err(Fail::Refused(reason)),
+                other => Err(Fail::Protocol(format!(
+                    "unexpected reply to a session request: {other:?}"
+                ))),
+            };
+        }
+        if filled == Filled::Eof {
+            return Err(Fail::Closed(
+                "closed the control connection before the session opened".to_string(),
+            ));
+        }
+    }
+}
+
+/// An open session on the master, as [`RemoteChild`] drives it: its end is the exit message
+/// followed by the master closing the control connection.
+///
+/// Waiting for the close, not just for the exit message, matters twice: the master closes it
+/// only once the session channel is completely closed, so stdout and stderr have been flushed to
+/// the command's descriptors; and sshd frees the session slot only once that close exchange is
+/// done, so a caller that opens its next session right after is far less likely to overshoot
+/// `MaxSessions`.
+struct NativeSession {
+    control: Control,
+    socket: std::path::PathBuf,
+    name: CommandName,
+    session_id: u32,
+    exit_value: Option<u32>,
+    closed: bool,
+    /// The session closed without an exit status while the master still answers: a signal
+    /// killed the remote command (masters forward only `exit-status`).
+    no_status: bool,
+    /// In the job's registry while open: a cancel shuts the control connection down.
+    _registration: Registration,
+}
+
+impl NativeSession {
+    /// Reads what the master has sent, without blocking.
+    fn read_control(&mut self) -> Result<(), Fail> {
+        while !self.closed {
+            let filled = self.control.fill()?;
+            while let Some(msg) = self.control.next_message()? {
+                match msg {
+                    ServerMessage::ExitMessage {
+                        session_id,
+                        exit_value,
+                    } if session_id == self.session_id && self.exit_value.is_none() => {
+                        self.exit_value = Some(exit_value);
+                    }
+                    // We never ask for a tty; nothing to restore.
+                    ServerMessage::TtyAllocFail { session_id } if session_id == self.session_id => {
+                    }
+                    other => {
+                        return Err(Fail::Protocol(format!(
+                            "unexpected message from the ssh master (session {}, exit {:?}): \
+                             {other:?}",
+                            self.session_id, self.exit_value
+                        )));
+                    }
+                }
+            }
+            match filled {
+                Filled::Eof => self.closed = true,
+                Filled::Nothing => break, // nothing more right now
+                Filled::Data => {}
+            }
+        }
+        Ok(())
+    }
+}
+
+impl Session for NativeSession {
+    fn exit_fd(&self) -> Option<BorrowedFd<'_>> {
+        (!self.closed).then(|| self.control.fd.as_fd())
+    }
+
+    fn try_finish(&mut self) -> Result<Option<ExitStatus>> {
+        let name = self.name.clone();
+        let socket = self.socket.clone();
+        self.read_control().map_err(|fail| {
+            let err = fail_error(fail, &socket, &name, &SimpleJob::new());
+            match err {
+                // After the session opened, a failure of the master means the command may
+                // have run.
+                Error::Transport {
+                    endpoint,
+                    command,
+                    stdout,
+                    stderr,
+                    ..
+                } => Error::Transport {
+                    endpoint,
+                    command,
+                    started: Started::Unknown,
+                    stdout,
+                    stderr,
+                },
+                other => other,
+            }
+        })?;
+        if !self.closed {
+            return Ok(None);
+        }
+        if let Some(value) = self.exit_value {
+            // The master sends the u32 of sshd's exit-status; real values are 0..=255.
+            return Ok(Some(ExitStatus::Code(value as i32)));
+        }
+        // Masters forward only exit-status, never exit-signal: a session that closed without
+        // a status while the master still answers ran a command that a signal killed. Report
+        // 255 as ssh does; it is no transport failure, so nobody retries a command that ran.
+        if alive_check(&self.socket, SIGNAL_PROBE_TIMEOUT).is_ok() {
+            tracing::debug!(
+                socket = %self.socket.display(),
+                "session ended without an exit status; the master is alive: the remote \
+                 command was killed by a signal"
+            );
+            self.no_status = true;
+            return Ok(Some(ExitStatus::Code(255)));
+        }
+        Err(Error::Transport {
+            endpoint: self.name.endpoint.clone(),
+            command: self.name.line.clone(),
+            started: Started::Unknown,
+            stdout: Vec::new(),
+            stderr: format!(
+                "ssh mux master {}: closed the session without an exit status, and the master \
+                 no longer answers (it or its connection died)",
+                self.socket.display()
+            )
+            .into_bytes(),
+        })
+    }
+
+    fn kill(&mut self) {
+        // The master then marks the session's channel failed and closes its descriptors.
+        let _ = rustix::net::shutdown(&*self.control.fd, rustix::net::Shutdown::Both);
+        self.closed = true;
+    }
+
+    fn classify(&mut self, status: ExitStatus, seen: &Seen<'_>) -> Result<(ExitStatus, Started)> {
+        // The master reports a refused exec request on the session's stderr: then the command
+        // never ran (seen only when stderr was captured).
+        if self.no_status
+            && seen.stderr.is_some_and(|e| {
+                String::from_utf8_lossy(e).contains("exec request failed on channel")
+            })
+        {
+            return Err(Error::Transport {
+                endpoint: self.name.endpoint.clone(),
+                command: self.name.line.clone(),
+                started: Started::No,
+                stdout: Vec::new(),
+                stderr: seen.stderr.unwrap_or_default().to_vec(),
+            });
+        }
+        Ok((status, Started::Yes))
+    }
+}
+
+/// How long to ask a master that closed a session without an exit status whether it lives.
+pub(super) const SIGNAL_PROBE_TIMEOUT: Duration = Duration::from_secs(1);
+
+/// Asks the master behind `socket` for its pid (`MUX_C_ALIVE_CHECK`), within `timeout`: a
+/// protocol-level liveness check that costs one round trip in this process, against a process
+/// spawn for `ssh -O check`.
+///
+/// Errors: [`Error::Timeout`] when the master does not answer in time; [`Error::Connect`] when
+/// nothing listens, the master hangs up or refuses; [`Error::Io`] for a protocol violation.
+pub(crate) fn alive_check(socket: &Path, timeout: Duration) -> Result<u32> {
+    let job = SimpleJob::with_timeout(timeout);
+    let bound = Bound { job: &job };
+    let request_id = next_request_id();
+    let mut request = ClientMessage::Hello {
+        version: MUX_VERSION,
+    }
+    .encode()
+    .expect("a hello always encodes");
+    request.extend(
+        ClientMessage::AliveCheck { request_id }
+            .encode()
+            .expect("an alive check always encodes"),
+    );
+    let what = format!("mux alive check of ssh master {}", socket.display());
+    let connect_error = |message: String| Error::Connect {
+        endpoint: socket.display().to_string(),
+        message,
+    };
+    match alive(socket, &request, request_id, &bound) {
+        Ok(pid) => Ok(pid),
+        Err(Fail::Timeout) | Err(Fail::Cancelled) => Err(Error::Timeout {
+            command: what,
+            timeout,
+        }),
+        Err(Fail::Connect(e)) => Err(connect_error(format!("no ssh master listens: {e}"))),
+        Err(Fail::Closed(why)) => Err(connect_error(why)),
+        Err(Fail::Refused(why)) => Err(connect_error(format!("the master refused: {why}"))),
+        Err(Fail::Protocol(why)) => Err(Error::Io {
+            context: what,
+            source: io::Error::new(io::ErrorKind::InvalidData, why),
+        }),
+        Err(Fail::Local(step, source)) => Err(Error::Io {
+            context: format!("{step} for {what}"),
+            source,
+        }),
+    }
+}
+
+pub(super) fn alive(
+    socket: &Path,
+    request: &[u8],
+    request_id: u32,
+    bound: &Bound<'_>,
+) -> Result<u32, Fail> {
+    let mut control = Control::connect(socket, bound)?;
+    control.send_all(request, bound)?;
+    loop {
+        if !bound.wait_for(control.fd.as_fd(), PollFlags::IN)? {
+            continue;
+        }
+        let filled = control.fill()?;
+        if let Some(msg) = control.next_message()? {
+            expect_reply(&msg, request_id)?;
+            return match msg {
+                ServerMessage::Alive { pid, .. } => Ok(pid),
+                ServerMessage::Failure { reason, .. }
+                | ServerMessage::PermissionDenied { reason, .. } => Err(Fail::Refused(reason)),
+                other => Err(Fail::Protocol(format!(
+                    "unexpected reply to an alive check: {other:?}"
+                ))),
+            };
+        }
+        if filled == Filled::Eof {
+            return Err(Fail::Closed(
+                "the master closed the control connection without answering".into(),
+            ));
+        }
+    }
+}
