@@ -394,3 +394,64 @@ impl Report<'_> {
         })
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn row(backend: Backend, secs: &[f64]) -> Row {
+        Row {
+            backend,
+            samples: secs
+                .iter()
+                .map(|&s| Sample {
+                    took: Duration::from_secs_f64(s),
+                    peak_kib: Some(8 * 1024),
+                })
+                .collect(),
+            failures: Vec::new(),
+        }
+    }
+
+    #[test]
+    fn rates_medians_and_ratios_to_the_baseline_of_the_same_run() {
+        let bytes = 100_000_000; // 100 MB: 1 s is 100 MB/s
+        let base = row(Backend::HandSpawned, &[1.0, 2.0, 0.5]);
+        assert_eq!(base.rates(bytes), [50.0, 100.0, 200.0]);
+        assert_eq!(base.median(bytes), Some(100.0));
+        // An even count takes the lower middle: never flattering.
+        assert_eq!(
+            row(Backend::HandSpawned, &[1.0, 0.5]).median(bytes),
+            Some(100.0)
+        );
+        assert_eq!(row(Backend::FreshSsh, &[]).median(bytes), None);
+
+        let report = Report {
+            host: "h",
+            cipher: "aes128-ctr",
+            bytes,
+            rounds: 3,
+            rows: vec![base, row(Backend::Pool(Mux::Native), &[2.0, 2.0, 2.0])],
+            load: [None, None],
+        };
+        assert_eq!(report.baseline(), Some(100.0));
+        let json = report.to_json();
+        assert_eq!(json["stream"]["rows"][1]["ratio_to_baseline"], 0.5);
+        assert_eq!(json["stream"]["rows"][1]["backend"], "conn-pool-native");
+        let mut table = Vec::new();
+        report.write_table(&mut table).unwrap();
+        let table = String::from_utf8(table).unwrap();
+        assert!(table.contains("conn pool (native mux)"), "{table}");
+        assert!(table.contains("0.500"), "{table}");
+        assert!(table.contains("8.0"), "peak RSS in MiB: {table}");
+    }
+
+    #[test]
+    fn the_producer_writes_exactly_the_size_asked() {
+        let block = random_block();
+        let mut sink = Vec::new();
+        feed(&mut sink, &block, 3 * BLOCK as u64 + 5).unwrap();
+        assert_eq!(sink.len(), 3 * BLOCK + 5);
+        assert_eq!(&sink[BLOCK..2 * BLOCK], &block[..]);
+    }
+}
