@@ -1,0 +1,129 @@
+//! The `--help` texts of `conn` and its subcommands: examples and the rules a user needs.
+
+pub(super) const EXAMPLES: &str = "\
+Examples:
+  conn demo                                  private sshd on 127.0.0.1, a benchmark, master reuse
+  conn run -H db1 -- uptime                  output and exit status are the remote command's own
+  conn run -H db1 -H db2 -H db3 -- uname -r  fan out; each line prefixed \"db1: \"
+  conn run -w 'web[01-16],db[1-2]' -x web07 -b -- uname -r   host sets; -b gathers equal output
+  conn hosts --fold 'web[01-16]' -x 'web[03-05]'            prints web[01-02,06-16]
+  conn run --hosts-file hosts.txt --parallel 64 --timeout 30 --retries 2 -- zfs list -H
+  conn run --mux native -H db1 -- zfs list    sessions in-process over the master: no ssh spawn
+  conn bench -n 500 -t 8,32 backup@db1       native and process mux vs hand-spawned `ssh -S`
+  conn leases --prune                        what ~/.ssh/conn holds; remove dead names
+
+Masters stay alive after `conn` exits (ControlPersist, 600 s by default), so the next `conn`
+attaches to them at once; `--exit-on-shutdown` ends them instead.";
+
+pub(super) const RUN_AFTER_HELP: &str = "\
+Exit status:
+  one host   the remote command's own status (128+N if it was killed by signal N)
+  several    the largest status of any host; a summary of the failed hosts goes to stderr
+  2          usage error, bad host name or option: nothing was started
+  124        --timeout expired (the command's local ssh client was killed)
+  127        the ssh program was not found
+  130        interrupted by SIGINT, SIGTERM or SIGHUP (every child was killed)
+  255        ssh itself failed (connection, authentication, master), as with plain ssh;
+             with --mux process also a remote exit 255 (ssh cannot tell them apart), with
+             --mux native only a real transport failure
+
+Hosts (-w, -H, -x and every --hosts-file line take host-set expressions, as pdsh and clush do):
+  a,b,h[1-3]            comma lists; [..] ranges, also 1-10/2; h[001-100,200] keeps the padding
+  rack[1-2]-n[01-16]    several brackets make every combination (32 hosts)
+  root@h[1-3]           user@ applies to each name of its item
+  -x 'h[2-3]'           removes hosts (a name without user@ removes it for every user)
+Hosts run in the set's order (`conn hosts EXPR` lists it); duplicates run once.
+
+Output with several hosts (or with -b / --json):
+  default    each line prefixed \"host: \" (stdout to stdout, stderr to stderr), per host when done
+  -b         at the end, hosts with identical stdout, stderr and status once, under a header
+             with their folded set and count (as clubak -b / dshbak -c)
+  --json     one object per host per line when it ends: host, exit_code, signal, duration_s,
+             stdout, stderr (or stdout_base64/stderr_base64 when not UTF-8), failure
+             (kind, command_ran: ran | not_started | unknown, message) or null
+The summary on stderr folds the failed hosts by reason: `conn: h[03,07]: exit code 1`.
+
+Examples:
+  conn run -H db1 -- zfs list -H -o name
+  conn run -w 'node[001-128]' -x node042 --parallel 64 -b -- uname -r
+  conn run -w 'rack[1-2]-n[01-16]' --json -- df -h / > df.jsonl
+  conn run -H db1 -H db2 --timeout 10 -- sh -c 'uptime; df -h /'
+  conn run --hosts-file hosts.txt --parallel 64 --retries 3 -- uname -r
+  conn run -F ~/.ssh/lab_config -H lab1 -o Compression=yes -- cat /etc/os-release
+  conn run --mux native -H db1 -- true     no `ssh -S` client per command (OpenSSH mux protocol)
+  conn run --local -- ls -l /tmp           same code path, no ssh (direct exec, no shell)
+  conn run --dry-run -H db1 -- rm -rf /scratch   prints the ssh command line, runs nothing";
+
+pub(super) const BENCH_AFTER_HELP: &str = "\
+Rows (each runs `/bin/echo hello` on HOST, or with --builtin the remote shell's builtin
+`echo hello`), sequentially and at each of -t THREADS:
+  conn pool (native mux)   conn's pool, sessions spoken in-process over the master socket
+  conn pool (process mux)  conn's pool, one `ssh -S` client process per command
+  ssh -S (hand-spawned)    the baseline: `ssh <same options> -S <socket of a pooled master>`
+                           spawned directly, so the ratio columns are conn's own overhead
+  ssh (new connection)     a fresh `ssh HOST` each time: TCP + SSH handshake + authentication
+Latencies are per command (nearest-rank percentiles); cmds/s is commands over wall time;
+`failed` must be 0 (any failure makes the exit status 1); `refused` counts sessions sshd
+refused (MaxSessions) that the pool retried. Each mode runs in two halves, rows in A B … B A
+order, so that drift favours no row. Then, in the same run:
+  liveness     the refresh fast path (in-process probe of the socket) vs a spawned
+               `ssh -O check` on the same master (--checks of each, interleaved)
+  fresh        `conn run` spawned as a new process (--fresh-runs per back end) after the pools
+               shut down (masters alive, leases free): its whole wall time vs a fresh ssh
+Every ratio compares figures of the same run; none is graded against a goal.
+
+Examples:
+  conn bench db1
+  conn bench -n 1000 -t 8,32 --capacity 8 --json backup@db1 > bench.json
+  conn bench --mux process -t 16 db1
+  conn bench --builtin db1                 no remote exec: the transports' own cost
+  conn bench --stream db1                  MB/s of 1 GiB into `cat >/dev/null` instead";
+pub(super) const COPY_AFTER_HELP: &str = "\
+Examples:
+  conn copy -w web[01-16] app.conf /etc/app/        one file into a directory on 16 hosts
+  conn copy -r -w db[1-2] ./schema /srv/            a directory tree
+
+Each file is written under a temporary name next to its destination, checked for its full
+size, given the source's mode, and only then renamed: a killed or failed copy never leaves a
+partial file under the final name. Exit status: 0 when every host got every file, else the
+largest of the hosts' codes; a summary of the failures, folded by reason, goes to stderr.";
+
+pub(super) const HOSTS_AFTER_HELP: &str = "\
+Syntax (pdsh's and ClusterShell's): top-level commas separate items; [..] holds numbers,
+ranges a-b and stepped ranges a-b/s; every number of a-b has at least the digits of a
+(h[08-10] is h08 h09 h10); several brackets make the cartesian product; user@ applies to each
+name of its item. Names are sorted by their text parts, then user, then numerically; --fold
+writes the set back as short as nodeset -f does. A malformed expression exits 2 and shows a
+caret under the offending character.
+
+Examples:
+  conn hosts 'h[01-03],db1'                 db1 h01 h02 h03, one per line
+  conn hosts --fold h01 h02 h03 h07         h[01-03,07]
+  conn hosts 'rack[1-2]-n[01-16]' -x rack2-n16 --fold
+  conn hosts 'root@web[1-4]' -x 'web[2-3]'  root@web1 root@web4";
+
+pub(super) const LEASES_AFTER_HELP: &str = "\
+Each namespace (one per location, endpoint and pool) holds socket names that are
+  free       not leased by anyone; the next `conn` takes it (and its master, if alive)
+  held       leased by a live process
+  abandoned  leased by a process that died; the next `conn` salvages it
+and each name's socket has a live master, a dead one (nothing listens), or none.
+Read-only unless --prune, which removes the unleased names whose socket is missing or older
+than the pruning TTL (max(90 min, 2 x ControlPersist + 2 s)), as a new lease would.
+
+Examples:
+  conn leases
+  conn leases --socket-dir /tmp/conn-sockets --json
+  conn leases --prune";
+
+pub(super) const DEMO_AFTER_HELP: &str = "\
+Needs /usr/sbin/sshd, ssh and ssh-keygen, and run as root, the account `conntest` (login
+shell /bin/sh) that the private sshd logs in as (as any other user it logs in as that user).
+`bash scripts/setup.sh`, run as root from the conn repository, prepares all of it;
+`bash scripts/demo.sh` runs it, then the demo. The demo itself changes nothing outside its
+temporary directories: it says what is missing and stops.
+
+Examples:
+  bash scripts/demo.sh
+  cargo run --release -p conn-cli -- demo
+  cargo run --release -p conn-cli -- demo --builtin   the bench runs the shell's builtin echo";
