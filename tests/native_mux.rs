@@ -10,7 +10,7 @@
 //! while no other test of this binary opens or closes descriptors.
 #![cfg(feature = "native-mux")]
 
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 use std::process::{Command, Stdio};
 use std::sync::{Arc, Mutex, MutexGuard};
 use std::time::{Duration, Instant};
@@ -20,7 +20,7 @@ use conn::{
     SimpleJob, Started, Stdin, Stream,
 };
 use conn_testkit::procfs::open_fds;
-use conn_testkit::{TestSshd, run_with_timeout};
+use conn_testkit::{TestSshd, run_with_timeout, wait_until};
 
 const JOB_TIMEOUT: Duration = Duration::from_secs(30);
 
@@ -32,6 +32,47 @@ fn serial() -> MutexGuard<'static, ()> {
 
 fn job() -> SimpleJob {
     SimpleJob::with_timeout(JOB_TIMEOUT)
+}
+
+/// Files through which a remote command says it has started, and is told to end: so that a
+/// test acts once a session really runs, however slow the machine, instead of after a guessed
+/// sleep. In a directory anyone may write to, since the remote side logs in as another account
+/// when the tests run as root.
+struct Marks {
+    dir: tempfile::TempDir,
+}
+
+impl Marks {
+    fn new() -> Self {
+        let dir = tempfile::Builder::new().prefix("cmk").tempdir().unwrap();
+        std::fs::set_permissions(
+            dir.path(),
+            std::os::unix::fs::PermissionsExt::from_mode(0o777),
+        )
+        .unwrap();
+        Marks { dir }
+    }
+
+    /// The file the remote command creates once it runs (a plain path: no quoting needed).
+    fn started(&self) -> String {
+        self.dir.path().join("started").display().to_string()
+    }
+
+    /// The file whose creation tells the remote command to end.
+    fn release(&self) -> String {
+        self.dir.path().join("release").display().to_string()
+    }
+
+    fn wait_started(&self) {
+        assert!(
+            wait_until(JOB_TIMEOUT, || Path::new(&self.started()).exists()),
+            "the remote command never started"
+        );
+    }
+
+    fn let_go(&self) {
+        std::fs::write(self.release(), b"").unwrap();
+    }
 }
 
 /// One native-mux connection of a pool over `sshd`, its master started; `ssh -O exit` on drop.
@@ -276,9 +317,11 @@ fn killed_master_mid_command_says_the_command_may_have_run() {
     let sshd = TestSshd::start_default().unwrap();
     let master = Master::start(&sshd);
     let pid = master.pid();
+    let marks = Marks::new();
+    let script = format!("touch {}; exec sleep 30", marks.started());
     let session = std::thread::scope(|scope| {
-        let running = scope.spawn(|| master.run(&Cmd::new(["sleep", "30"]), &job()));
-        std::thread::sleep(Duration::from_millis(500));
+        let running = scope.spawn(|| master.run(&Cmd::new(["sh", "-c", &script]), &job()));
+        marks.wait_started();
         // SAFETY: kill(2) on the master's pid, which this test started.
         assert_eq!(unsafe { libc::kill(pid as i32, libc::SIGKILL) }, 0);
         let start = Instant::now();
@@ -311,12 +354,19 @@ fn max_sessions_refusal_is_a_retryable_session_refused() {
     let _serial = serial();
     let sshd = TestSshd::builder().max_sessions(1).start().unwrap();
     let master = Master::start(&sshd);
+    let marks = Marks::new();
+    // The first session holds the only slot until it is told to end.
+    let script = format!(
+        "touch {}; while [ ! -e {} ]; do sleep 0.05; done",
+        marks.started(),
+        marks.release()
+    );
     std::thread::scope(|scope| {
-        let busy = scope.spawn(|| master.run(&Cmd::new(["sleep", "2"]), &job()));
-        std::thread::sleep(Duration::from_millis(700));
-        let err = master
-            .run(&Cmd::new(["echo", "second"]), &job())
-            .unwrap_err();
+        let busy = scope.spawn(|| master.run(&Cmd::new(["sh", "-c", &script]), &job()));
+        marks.wait_started();
+        let second = master.run(&Cmd::new(["echo", "second"]), &job());
+        marks.let_go();
+        let err = second.unwrap_err();
         match &err {
             Error::SessionRefused { message, .. } => {
                 assert!(message.contains("refused by peer"), "{message}")

@@ -8,7 +8,8 @@ use std::time::{Duration, SystemTime};
 
 use crate::error::LeaseError;
 use crate::layout::{
-    Candidate, Dirs, Folder, check_private_dir, lstat, open_lock_file, valid_namespace_dir,
+    Candidate, Dirs, Folder, LockedFile, check_private_dir, lstat, open_lock_file,
+    valid_namespace_dir,
 };
 
 /// The state of one lock file, as [`inspect`] found it.
@@ -68,8 +69,9 @@ pub fn inspect(root: &Path) -> Result<Vec<NamespaceReport>, LeaseError> {
         for name in dirs.list(Folder::Used)? {
             let path = dirs.used.join(&name);
             let state = match open_lock_file(&path) {
-                Ok(file) => match file.try_lock() {
-                    Ok(()) => EntryState::Abandoned,
+                // Locked only to probe: unlocked at once (`LockedFile`'s drop).
+                Ok(file) => match LockedFile::try_lock(file) {
+                    Ok(_probe) => EntryState::Abandoned,
                     Err(fs::TryLockError::WouldBlock) => EntryState::Held,
                     Err(fs::TryLockError::Error(e)) => {
                         return Err(LeaseError::io(

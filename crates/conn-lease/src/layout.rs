@@ -185,6 +185,36 @@ pub(crate) fn open_lock_file(path: &Path) -> io::Result<File> {
     Ok(File::from(rustix::fs::open(path, flags, Mode::empty())?))
 }
 
+/// A lock file whose `flock` this process holds; dropping it unlocks, then closes.
+///
+/// Closing alone would not do: a child process that any thread forks (to run ssh, say) shares
+/// every open file description until it execs, close-on-exec ones included, so the lock would
+/// outlive our close for that while and a name just given back or pruned would look taken to
+/// the next acquirer. An explicit unlock releases the lock of the description, whoever else
+/// holds a copy of it.
+#[derive(Debug)]
+pub(crate) struct LockedFile(File);
+
+impl LockedFile {
+    /// Takes the lock on `file` without blocking.
+    pub(crate) fn try_lock(file: File) -> Result<LockedFile, fs::TryLockError> {
+        file.try_lock()?;
+        Ok(LockedFile(file))
+    }
+
+    /// The locked file.
+    pub(crate) fn file(&self) -> &File {
+        &self.0
+    }
+}
+
+impl Drop for LockedFile {
+    fn drop(&mut self) {
+        // Failure leaves the close to drop the lock, as before.
+        let _ = self.0.unlock();
+    }
+}
+
 /// Creates a new, empty lock file with mode `0600` (`O_CREAT|O_EXCL|O_NOFOLLOW|O_CLOEXEC`).
 pub(crate) fn create_lock_file(path: &Path) -> io::Result<File> {
     let flags = OFlags::RDWR | OFlags::CREATE | OFlags::EXCL | OFlags::NOFOLLOW | OFlags::CLOEXEC;
@@ -230,7 +260,7 @@ pub(crate) enum Folder {
 #[derive(Debug)]
 pub(crate) enum Candidate {
     /// Locked, still in place and its socket is fresh: ours now.
-    Locked(File),
+    Locked(LockedFile),
     /// Locked, and pruned because its socket was missing or stale (socket and lock file
     /// deleted, lock dropped).
     Pruned,
@@ -318,18 +348,18 @@ impl Dirs {
                 return Candidate::Skipped;
             }
         };
-        match file.try_lock() {
-            Ok(()) => {}
+        let file = match LockedFile::try_lock(file) {
+            Ok(locked) => locked,
             Err(fs::TryLockError::WouldBlock) => return Candidate::Busy,
             Err(fs::TryLockError::Error(e)) => {
                 tracing::warn!("skipping lock file {}: cannot lock it: {e}", path.display());
                 return Candidate::Skipped;
             }
-        }
-        if !still_linked(&file, &path) {
+        };
+        if !still_linked(file.file(), &path) {
             return Candidate::Moved;
         }
-        match file.metadata() {
+        match file.file().metadata() {
             Ok(m) if m.is_file() && m.uid() == euid() => {}
             Ok(m) => {
                 tracing::warn!(

@@ -1,6 +1,6 @@
 //! [`LeaseManager`] and [`Lease`].
 
-use std::fs::{self, File};
+use std::fs;
 use std::io;
 use std::os::unix::ffi::OsStrExt;
 use std::path::{Path, PathBuf};
@@ -9,7 +9,7 @@ use std::time::Duration;
 use crate::MAX_CONTROL_PATH_LEN;
 use crate::error::LeaseError;
 use crate::layout::{
-    Candidate, Dirs, Folder, NAME_LEN, create_lock_file, ensure_private_dir, lstat,
+    Candidate, Dirs, Folder, LockedFile, NAME_LEN, create_lock_file, ensure_private_dir, lstat,
     namespace_dir_name, random_name, still_linked,
 };
 
@@ -195,7 +195,12 @@ impl LeaseManager {
     /// Turns a locked, still-in-place lock file of `folder` into a lease, moving it to `used/`
     /// if it was free. `Ok(None)` when it vanished meanwhile (someone without the lock removed
     /// it).
-    fn take(&self, file: File, folder: Folder, name: String) -> Result<Option<Lease>, LeaseError> {
+    fn take(
+        &self,
+        file: LockedFile,
+        folder: Folder,
+        name: String,
+    ) -> Result<Option<Lease>, LeaseError> {
         let used = self.dirs.used.join(&name);
         let free = self.dirs.free.join(&name);
         if folder == Folder::Free {
@@ -260,13 +265,13 @@ impl LeaseManager {
             };
             // Another acquirer scanning free/ may lock (and, seeing no socket, prune) the new
             // file before we lock it; then give the name up.
-            match file.try_lock() {
-                Ok(()) if still_linked(&file, &free) => {}
-                Ok(()) | Err(fs::TryLockError::WouldBlock) => continue,
+            let file = match LockedFile::try_lock(file) {
+                Ok(locked) if still_linked(locked.file(), &free) => locked,
+                Ok(_) | Err(fs::TryLockError::WouldBlock) => continue,
                 Err(fs::TryLockError::Error(e)) => {
                     return Err(LeaseError::io(format!("cannot lock {}", free.display()), e));
                 }
-            }
+            };
             if let Some(lease) = self.take(file, Folder::Free, name)? {
                 return Ok(lease);
             }
@@ -313,7 +318,7 @@ pub struct Lease {
     used_path: PathBuf,
     free_path: PathBuf,
     /// The locked lock file; `None` once released.
-    file: Option<File>,
+    file: Option<LockedFile>,
 }
 
 impl Lease {
@@ -372,7 +377,7 @@ impl Lease {
     }
 
     /// Gives the name back: renames the lock file from `used/` to `free/` (a missing file is
-    /// harmless) and then closes it, which drops the lock. Idempotent: later calls do nothing.
+    /// harmless) and then unlocks and closes it. Idempotent: later calls do nothing.
     ///
     /// # Errors
     ///
@@ -422,6 +427,22 @@ mod tests {
         let tmp = tempfile::Builder::new().tempdir_in("/tmp").unwrap();
         let m = LeaseManager::new(tmp.path().join("r"), "ns", Duration::from_secs(3600)).unwrap();
         (tmp, m)
+    }
+
+    /// A child process forked by another thread holds a copy of every descriptor until it
+    /// execs (a copy stands in for it here): a released name must still be free at once.
+    #[test]
+    fn a_released_name_is_free_at_once_while_a_copy_of_its_descriptor_lives() {
+        let (_tmp, m) = manager();
+        let mut lease = m.acquire().unwrap();
+        let name = lease.name().to_owned();
+        // A fresh file stands in for the master's socket, so that the name is not pruned.
+        fs::write(lease.socket_path(), b"").unwrap();
+        let copy = lease.file.as_ref().unwrap().file().try_clone().unwrap();
+        lease.release().unwrap();
+        let again = m.acquire().unwrap();
+        assert_eq!(again.name(), name, "the copy kept the released name locked");
+        drop(copy);
     }
 
     #[test]

@@ -38,10 +38,10 @@ pub use config::{
 pub use connection::OpenSshConnection;
 pub use location::Location;
 
-/// The native mux's frame decoder, for the fuzz target only (`cargo fuzz` sets
-/// `cfg(fuzzing)`): no part of the API.
+/// The check of the fuzz target `mux_decode`, for `cargo fuzz` only (it sets `cfg(fuzzing)`):
+/// no part of the API.
 #[cfg(all(fuzzing, feature = "native-mux"))]
-pub use native_mux::decode_server_message;
+pub use native_mux::fuzz_check::mux_decode as fuzz_mux_decode;
 
 use config::Config;
 

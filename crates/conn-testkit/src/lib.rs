@@ -6,6 +6,8 @@
 //! - [`child`]: a test that re-runs its own test binary to run an `#[ignore]`d helper test as a
 //!   separate process (crash recovery, several processes, an unread stderr).
 //! - [`transports`]: stand-in transports for pool tests and benchmarks (do-nothing, flaky).
+//! - [`fuzz`]: the checks behind the fuzz targets, so that their saved crash inputs also run
+//!   under a plain `cargo test`.
 //! - [`run_with_timeout`] and [`wait_until`]: bounded waits, so that a hang fails a test
 //!   instead of stalling the run.
 //!
@@ -14,6 +16,7 @@
 #![warn(missing_docs)]
 
 pub mod child;
+pub mod fuzz;
 pub mod procfs;
 mod run;
 pub mod sshd;

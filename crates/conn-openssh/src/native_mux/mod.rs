@@ -14,17 +14,10 @@
 
 pub(crate) mod codec;
 mod control;
+#[cfg(any(test, fuzzing))]
+pub(crate) mod fuzz_check;
 mod session;
 #[cfg(test)]
 mod tests;
 
 pub(crate) use session::{alive_check, spawn};
-
-/// Decodes every complete master→client frame at the start of `bytes` (see
-/// `codec::decode_server_stream`): the fuzz target's entry point.
-#[cfg(fuzzing)]
-pub fn decode_server_message(
-    bytes: &[u8],
-) -> std::result::Result<(Vec<codec::ServerMessage>, usize), codec::CodecError> {
-    codec::decode_server_stream(bytes)
-}
