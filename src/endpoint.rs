@@ -71,7 +71,7 @@ impl Transport for Endpoint {
     fn connect(&self, pool_name: &str) -> Result<EndpointConnection> {
         Ok(match self {
             Endpoint::Local(l) => EndpointConnection::Local(l.connect(pool_name)?),
-            Endpoint::OpenSsh(s) => EndpointConnection::OpenSsh(s.connect(pool_name)?),
+            Endpoint::OpenSsh(s) => EndpointConnection::OpenSsh(Box::new(s.connect(pool_name)?)),
         })
     }
 }
@@ -81,8 +81,8 @@ impl Transport for Endpoint {
 pub enum EndpointConnection {
     /// To this host.
     Local(LocalConnection),
-    /// Over an ssh master.
-    OpenSsh(OpenSshConnection),
+    /// Over an ssh master (boxed: a local connection is empty, and a pool holds few of either).
+    OpenSsh(Box<OpenSshConnection>),
 }
 
 impl Connection for EndpointConnection {

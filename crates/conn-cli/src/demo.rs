@@ -174,9 +174,9 @@ fn run_conn(conn: &Path, args: &[OsString]) -> Result<(ExitStatus, Duration), Fa
             return Ok((status, start.elapsed()));
         }
         if signals::interrupted().is_some() || start.elapsed() > STEP_TIMEOUT {
-            // SAFETY: kill(2) on our own, not yet reaped child.
-            unsafe {
-                libc::kill(child.id() as libc::pid_t, libc::SIGTERM);
+            // Our own child, not yet reaped: its pid cannot name another process.
+            if let Some(pid) = rustix::process::Pid::from_raw(child.id() as i32) {
+                let _ = rustix::process::kill_process(pid, rustix::process::Signal::TERM);
             }
             let _ = child.wait();
             return Err(match signals::interrupted() {

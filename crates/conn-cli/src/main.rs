@@ -15,6 +15,8 @@
 //! the bad character); usage errors (bad options, bad host names) exit with 2 before any
 //! process starts. See `conn --help` and `conn <command> --help`.
 #![warn(missing_docs)]
+// Unsafe only where libc's signal calls have no safe wrapper (signals.rs, allowed there).
+#![deny(unsafe_code)]
 
 mod args;
 mod bench;

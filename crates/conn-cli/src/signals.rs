@@ -7,6 +7,7 @@
 //! children) and waits for them with `sigwait(2)` on a thread of its own. The first signal
 //! cancels every [`register`]ed job; a second one ends the process at once with the signal's
 //! default action.
+#![allow(unsafe_code)] // sigmask, sigwait, raise: libc only, each with its SAFETY reason
 
 use std::mem::MaybeUninit;
 use std::sync::atomic::{AtomicI32, Ordering};

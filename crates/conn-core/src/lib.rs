@@ -11,6 +11,8 @@
 //! - [`transport`]: what a back end implements ([`Transport`], [`Connection`], [`Session`]) and
 //!   the helpers it builds on ([`transport::spawn_process`]).
 #![warn(missing_docs)]
+// One unsafe block: setsid(2) in a pre_exec hook (process.rs), allowed there.
+#![deny(unsafe_code)]
 
 mod child;
 mod command;

@@ -78,6 +78,7 @@ pub fn spawn_process<S: AsRef<OsStr>>(
         // the child its own process group (pgid = pid) for killpg.
         // SAFETY: the closure only calls setsid(2), which is async-signal-safe and touches no
         // memory of the parent.
+        #[allow(unsafe_code)]
         unsafe {
             command.pre_exec(|| {
                 rustix::process::setsid()?;

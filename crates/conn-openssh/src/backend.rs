@@ -67,7 +67,7 @@ impl Backend {
             }
             Backend::Process => {
                 let _ = control;
-                let argv = conn.ssh_argv(&["-O", "check"], []);
+                let argv = conn.check_command_line();
                 let out = conn.run_ssh(&argv, conn_core::Stream::Piped, job)?;
                 if out.status.success() {
                     return Ok(());

@@ -411,6 +411,7 @@ fn home_dir() -> Result<PathBuf> {
     loop {
         // SAFETY: passwd is plain data; getpwuid_r writes into it and into buf, whose length we
         // pass; the returned pointers point into buf, which outlives their use below.
+        #[allow(unsafe_code)]
         unsafe {
             let mut pwd: libc::passwd = std::mem::zeroed();
             let mut result: *mut libc::passwd = std::ptr::null_mut();

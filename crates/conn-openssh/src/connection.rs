@@ -170,6 +170,13 @@ impl OpenSshConnection {
         Ok(argv)
     }
 
+    /// The `ssh … -S <socket> -O check <host>` command line the process back end spawns to ask
+    /// this connection's master whether it is alive (the slow path of the refresh): for tools
+    /// that measure it against the in-process probe.
+    pub fn check_command_line(&self) -> Vec<OsString> {
+        self.ssh_argv(&["-O", "check"], [])
+    }
+
     pub(crate) fn endpoint(&self) -> String {
         self.config.user_host.to_string()
     }

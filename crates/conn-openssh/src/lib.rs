@@ -16,6 +16,8 @@
 //! # Ok::<(), conn_core::Error>(())
 //! ```
 #![warn(missing_docs)]
+// One unsafe block: getpwuid_r(3) for the home directory (config.rs), allowed there.
+#![deny(unsafe_code)]
 
 mod backend;
 mod config;

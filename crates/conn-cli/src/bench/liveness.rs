@@ -105,22 +105,14 @@ impl Liveness {
 
 /// Liveness of the pool's first master, `n` times each way, interleaved: the in-process probe
 /// alone, a whole `refresh()` on its fast path, and a spawned `ssh -O check`.
-pub fn measure_liveness(
-    pool: &ConnectionPool<OpenSsh>,
-    host: &str,
-    n: usize,
-) -> Result<Liveness, Failure> {
+pub fn measure_liveness(pool: &ConnectionPool<OpenSsh>, n: usize) -> Result<Liveness, Failure> {
     let job = SimpleJob::with_timeout(COMMAND_TIMEOUT);
     let conn = pool.get(&job)?; // refreshed: the fast path is taken from here on
     let socket = conn
         .control_path()
         .ok_or_else(|| Failure::other("the pool's connections have no control socket"))?;
-    // What the process back end's own liveness check spawns: the transport's options, then
-    // the socket, the control command and the host.
-    let mut argv = pool.transport().ssh_command_prefix().to_vec();
-    argv.push("-S".into());
-    argv.push(socket.to_string_lossy().into_owned());
-    argv.extend(["-O".into(), "check".into(), host.to_string()]);
+    // What the process back end's own liveness check spawns, from the transport itself.
+    let argv = conn.check_command_line();
     let mut l = Liveness::default();
     let probe = |into: &mut Vec<Duration>| -> Result<(), Failure> {
         let t0 = Instant::now();
@@ -151,7 +143,7 @@ pub fn measure_liveness(
             .stdin(Stdio::null())
             .stdout(Stdio::null())
             .output()
-            .map_err(|e| Failure::other(format!("cannot run {}: {e}", argv[0])))?;
+            .map_err(|e| Failure::other(format!("cannot run {}: {e}", argv[0].display())))?;
         l.ssh_check.push(t0.elapsed());
         if !out.status.success() {
             return Err(Failure::other(format!(

@@ -146,7 +146,7 @@ fn measure_pools(
     }
     let liveness = match plan.checks {
         0 => None,
-        n => Some(liveness::measure_liveness(last, host, n)?),
+        n => Some(liveness::measure_liveness(last, n)?),
     };
     Ok(Report {
         host: host.to_string(),

@@ -48,7 +48,10 @@ mod tests {
 
     #[test]
     fn every_saved_input_passes_the_check() {
-        let dir = Path::new(concat!(env!("CARGO_MANIFEST_DIR"), "/../../fuzz/regressions/mux_decode"));
+        let dir = Path::new(concat!(
+            env!("CARGO_MANIFEST_DIR"),
+            "/../../fuzz/regressions/mux_decode"
+        ));
         let Ok(entries) = std::fs::read_dir(dir) else {
             println!("no saved input under {}", dir.display());
             return;
