@@ -16,8 +16,8 @@ use std::sync::{Arc, Mutex, MutexGuard};
 use std::time::{Duration, Instant};
 
 use conn::{
-    Cmd, ConnectionPool, Error, ExitStatus, Job, Mux, OpenSsh, Output, PooledConnection,
-    SimpleJob, Started, Stdin, Stream,
+    Cmd, ConnectionPool, Error, ExitStatus, Job, Mux, OpenSsh, Output, PooledConnection, SimpleJob,
+    Started, Stdin, Stream,
 };
 use conn_testkit::procfs::open_fds;
 use conn_testkit::{TestSshd, run_with_timeout, wait_until};
@@ -113,7 +113,10 @@ impl<'a> Master<'a> {
 
     /// One command over the master as it is now: no refresh, no retry.
     fn run(&self, cmd: &Cmd, job: &dyn Job) -> conn::Result<Output> {
-        self.conn.as_ref().unwrap().run(&cmd.clone().check(false), job)
+        self.conn
+            .as_ref()
+            .unwrap()
+            .run(&cmd.clone().check(false), job)
     }
 
     /// The master's pid, from `ssh -O check` ("Master running (pid=N)").
@@ -134,7 +137,7 @@ impl<'a> Master<'a> {
             .unwrap_or_else(|| panic!("no pid in {text:?}"))
     }
 
-/// `ssh -S <socket> <alias> <remote…>`: the spawned client the native one replaces.
+    /// `ssh -S <socket> <alias> <remote…>`: the spawned client the native one replaces.
     fn spawned(&self, remote: &[&str]) -> Command {
         let mut cmd = Command::new(self.sshd.ssh_program());
         cmd.args(self.sshd.ssh_args())
@@ -340,7 +343,10 @@ fn killed_master_mid_command_says_the_command_may_have_run() {
         ),
         "{err:?}"
     );
-    assert!(!err.is_retryable(), "the command may have run: never retried");
+    assert!(
+        !err.is_retryable(),
+        "the command may have run: never retried"
+    );
     assert!(took < Duration::from_secs(2), "took {took:?}");
 
     // Nothing listens any more: a connect error, retryable, and no hang.

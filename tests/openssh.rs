@@ -375,7 +375,9 @@ fn a_fresh_process_trusts_a_fresh_stamp_and_nothing_else(mux: Mux) {
     run_child("hpnssh", mux, &sshd, dir.path(), shim);
     let second = take_calls(&log);
     assert!(
-        !second.iter().any(|c| c.contains("-O check") || c.contains(" -M ")),
+        !second
+            .iter()
+            .any(|c| c.contains("-O check") || c.contains(" -M ")),
         "a fresh stamp: no check, no master start: {second:?}"
     );
     assert_eq!(sshd.accepted_logins(), 1);
@@ -399,10 +401,17 @@ fn a_fresh_process_trusts_a_fresh_stamp_and_nothing_else(mux: Mux) {
 
     // A fresh stamp on a dead master's socket: restarted, never trusted.
     let pid = master_pid(&sshd, &sockets[0]).expect("a live master");
-    let status = Command::new("kill").args(["-9", &pid.to_string()]).status().unwrap();
+    let status = Command::new("kill")
+        .args(["-9", &pid.to_string()])
+        .status()
+        .unwrap();
     assert!(status.success());
     wait_until(Duration::from_secs(10), || !procfs::is_alive(pid));
-    let status = Command::new("touch").arg("-h").arg(&sockets[0]).status().unwrap();
+    let status = Command::new("touch")
+        .arg("-h")
+        .arg(&sockets[0])
+        .status()
+        .unwrap();
     assert!(status.success());
     run_child("hpnssh", mux, &sshd, dir.path(), shim);
     let fourth = take_calls(&log);
@@ -445,7 +454,12 @@ fn hpnssh_is_used_when_selected(mux: Mux) {
 fn a_killed_master_is_restarted_and_a_stale_socket_replaced(mux: Mux) {
     let (sshd, _dir, pool) = setup(mux);
     pool.run(&Cmd::new(["true"]), &job()).unwrap();
-    let socket: PathBuf = pool.get_unrefreshed().unwrap().control_path().unwrap().to_path_buf();
+    let socket: PathBuf = pool
+        .get_unrefreshed()
+        .unwrap()
+        .control_path()
+        .unwrap()
+        .to_path_buf();
     let pid = master_pid(&sshd, &socket).expect("a master is running");
     kill(pid);
     assert!(wait_gone(pid, Duration::from_secs(5)));
@@ -548,7 +562,12 @@ fn verbose_master_returns_at_once_keeps_persisting_and_logs_to_its_file(mux: Mux
 fn shutdown_leaves_the_master_by_default_and_exits_it_when_asked(mux: Mux) {
     let (sshd, dir, pool) = setup(mux);
     pool.run(&Cmd::new(["true"]), &job()).unwrap();
-    let socket = pool.get_unrefreshed().unwrap().control_path().unwrap().to_path_buf();
+    let socket = pool
+        .get_unrefreshed()
+        .unwrap()
+        .control_path()
+        .unwrap()
+        .to_path_buf();
     let name = socket.file_name().unwrap().to_owned();
     pool.shutdown();
     let pid = master_pid(&sshd, &socket).expect("the master outlives the pool");
@@ -575,7 +594,12 @@ fn shutdown_leaves_the_master_by_default_and_exits_it_when_asked(mux: Mux) {
     )
     .unwrap();
     pool.run(&Cmd::new(["true"]), &job()).unwrap();
-    let again = pool.get_unrefreshed().unwrap().control_path().unwrap().to_path_buf();
+    let again = pool
+        .get_unrefreshed()
+        .unwrap()
+        .control_path()
+        .unwrap()
+        .to_path_buf();
     assert_eq!(
         again, socket,
         "the freed lease (and its live master) is taken again"

@@ -64,7 +64,12 @@ fn live_members(pgid: Pgid) -> Vec<(u32, char)> {
 fn running_group(job: &SimpleJob, at_least: usize) -> Pgid {
     let mut pgid = None;
     let found = wait_until(Duration::from_secs(1), || {
-        pgid = job.cancel_token().children().process_groups().first().copied();
+        pgid = job
+            .cancel_token()
+            .children()
+            .process_groups()
+            .first()
+            .copied();
         pgid.is_some_and(|g| live_members(g).len() >= at_least)
     });
     let pgid = pgid.expect("the job registered no child within 1 s");
@@ -114,7 +119,10 @@ fn deadline_kills_the_whole_process_group() {
     );
     assert!(elapsed < Duration::from_secs(1), "took {elapsed:?}");
     assert_group_gone(pgid);
-    assert!(job.cancel_token().children().is_empty(), "child still registered");
+    assert!(
+        job.cancel_token().children().is_empty(),
+        "child still registered"
+    );
 }
 
 #[test]
@@ -302,7 +310,10 @@ fn streams_not_captured_come_back_empty() {
         .stdout(Stream::Null)
         .stderr(Stream::Null);
     let out = pool().run(&cmd, &job).unwrap();
-    assert_eq!((out.status, out.started), (ExitStatus::Code(0), Started::Yes));
+    assert_eq!(
+        (out.status, out.started),
+        (ExitStatus::Code(0), Started::Yes)
+    );
     assert!(out.stdout.is_empty() && out.stderr.is_empty());
 }
 
@@ -348,7 +359,13 @@ fn empty_argv_is_an_error() {
         .run(&Cmd::new(Vec::<String>::new()).dry_run(true), &job)
         .unwrap_err();
     assert!(matches!(err, Error::EmptyCommand), "{err:?}");
-    let err = conn_core::transport::spawn_process::<&str>(&[], &Cmd::new(["x"]), &job, Default::default()).unwrap_err();
+    let err = conn_core::transport::spawn_process::<&str>(
+        &[],
+        &Cmd::new(["x"]),
+        &job,
+        Default::default(),
+    )
+    .unwrap_err();
     assert!(matches!(err, Error::EmptyCommand), "{err:?}");
 }
 

@@ -40,7 +40,9 @@ fn every_target_calls_its_shared_check() {
         let call = elsewhere
             .iter()
             .find(|(target, _)| target == name)
-            .map_or(format!("conn_testkit::fuzz::{name}("), |(_, call)| call.to_string());
+            .map_or(format!("conn_testkit::fuzz::{name}("), |(_, call)| {
+                call.to_string()
+            });
         assert!(
             text.contains(&call),
             "{} must call {call}…), the check its regression inputs replay",
