@@ -271,6 +271,96 @@ fn pool_in_a_child_process() {
     pool.shutdown();
 }
 
+/// The child of `an_inherited_stdout_is_let_go_when_a_command_times_out`: a library caller
+/// whose command, with its stdout inherited, outlives its deadline.
+#[test]
+#[ignore = "child process of an_inherited_stdout_is_let_go_when_a_command_times_out"]
+fn inherit_in_a_child_process() {
+    child::helper_start();
+    let var = |k: &str| std::env::var(k).unwrap();
+    let pool = ConnectionPool::new(
+        OpenSsh::builder(&var("CONN_TEST_ALIAS"))
+            .ssh_config(var("CONN_TEST_SSH_CONFIG"))
+            .socket_dir(var("CONN_TEST_SOCKET_DIR"))
+            .mux(var("CONN_TEST_MUX").parse().unwrap())
+            .build()
+            .unwrap(),
+        "shared",
+        8,
+    )
+    .unwrap();
+    let cmd = Cmd::new([
+        "sh",
+        "-c",
+        "echo started; echo started >&2; sleep 30; echo late",
+    ])
+    .stdout(conn::Stream::Inherit)
+    .stderr(conn::Stream::Inherit);
+    let err = pool
+        .run(&cmd, &SimpleJob::with_timeout(Duration::from_secs(2)))
+        .unwrap_err();
+    assert!(matches!(err, conn::Error::Timeout { .. }), "{err:?}");
+    pool.shutdown();
+}
+
+/// A command whose stdout is inherited hands the master a pipe of conn's, never the caller's
+/// own descriptor: once the command times out and the caller is done, whoever reads the
+/// caller's stdout sees its end at once, not when the remote command ends 30 s later (which is
+/// what a master holding the caller's descriptor would do).
+fn an_inherited_stdout_is_let_go_when_a_command_times_out(mux: Mux) {
+    let sshd = TestSshd::start_default().unwrap();
+    let dir = sockets_dir();
+    let mut cmd = child::command("inherit_in_a_child_process");
+    cmd.env("CONN_TEST_MUX", mux.to_string())
+        .env("CONN_TEST_ALIAS", sshd.host_alias())
+        .env("CONN_TEST_SSH_CONFIG", sshd.ssh_config_path())
+        .env("CONN_TEST_SOCKET_DIR", dir.path())
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped());
+    let start = std::time::Instant::now();
+    let mut process = cmd.spawn().unwrap();
+    let mut stdout = process.stdout.take().unwrap();
+    let mut stderr = process.stderr.take().unwrap();
+    // Reading both to the end is the check: it returns when the last holder of the pipes lets
+    // go.
+    let reader = std::thread::spawn(move || {
+        let mut err = String::new();
+        let err_reader = std::thread::spawn(move || {
+            std::io::Read::read_to_string(&mut stderr, &mut err).unwrap();
+            err
+        });
+        let mut all = String::new();
+        std::io::Read::read_to_string(&mut stdout, &mut all).unwrap();
+        all + &err_reader.join().unwrap()
+    });
+    let until = std::time::Instant::now() + Duration::from_secs(20);
+    while !reader.is_finished() && std::time::Instant::now() < until {
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    let finished = reader.is_finished();
+    let _ = process.kill();
+    let status = process.wait().unwrap();
+    if !finished {
+        // Let the remote command end so the reader thread does not outlive the test for long.
+        panic!(
+            "the caller's stdout was still held {:?} after the start: the master kept it",
+            start.elapsed()
+        );
+    }
+    let out = reader.join().unwrap();
+    assert!(status.success(), "{out}");
+    assert!(
+        out.contains("started"),
+        "the output before the timeout arrived: {out}"
+    );
+    assert!(!out.contains("late"), "{out}");
+    assert!(
+        start.elapsed() < Duration::from_secs(20),
+        "{:?}",
+        start.elapsed()
+    );
+}
+
 fn run_child(
     mode: &str,
     mux: Mux,
@@ -711,6 +801,7 @@ for_each_backend!(
     a_second_process_reuses_the_master_without_authenticating,
     hpnssh_is_used_when_selected,
     a_fresh_process_trusts_a_fresh_stamp_and_nothing_else,
+    an_inherited_stdout_is_let_go_when_a_command_times_out,
     a_killed_master_is_restarted_and_a_stale_socket_replaced,
     a_deadline_kills_the_ssh_client_in_time,
     verbose_master_returns_at_once_keeps_persisting_and_logs_to_its_file,
