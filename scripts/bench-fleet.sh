@@ -375,8 +375,13 @@ conn_hosts_args() {
     if [ "$CONN_HOSTS" = w ]; then echo "-w"; echo "$HOSTLIST"; else echo "--hosts-file"; echo "$WORK/hosts"; fi
 }
 mapfile -t CONN_HOST_ARGS < <(conn_hosts_args)
-CONN_COMMON=(--ssh-program "$SSH_PROGRAM" --ssh-config "$WORK/ssh_config" --cipher "$CIPHER" --control-persist "$CONTROL_PERSIST"
+CONN_COMMON=(--ssh-config "$WORK/ssh_config" --cipher "$CIPHER" --control-persist "$CONTROL_PERSIST"
     "$CONN_FANOUT_FLAG" "$FANOUT" "${CONN_HOST_ARGS[@]}")
+CLUSH_SSH=()
+if [ "$SETSID_SSH" -eq 1 ]; then
+    CONN_COMMON=(--ssh-program "$SSH_PROGRAM" "${CONN_COMMON[@]}")
+    CLUSH_SSH=(-O "ssh_path=$SSH_PROGRAM")
+fi
 mkdir -m 0700 "$WORK/cw"
 
 if [ "$HAVE_ANSIBLE" -eq 1 ]; then
@@ -388,7 +393,7 @@ fi
 method_cmd() { # method round
     case "$1" in
     pdsh_fresh | pdsh_cm) printf '%s\n' pdsh -R ssh -f "$FANOUT" -w "$HOSTLIST" echo ok ;;
-    clush_fresh | clush_cm) printf '%s\n' clush -O ssh_path="$SSH_PROGRAM" -f "$FANOUT" -w "$HOSTLIST" -o "$(clush_opts "$1")" echo ok ;;
+    clush_fresh | clush_cm) printf '%s\n' clush "${CLUSH_SSH[@]}" -f "$FANOUT" -w "$HOSTLIST" -o "$(clush_opts "$1")" echo ok ;;
     ansible_cm) printf '%s\n' ansible fleet -i "$WORK/inventory" -f "$FANOUT" -m raw -a 'echo ok' ;;
     conn_cold) printf '%s\n' "$CONN_BIN" run --mux "$COLD_MUX" --socket-dir "$WORK/c$2" "${CONN_COMMON[@]}" -- echo ok ;;
     conn_process) printf '%s\n' "$CONN_BIN" run --mux process --socket-dir "$WORK/cw" "${CONN_COMMON[@]}" -- echo ok ;;
