@@ -33,6 +33,11 @@ pub struct ProcessOptions {
     pub classify: Option<Classifier>,
     /// How the command is named in messages (the endpoint; the line is `argv`'s).
     pub endpoint: String,
+    /// Start the child in a session of its own (`setsid`), not only a process group: for a
+    /// process that outlives this one (an ssh master), which must never get the terminal's
+    /// hang-up, and which the scheduler then weighs as a session of its own, as pdsh's ssh
+    /// clients are. Costs a fork where std could otherwise `posix_spawn`.
+    pub new_session: bool,
 }
 
 /// Starts `argv` (program first, never through a shell) with the stdio settings of `cmd`,
@@ -65,17 +70,17 @@ pub fn spawn_process<S: AsRef<OsStr>>(
 
     let mut plan = StdioPlan::new(cmd, options.stdio)?;
     let [stdin, stdout, stderr] = plan.take_child_fds();
-    let inherits_stdin = matches!(stdin, ChildFd::Inherit);
+    let new_session = options.new_session || matches!(stdin, ChildFd::Inherit);
     let mut command = Command::new(program.as_ref());
     command
         .args(args)
         .stdin(stdin)
         .stdout(stdout)
         .stderr(stderr);
-    if inherits_stdin {
-        // A child of a background process group that reads our terminal would be stopped by
-        // SIGTTIN. A session of its own has no controlling terminal at all, and still gives
-        // the child its own process group (pgid = pid) for killpg.
+    if new_session {
+        // Asked for, or needed: a child of a background process group that reads our terminal
+        // would be stopped by SIGTTIN. A session of its own has no controlling terminal at
+        // all, and still gives the child its own process group (pgid = pid) for killpg.
         // SAFETY: the closure only calls setsid(2), which is async-signal-safe and touches no
         // memory of the parent.
         #[allow(unsafe_code)]
@@ -206,5 +211,45 @@ impl Drop for ProcessSession {
             kill_group(self.child.id() as i32, Signal::KILL);
             let _ = self.reap();
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::SimpleJob;
+    use std::time::Duration;
+
+    /// The session id of the `sh` that `spawn_process` starts, read from its own `/proc` entry,
+    /// and its pid.
+    fn session_and_pid(new_session: bool) -> (String, String) {
+        let argv = [
+            "sh",
+            "-c",
+            "read -r stat < /proc/$$/stat; echo \"$$ $stat\"",
+        ];
+        let cmd = Cmd::new(argv);
+        let options = ProcessOptions {
+            new_session,
+            ..ProcessOptions::default()
+        };
+        let job = SimpleJob::with_timeout(Duration::from_secs(10));
+        let out = spawn_process(&argv, &cmd, &job, options)
+            .unwrap()
+            .wait_with_output()
+            .unwrap();
+        let text = String::from_utf8(out.stdout).unwrap();
+        let pid = text.split(' ').next().unwrap().to_string();
+        // After the command name: state ppid pgrp session …
+        let fields: Vec<&str> = text[text.rfind(')').unwrap() + 2..].split(' ').collect();
+        (fields[3].to_string(), pid)
+    }
+
+    #[test]
+    fn a_child_leads_a_session_of_its_own_only_when_asked() {
+        let (session, pid) = session_and_pid(true);
+        assert_eq!(session, pid);
+        let (session, pid) = session_and_pid(false);
+        assert_ne!(session, pid, "a process group of its own, in our session");
     }
 }

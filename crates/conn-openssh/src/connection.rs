@@ -254,11 +254,23 @@ impl OpenSshConnection {
         );
         let log = control.log.to_string_lossy().into_owned();
         let argv = self.ssh_argv(&["-M", &persist, "-E", &log], ["exit".into()]);
-        let out = match self.run_ssh(
+        let cmd = Cmd::new(&argv)
+            .stdout(Stream::Null)
+            .stderr(Stream::Null)
+            .check(false);
+        // A session of its own: the master outlives us and must not share our terminal's fate.
+        let options = ProcessOptions {
+            new_session: true,
+            ..ProcessOptions::default()
+        };
+        let started = spawn_process(
             &argv,
-            Stream::Null,
+            &cmd,
             &CappedJob::new(job, self.config.master_start_timeout),
-        ) {
+            options,
+        )
+        .and_then(|child| child.wait_with_output());
+        let out = match started {
             Ok(out) => out,
             // Our own bound, not the caller's: a master that could not start in time is a
             // connect failure (retryable, with ssh's story), not the job's timeout.

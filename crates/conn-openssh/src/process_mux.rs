@@ -61,6 +61,8 @@ pub(crate) fn spawn(conn: &OpenSshConnection, cmd: &Cmd, job: &dyn Job) -> Resul
             },
             classify: Some(Box::new(move |status, seen| classify.status(status, seen))),
             endpoint: conn.endpoint(),
+            // A client lives no longer than its command: std's cheaper posix_spawn path.
+            new_session: false,
         },
     )
 }
