@@ -38,7 +38,7 @@ CONTROL_PERSIST=600
 # 127.0.0.1, port and user), i.e. one TCP connection carrying F sessions at once.
 CM_PATH="host"
 # The back end of the cold conn run: `process` is what `conn run` does by default today.
-COLD_MUX="${CONN_COLD_MUX:-process}"
+COLD_MUX="${CONN_COLD_MUX:-native}"
 # How conn takes the hosts: `file` (--hosts-file, one alias a line), `w` (-w h[001-N]),
 # `auto` (-w when `conn run --help` offers it, else --hosts-file).
 CONN_HOSTS="${CONN_HOSTS:-auto}"
@@ -77,7 +77,7 @@ Options:
 Environment: CONN_HOSTS=auto|file|w (how conn gets the hosts, default auto: -w if
 \`conn run --help\` has it, else --hosts-file), CONN_TEST_USER (login account when root,
 default conntest), CONN_TEST_SSHD (sshd path), CONN_COLD_MUX=process|native (the back
-end of the cold conn run, default process).
+end of the cold conn run, default native, conn run's own default).
 EOF
 }
 
@@ -616,7 +616,9 @@ lines += [
     "",
     "Sessions: pdsh starts every ssh client in a session of its own (setsid); "
     + ("clush's and conn's were started through setsid too (--setsid-ssh). "
-       if setsid else "clush's and conn's run in the tool's own session. ")
+       if setsid else "clush's ssh clients run in clush's own session; conn starts each master "
+       "in a session of its own and runs sessions in-process (native) or as ssh -S clients "
+       "in its own session (process). ")
     + f"Kernel autogroup scheduling (fair shares per session): "
     f"{ {'1': 'on', '0': 'off'}.get(env['BF_AUTOGROUP'], 'unknown') }.",
 ]
