@@ -509,12 +509,7 @@ impl RemoteChild {
             poll_until(&mut fds, self.deadline.map(|d| d.at()), tick)
                 .map_err(|e| Error::io(format!("waiting for {}", self.name), e))?;
             let exit_ready = exit_fd.is_some() && !fds[pumped].revents().is_empty();
-            let ready: Vec<_> = fds[..pumped]
-                .iter()
-                .zip(&tags)
-                .filter(|(fd, _)| !fd.revents().is_empty())
-                .map(|(_, tag)| *tag)
-                .collect();
+            let ready = Pump::ready(&fds[..pumped], &tags);
             drop(fds);
             if self.token.is_cancelled() {
                 return Err(Error::Cancelled {
@@ -562,12 +557,7 @@ fn run_pump(pump: &mut Pump, deadline: Option<Deadline>, token: &CancelToken) ->
             deadline.map(|d| d.at()),
             wake_fd.is_none().then_some(TICK),
         )?;
-        let ready: Vec<_> = fds[..pumped]
-            .iter()
-            .zip(&tags)
-            .filter(|(fd, _)| !fd.revents().is_empty())
-            .map(|(_, tag)| *tag)
-            .collect();
+        let ready = Pump::ready(&fds[..pumped], &tags);
         drop(fds);
         for tag in ready {
             pump.on_ready(tag, &mut buf)?;

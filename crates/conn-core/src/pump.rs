@@ -225,6 +225,16 @@ impl Pump {
         }
     }
 
+    /// The tags of the descriptors `poll` reported ready, among the first `tags.len()` of `fds`
+    /// (those [`Pump::poll_fds`] added).
+    pub(crate) fn ready(fds: &[PollFd<'_>], tags: &[Tag]) -> Vec<Tag> {
+        fds.iter()
+            .zip(tags)
+            .filter(|(fd, _)| !fd.revents().is_empty())
+            .map(|(_, tag)| *tag)
+            .collect()
+    }
+
     /// Acts on one descriptor that `poll` reported ready.
     pub(crate) fn on_ready(&mut self, tag: Tag, buf: &mut [u8]) -> io::Result<()> {
         match tag {

@@ -231,6 +231,36 @@ impl Control {
         }
     }
 
+    /// Waits (within `bound`) for the master's answer to request `request_id`: the message,
+    /// or [`Fail::Refused`] for `MUX_S_FAILURE` / `MUX_S_PERMISSION_DENIED`, or [`Fail::Closed`]
+    /// (`when`, e.g. "before the session opened") when the master hangs up first.
+    pub(super) fn reply(
+        &mut self,
+        request_id: u32,
+        bound: &Bound<'_>,
+        when: &str,
+    ) -> Result<ServerMessage, Fail> {
+        loop {
+            if !bound.wait_for(self.fd.as_fd(), PollFlags::IN)? {
+                continue;
+            }
+            let filled = self.fill()?;
+            if let Some(msg) = self.next_message()? {
+                expect_reply(&msg, request_id)?;
+                return match msg {
+                    ServerMessage::Failure { reason, .. }
+                    | ServerMessage::PermissionDenied { reason, .. } => Err(Fail::Refused(reason)),
+                    other => Ok(other),
+                };
+            }
+            if filled == Filled::Eof {
+                return Err(Fail::Closed(format!(
+                    "the master closed the control connection {when}"
+                )));
+            }
+        }
+    }
+
     /// The next complete message after the master's hello, which is checked and consumed
     /// here. `split_frame` refuses a length over `MAX_PACKET` before it is buffered, so
     /// `inbuf` stays bounded whatever the master sends.

@@ -29,11 +29,10 @@ use conn_core::transport::{
 use conn_core::{
     Cmd, Error, ExitStatus, Job, RemoteChild, Result, SimpleJob, Started, join_quoted,
 };
-use rustix::event::PollFlags;
 use rustix::fs::{Mode, OFlags};
 
 use super::codec::{ClientMessage, MAX_PACKET, MUX_VERSION, NewSession, ServerMessage};
-use super::control::{Bound, Control, Fail, Filled, expect_reply, next_request_id};
+use super::control::{Bound, Control, Fail, Filled, next_request_id};
 
 /// Starts `cmd` on `endpoint` over the ControlMaster listening on `socket`, in this process: no
 /// `ssh` client is spawned, and the command's descriptors go to the master with `SCM_RIGHTS`,
@@ -205,27 +204,11 @@ pub(super) fn open_session(
     // The master holds its own duplicates now. Dropping ours is what lets our read ends see
     // end of file once the master closes its copies.
     drop(fds);
-    loop {
-        if !bound.wait_for(control.fd.as_fd(), PollFlags::IN)? {
-            continue;
-        }
-        let filled = control.fill()?;
-        if let Some(msg) = control.next_message()? {
-            expect_reply(&msg, request_id)?;
-            return match msg {
-                ServerMessage::SessionOpened { session_id, .. } => Ok((control, session_id)),
-                ServerMessage::Failure { reason, .. }
-                | ServerMessage::PermissionDenied { reason, .. } => Err(Fail::Refused(reason)),
-                other => Err(Fail::Protocol(format!(
-                    "unexpected reply to a session request: {other:?}"
-                ))),
-            };
-        }
-        if filled == Filled::Eof {
-            return Err(Fail::Closed(
-                "closed the control connection before the session opened".to_string(),
-            ));
-        }
+    match control.reply(request_id, bound, "before the session opened")? {
+        ServerMessage::SessionOpened { session_id, .. } => Ok((control, session_id)),
+        other => Err(Fail::Protocol(format!(
+            "unexpected reply to a session request: {other:?}"
+        ))),
     }
 }
 
@@ -430,26 +413,10 @@ pub(super) fn alive(
 ) -> Result<u32, Fail> {
     let mut control = Control::connect(socket, bound)?;
     control.send_all(request, bound)?;
-    loop {
-        if !bound.wait_for(control.fd.as_fd(), PollFlags::IN)? {
-            continue;
-        }
-        let filled = control.fill()?;
-        if let Some(msg) = control.next_message()? {
-            expect_reply(&msg, request_id)?;
-            return match msg {
-                ServerMessage::Alive { pid, .. } => Ok(pid),
-                ServerMessage::Failure { reason, .. }
-                | ServerMessage::PermissionDenied { reason, .. } => Err(Fail::Refused(reason)),
-                other => Err(Fail::Protocol(format!(
-                    "unexpected reply to an alive check: {other:?}"
-                ))),
-            };
-        }
-        if filled == Filled::Eof {
-            return Err(Fail::Closed(
-                "the master closed the control connection without answering".into(),
-            ));
-        }
+    match control.reply(request_id, bound, "without answering")? {
+        ServerMessage::Alive { pid, .. } => Ok(pid),
+        other => Err(Fail::Protocol(format!(
+            "unexpected reply to an alive check: {other:?}"
+        ))),
     }
 }
