@@ -5,7 +5,7 @@
 //! |-----------|---------|--------------|
 //! | `openssh` | yes     | [`OpenSsh`]: ssh/hpnssh ControlMaster connections with leased sockets |
 //! | `local`   | yes     | [`Local`]: direct exec on this host, no shell, no ssh |
-//! | `native-mux` | no   | [`Mux::Native`]: sessions over the master's socket in-process, no `ssh -S` spawn |
+//! | `native-mux` | yes  | [`Mux::Native`]: sessions over the master's socket in-process, no `ssh -S` spawn (`Mux::Process` stays the builder's default) |
 //!
 //! Everything for the common case comes with one import:
 //!

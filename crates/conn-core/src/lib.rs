@@ -8,7 +8,7 @@
 //!   [`Error::is_retryable`]; [`retry`] retries on that rule.
 //! - [`UserHost`]: a `[user@]host` that cannot hold an invalid value.
 //! - [`quote`], [`join_quoted`], [`dquote`]: quoting for the remote shell, on bytes.
-//! - [`transport`]: what a back end implements ([`Transport`], [`Connection`], [`Session`]) and
+//! - [`transport`]: what a back end implements ([`Transport`], [`Connection`], [`Session`](transport::Session)) and
 //!   the helpers it builds on ([`transport::spawn_process`]).
 #![warn(missing_docs)]
 // One unsafe block: setsid(2) in a pre_exec hook (process.rs), allowed there.

@@ -78,7 +78,8 @@ pub const MAX_CONTROL_PATH_LEN: usize = MAX_SOCKET_PATH_LEN - SSH_BIND_SUFFIX_LE
 /// `max(90 min, 2 × control_persist + 2 s)`.
 ///
 /// An idle master exits `ControlPersist` after its last client, and a live connection touches
-/// its socket ([`Lease::touch_socket`]) on every refresh, so a socket untouched for twice that
+/// its socket ([`Lease::touch_socket`]) at every slow refresh and at most once a second on the
+/// fast path, so a socket untouched for twice that
 /// long belongs to a dead master; the 90-minute floor keeps short persist times from pruning
 /// eagerly.
 pub fn ttl_for_control_persist(control_persist: Duration) -> Duration {

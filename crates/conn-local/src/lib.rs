@@ -3,7 +3,8 @@
 //!
 //! The argv is executed as given (no shell, no quoting, no ssh); each command is a child in its
 //! own process group under the job's deadline and cancellation, through
-//! [`conn_core::run_process`].
+//! [`conn_core::transport::spawn_process`]. The child gets the caller's descriptors themselves:
+//! no master stands between, so nothing can hold them past the command's end.
 //!
 //! ```
 //! use conn_core::{Cmd, ConnectionPool, SimpleJob};

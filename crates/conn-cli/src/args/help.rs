@@ -35,7 +35,7 @@ Hosts (-w, -H, -x and every --hosts-file line take host-set expressions, as pdsh
 Hosts run in the set's order (`conn hosts EXPR` lists it); duplicates run once.
 
 Output with several hosts (or with -b / --json):
-  default    each line prefixed \"host: \" (stdout to stdout, stderr to stderr), per host when done
+  default    each line prefixed \"host: \" (stdout to stdout, stderr to stderr), as each line arrives
   -b         at the end, hosts with identical stdout, stderr and status once, under a header
              with their folded set and count (as clubak -b / dshbak -c)
   --json     one object per host per line when it ends: host, exit_code, signal, duration_s,
