@@ -106,6 +106,10 @@ fn steps(server: &TestSshd, conn: &Path, args: &DemoArgs) -> Result<u8, Failure>
     if args.builtin {
         bench.push("--builtin".into());
     }
+    if args.stream {
+        bench
+            .extend(["--stream", "--stream-mib", &args.stream_mib.to_string()].map(OsString::from));
+    }
     bench.push(host.into());
     let (status, _) = run_conn(conn, &bench)?;
     if !status.success() {

@@ -121,7 +121,6 @@ pub fn spawn_process<S: AsRef<OsStr>>(
         pidfd,
         registration: Some(registration),
         classify: options.classify,
-        exited: false,
     };
     Ok(RemoteChild::new(Box::new(session), plan, cmd, job, name))
 }
@@ -137,7 +136,6 @@ struct ProcessSession {
     pidfd: Option<OwnedFd>,
     registration: Option<Registration>,
     classify: Option<Classifier>,
-    exited: bool,
 }
 
 impl ProcessSession {
@@ -159,16 +157,8 @@ impl Session for ProcessSession {
     }
 
     fn try_finish(&mut self) -> Result<Option<ExitStatus>> {
-        if !self.exited {
-            // Whether it has exited, without reaping it (so its pid stays reserved).
-            let options = WaitIdOptions::EXITED | WaitIdOptions::NOHANG | WaitIdOptions::NOWAIT;
-            let id = Pid::from_raw(self.child.id() as i32).map_or(WaitId::All, WaitId::Pid);
-            self.exited = matches!(waitid(id, options), Ok(Some(_)));
-        }
-        if !self.exited {
-            return Ok(None);
-        }
-        // Exited: the status, still without reaping (`release` does that).
+        // Whether it has exited, and how, without reaping it (so its pid stays reserved until
+        // `release`).
         let options = WaitIdOptions::EXITED | WaitIdOptions::NOHANG | WaitIdOptions::NOWAIT;
         let id = Pid::from_raw(self.child.id() as i32).map_or(WaitId::All, WaitId::Pid);
         match waitid(id, options) {

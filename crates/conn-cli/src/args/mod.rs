@@ -320,6 +320,17 @@ pub struct DemoArgs {
     /// (`conn bench --builtin`): the transport's cost without the remote exec's.
     #[arg(long)]
     pub builtin: bool,
+
+    /// Benchmark streams instead of commands (`conn bench --stream`): MB/s of STREAM_MIB into
+    /// the remote `cat >/dev/null` per back end against a hand-spawned `ssh -S`, and conn's
+    /// peak memory.
+    #[arg(long)]
+    pub stream: bool,
+
+    /// Size of each stream of --stream, in MiB.
+    #[arg(long, value_name = "MIB", default_value_t = 1024, requires = "stream",
+          value_parser = clap::value_parser!(u32).range(1..=65_536))]
+    pub stream_mib: u32,
 }
 
 /// Parses a mux back end with [`Mux`]'s own `FromStr` (`native` or `process`).
