@@ -106,7 +106,7 @@ enum Ended {
 /// # #[cfg(unix)] {
 /// use std::io::{Read, Write};
 /// use conn_core::{Cmd, Stdin, SimpleJob};
-/// # fn demo<T: conn_core::Transport>(pool: &conn_core::ConnectionPool<T>) -> conn_core::Result<()> {
+/// # fn demo<T: conn_core::Transport>(pool: &conn_core::ConnectionPool<T>) -> Result<(), Box<dyn std::error::Error>> {
 /// let mut child = pool.spawn(&Cmd::new(["sha256sum"]).stdin(Stdin::Piped), &SimpleJob::new())?;
 /// child.stdin().unwrap().write_all(b"hello\n")?;
 /// drop(child.take_stdin()); // end of file

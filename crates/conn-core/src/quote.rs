@@ -16,9 +16,9 @@ use crate::error::{Error, Result};
 /// no shell word can hold.
 ///
 /// ```
-/// assert_eq!(conn_core::quote("ls").unwrap(), "ls");
-/// assert_eq!(conn_core::quote("my file").unwrap(), "'my file'");
-/// assert_eq!(conn_core::quote("").unwrap(), "''");
+/// assert_eq!(*conn_core::quote("ls").unwrap(), *"ls");
+/// assert_eq!(*conn_core::quote("my file").unwrap(), *"'my file'");
+/// assert_eq!(*conn_core::quote("").unwrap(), *"''");
 /// ```
 pub fn quote<S: AsRef<OsStr> + ?Sized>(arg: &S) -> Result<Cow<'_, OsStr>> {
     let arg = arg.as_ref();
