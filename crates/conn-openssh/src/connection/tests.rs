@@ -20,9 +20,7 @@ fn waiters_take_the_failure_of_the_attempt_they_waited_for() {
     lock(&control.refresh).in_progress = true; // another thread is starting the master
     let waiter = {
         let conn = Arc::clone(&conn);
-        std::thread::spawn(move || {
-            conn.refresh(&SimpleJob::with_timeout(Duration::from_secs(10)))
-        })
+        std::thread::spawn(move || conn.refresh(&SimpleJob::with_timeout(Duration::from_secs(10))))
     };
     // Until the waiter waits (bounded; it cannot finish on its own while in_progress holds).
     let until = Instant::now() + Duration::from_secs(5);
