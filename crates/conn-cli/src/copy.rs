@@ -33,7 +33,7 @@ pub fn main(args: &CopyArgs) -> Result<u8, Failure> {
     let (dest, sources) = args.paths.split_last().expect("clap requires SRC and DEST");
     // Everything is checked before anything starts: sources, hosts, options (exit 2).
     let items = plan(sources, dest.as_os_str(), args.recursive).map_err(Failure::usage)?;
-    let hosts = host_list(&args.hosts, args.hosts_file.as_deref(), &args.exclude)?;
+    let hosts = host_list(&args.targets)?;
     let pools = hosts
         .into_iter()
         .map(|h| {

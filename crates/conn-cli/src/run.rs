@@ -5,7 +5,7 @@
 use std::fs::File;
 use std::io::{self, IsTerminal, Write};
 use std::os::fd::AsRawFd;
-use std::path::{Path, PathBuf};
+use std::path::PathBuf;
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
@@ -18,7 +18,7 @@ use conn_local::Local;
 use conn_openssh::OpenSsh;
 use indicatif::{ProgressBar, ProgressDrawTarget, ProgressStyle};
 
-use crate::args::RunArgs;
+use crate::args::{RunArgs, Targets};
 use crate::hosts::host_set;
 use crate::lines::{Emit, Target, pump_lines};
 use crate::output::{
@@ -58,7 +58,7 @@ pub fn main(args: &RunArgs) -> Result<u8, Failure> {
         stdin_all: None,
     };
     let targets = |args: &RunArgs| -> Result<Vec<(String, OpenSsh)>, Failure> {
-        let hosts = host_list(&args.hosts, args.hosts_file.as_deref(), &args.exclude)?;
+        let hosts = host_list(&args.targets)?;
         // Everything is validated before anything starts: a bad name or option is exit 2.
         Ok(hosts
             .into_iter()
@@ -141,12 +141,13 @@ enum Mode {
 /// as `[user@]host` (the set's rules already refuse what `UserHost` refuses; this is the check
 /// at the door of the transport). A malformed expression is printed with a caret, exit 2; so
 /// is a set left empty by `-x`.
-pub(crate) fn host_list(
-    hosts: &[String],
-    file: Option<&Path>,
-    exclude: &[String],
-) -> Result<Vec<String>, Failure> {
-    let set = host_set(hosts, file, exclude).map_err(|e| e.report())?;
+pub(crate) fn host_list(targets: &Targets) -> Result<Vec<String>, Failure> {
+    let set = host_set(
+        &targets.hosts,
+        targets.hosts_file.as_deref(),
+        &targets.exclude,
+    )
+    .map_err(|e| e.report())?;
     if set.is_empty() {
         return Err(Failure::usage(
             "no host left to run on: -x removed every host",
@@ -427,13 +428,27 @@ mod tests {
     use conn_core::ExitStatus;
     use conn_testkit::transports::Flaky;
     use std::fs;
+    use std::path::Path;
+
+    /// `host_list` of `-w` expressions, a hosts file and `-x` expressions.
+    fn hosts_of(
+        hosts: &[&str],
+        file: Option<&Path>,
+        exclude: &[&str],
+    ) -> Result<Vec<String>, Failure> {
+        host_list(&Targets {
+            hosts: hosts.iter().map(|h| h.to_string()).collect(),
+            hosts_file: file.map(Path::to_path_buf),
+            exclude: exclude.iter().map(|h| h.to_string()).collect(),
+        })
+    }
 
     #[test]
     fn host_lists_merge_dedupe_skip_comments_and_follow_the_set_order() {
         let dir = tempfile::tempdir().unwrap();
         let file = dir.path().join("hosts");
         fs::write(&file, "# fleet\nb  # second\n\n  a\nc,h[09-10]\n").unwrap();
-        let hosts = host_list(&["h[10-11]".into(), "a".into()], Some(&file), &["c".into()]);
+        let hosts = hosts_of(&["h[10-11]", "a"], Some(&file), &["c"]);
         assert_eq!(hosts.unwrap(), ["a", "b", "h09", "h10", "h11"]);
     }
 
@@ -442,13 +457,13 @@ mod tests {
         let dir = tempfile::tempdir().unwrap();
         let file = dir.path().join("hosts");
         fs::write(&file, "ok\nnot ok\n").unwrap();
-        let err = host_list(&[], Some(&file), &[]).unwrap_err();
+        let err = hosts_of(&[], Some(&file), &[]).unwrap_err();
         assert_eq!(err.code, 2);
-        let err = host_list(&["-oProxyCommand=x".into()], None, &[]).unwrap_err();
+        let err = hosts_of(&["-oProxyCommand=x"], None, &[]).unwrap_err();
         assert_eq!(err.code, 2);
         fs::write(&file, "# nothing\n").unwrap();
-        assert_eq!(host_list(&[], Some(&file), &[]).unwrap_err().code, 2);
-        let err = host_list(&["h[1-2]".into()], None, &["h[1-2]".into()]).unwrap_err();
+        assert_eq!(hosts_of(&[], Some(&file), &[]).unwrap_err().code, 2);
+        let err = hosts_of(&["h[1-2]"], None, &["h[1-2]"]).unwrap_err();
         assert_eq!(err.code, 2);
         assert!(err.message.contains("no host left"), "{err}");
     }

@@ -54,17 +54,11 @@ pub enum Command {
     Demo(DemoArgs),
 }
 
-/// `conn run`.
+/// The hosts of `conn run` and `conn copy`: host-set expressions (pdsh's and clush's flags).
 #[derive(Debug, Args)]
-#[command(group(
-    ArgGroup::new("targets")
-        .required(true)
-        .multiple(true)
-        .args(["hosts", "hosts_file", "local"])
-))]
-pub struct RunArgs {
-    /// Hosts to run on: a host set such as `db1`, `root@web[01-16],db[1-2]` (repeatable;
-    /// names from ssh_config work). `-w` as in pdsh and clush; `-H` is the same.
+pub struct Targets {
+    /// Hosts: a host set such as `db1`, `root@web[01-16],db[1-2]` (repeatable; names from
+    /// ssh_config work). `-w` as in pdsh and clush; `-H` is the same.
     #[arg(
         short = 'w',
         visible_short_alias = 'H',
@@ -81,6 +75,20 @@ pub struct RunArgs {
     /// for every user.
     #[arg(short = 'x', long = "exclude", value_name = "EXPR")]
     pub exclude: Vec<String>,
+}
+
+/// `conn run`.
+#[derive(Debug, Args)]
+#[command(group(
+    ArgGroup::new("targets")
+        .required(true)
+        .multiple(true)
+        .args(["hosts", "hosts_file", "local"])
+))]
+pub struct RunArgs {
+    /// The hosts.
+    #[command(flatten)]
+    pub targets: Targets,
 
     /// Run on this machine through conn-local (direct exec, no shell, no ssh).
     #[arg(long, conflicts_with_all = ["hosts", "hosts_file", "exclude"])]
@@ -146,22 +154,9 @@ pub struct RunArgs {
         .args(["hosts", "hosts_file"])
 ))]
 pub struct CopyArgs {
-    /// Hosts to copy to: a host set, as for `conn run -w`.
-    #[arg(
-        short = 'w',
-        visible_short_alias = 'H',
-        long = "host",
-        value_name = "EXPR"
-    )]
-    pub hosts: Vec<String>,
-
-    /// Read hosts from FILE: one host-set expression per line; `#` starts a comment.
-    #[arg(long, value_name = "FILE")]
-    pub hosts_file: Option<PathBuf>,
-
-    /// Remove these hosts (a host set; repeatable).
-    #[arg(short = 'x', long = "exclude", value_name = "EXPR")]
-    pub exclude: Vec<String>,
+    /// The hosts.
+    #[command(flatten)]
+    pub targets: Targets,
 
     /// Copy directories with their contents.
     #[arg(short = 'r', long)]
@@ -374,7 +369,7 @@ mod tests {
                 panic!("not run");
             };
             assert_eq!(r.command, ["ls", "-l"]);
-            assert_eq!(r.hosts, ["h"]);
+            assert_eq!(r.targets.hosts, ["h"]);
         }
     }
 
@@ -388,8 +383,8 @@ mod tests {
         else {
             panic!("not run");
         };
-        assert_eq!(r.hosts, ["h[1-3]", "db1"]);
-        assert_eq!(r.exclude, ["h2"]);
+        assert_eq!(r.targets.hosts, ["h[1-3]", "db1"]);
+        assert_eq!(r.targets.exclude, ["h2"]);
         assert!(r.gather && !r.json);
         assert!(Cli::try_parse_from(["conn", "run", "-w", "h", "--json", "-b", "true"]).is_err());
         assert!(Cli::try_parse_from(["conn", "run", "--local", "-x", "h", "true"]).is_err());
