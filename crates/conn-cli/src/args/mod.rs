@@ -147,6 +147,7 @@ pub struct RunArgs {
 
 /// `conn copy`.
 #[derive(Debug, Args)]
+#[command(override_usage = "conn copy [OPTIONS] (-w EXPR … | --hosts-file FILE) [-r] SRC… DEST")]
 #[command(group(
     ArgGroup::new("targets")
         .required(true)
@@ -182,7 +183,7 @@ pub struct CopyArgs {
     /// SRC… DEST: local files (or with -r directories), then the remote destination: a
     /// directory when there are several sources, with -r, or when it ends with `/`; else the
     /// file's new name.
-    #[arg(value_name = "SRC… DEST", required = true, num_args = 2..)]
+    #[arg(value_name = "PATH", required = true, num_args = 2..)]
     pub paths: Vec<PathBuf>,
 }
 
