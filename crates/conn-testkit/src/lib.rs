@@ -14,6 +14,7 @@
 //! Machine set-up (the OpenSSH server, `/run/sshd`, the `conntest` account) belongs to
 //! `scripts/setup.sh`; this crate only checks for it and says what to run when it is missing.
 #![warn(missing_docs)]
+#![forbid(unsafe_code)]
 
 pub mod child;
 pub mod fuzz;

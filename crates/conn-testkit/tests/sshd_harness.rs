@@ -181,8 +181,7 @@ fn start_for_the_account_in_the_environment() {
 
 #[test]
 fn a_missing_test_account_is_named_with_the_set_up_script() {
-    // SAFETY: geteuid has no preconditions and cannot fail.
-    if unsafe { libc::geteuid() } != 0 {
+    if !rustix::process::geteuid().is_root() {
         println!(
             "skipped: not root, so the harness logs in as the current user and never looks for \
              a test account"

@@ -1,6 +1,7 @@
 //! The daemon's life: waiting until it takes logins, a watchdog for when the test process dies,
 //! and stopping it with every session it forked.
 
+use rustix::process::{Pid, Signal};
 use std::fs;
 use std::io;
 use std::net::{Ipv4Addr, SocketAddr, TcpStream};
@@ -91,21 +92,21 @@ pub(super) fn stop_daemon(sshd: &mut Child, watchdog: Option<Child>) {
     let conns = procfs::children(listener);
     if !conns.is_empty() {
         for &pid in &conns {
-            signal(pid, libc::SIGTERM);
+            signal(pid, Signal::TERM);
         }
         wait_until(Duration::from_secs(1), || {
             procfs::descendants(listener).is_empty()
         });
     }
     // Freeze the listener so that it forks no more, then kill whatever is left below it.
-    signal(listener, libc::SIGSTOP);
+    signal(listener, Signal::STOP);
     for _ in 0..3 {
         let rest = procfs::descendants(listener);
         if rest.is_empty() {
             break;
         }
         for pid in rest {
-            signal(pid, libc::SIGKILL);
+            signal(pid, Signal::KILL);
         }
     }
     let _ = sshd.kill();
@@ -130,11 +131,8 @@ pub(super) fn spawn_watchdog(sshd_pid: u32, dir: &Path) -> io::Result<Child> {
         .spawn()
 }
 
-pub(super) fn signal(pid: u32, sig: libc::c_int) {
-    if let Ok(pid) = libc::pid_t::try_from(pid) {
-        // SAFETY: kill has no memory-safety preconditions.
-        unsafe {
-            libc::kill(pid, sig);
-        }
+pub(super) fn signal(pid: u32, sig: Signal) {
+    if let Some(pid) = i32::try_from(pid).ok().and_then(Pid::from_raw) {
+        let _ = rustix::process::kill_process(pid, sig);
     }
 }

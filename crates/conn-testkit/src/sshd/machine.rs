@@ -2,7 +2,6 @@
 //! and the account logins go to. The harness only checks; `scripts/setup.sh` (as root)
 //! prepares, and every message here says to run it.
 
-use std::ffi::{CStr, CString};
 use std::fs;
 use std::io;
 use std::path::{Path, PathBuf};
@@ -19,8 +18,19 @@ pub(super) fn env_path(var: &str) -> Option<PathBuf> {
 }
 
 pub(super) fn is_root() -> bool {
-    // SAFETY: geteuid has no preconditions and cannot fail.
-    unsafe { libc::geteuid() == 0 }
+    rustix::process::geteuid().is_root()
+}
+
+/// The `/etc/passwd` entry whose field `index` (0: name, 2: uid) is `value`: the name and the
+/// login shell. Read from the file rather than through `getpwnam(3)`, whose static buffer is not
+/// safe to share between the test threads (the accounts the tests use are local ones).
+fn passwd_entry(index: usize, value: &str) -> io::Result<Option<(String, String)>> {
+    let passwd = std::fs::read_to_string("/etc/passwd")?;
+    Ok(passwd.lines().find_map(|line| {
+        let fields: Vec<&str> = line.split(':').collect();
+        (fields.len() >= 7 && fields[index] == value)
+            .then(|| (fields[0].to_owned(), fields[6].to_owned()))
+    }))
 }
 
 /// The sshd program, checked to exist.
@@ -70,15 +80,11 @@ fn find_program(program: &Path) -> Option<PathBuf> {
 /// The account logins go to; when root, checks that it exists and is usable.
 pub(super) fn test_user() -> io::Result<String> {
     if !is_root() {
-        // SAFETY: getpwuid returns null or a pointer to static storage; we copy out at once.
-        let name = unsafe {
-            let pw = libc::getpwuid(libc::geteuid());
-            if pw.is_null() {
-                return Err(io::Error::other(
-                    "the current uid has no passwd entry; sshd cannot log in to it",
-                ));
-            }
-            CStr::from_ptr((*pw).pw_name).to_string_lossy().into_owned()
+        let uid = rustix::process::geteuid().as_raw().to_string();
+        let Some((name, _)) = passwd_entry(2, &uid)? else {
+            return Err(io::Error::other(format!(
+                "uid {uid} has no entry in /etc/passwd; sshd cannot log in to it"
+            )));
         };
         return Ok(name);
     }
@@ -86,22 +92,14 @@ pub(super) fn test_user() -> io::Result<String> {
         .ok()
         .filter(|s| !s.is_empty())
         .unwrap_or_else(|| DEFAULT_TEST_USER.to_owned());
-    let cname = CString::new(name.clone()).map_err(io::Error::other)?;
-    // SAFETY: as above.
-    let shell = unsafe {
-        let pw = libc::getpwnam(cname.as_ptr());
-        if pw.is_null() {
-            return Err(io::Error::new(
-                io::ErrorKind::NotFound,
-                format!(
-                    "the test account `{name}` does not exist (as root, the private sshd logs in \
-                     as that account, login shell /bin/sh): {SETUP_HINT}, which creates it"
-                ),
-            ));
-        }
-        CStr::from_ptr((*pw).pw_shell)
-            .to_string_lossy()
-            .into_owned()
+    let Some((_, shell)) = passwd_entry(0, &name)? else {
+        return Err(io::Error::new(
+            io::ErrorKind::NotFound,
+            format!(
+                "the test account `{name}` does not exist (as root, the private sshd logs in \
+                 as that account, login shell /bin/sh): {SETUP_HINT}, which creates it"
+            ),
+        ));
     };
     if shell != "/bin/sh" {
         return Err(io::Error::other(format!(

@@ -350,7 +350,7 @@ impl TestSshd {
                 break;
             }
             for pid in victims {
-                daemon::signal(pid, libc::SIGKILL);
+                daemon::signal(pid, rustix::process::Signal::KILL);
             }
             self.wait_no_sessions(Duration::from_secs(1));
         }
