@@ -86,12 +86,7 @@ struct Master<'a> {
 
 impl<'a> Master<'a> {
     fn start(sshd: &'a TestSshd) -> Self {
-        let dir = tempfile::Builder::new().prefix("cm").tempdir().unwrap();
-        std::fs::set_permissions(
-            dir.path(),
-            std::os::unix::fs::PermissionsExt::from_mode(0o700),
-        )
-        .unwrap();
+        let dir = conn_testkit::socket_dir();
         let transport = OpenSsh::builder(sshd.host_alias())
             .ssh_config(sshd.ssh_config_path())
             .socket_dir(dir.path())
@@ -121,20 +116,7 @@ impl<'a> Master<'a> {
 
     /// The master's pid, from `ssh -O check` ("Master running (pid=N)").
     fn pid(&self) -> u32 {
-        let out = Command::new(self.sshd.ssh_program())
-            .args(self.sshd.ssh_args())
-            .arg("-S")
-            .arg(&self.socket)
-            .args(["-O", "check", self.sshd.host_alias()])
-            .stdin(Stdio::null())
-            .output()
-            .unwrap();
-        let text = String::from_utf8_lossy(&out.stderr);
-        text.split("pid=")
-            .nth(1)
-            .and_then(|r| r.split(')').next())
-            .and_then(|p| p.parse().ok())
-            .unwrap_or_else(|| panic!("no pid in {text:?}"))
+        self.sshd.master_pid(&self.socket).expect("a live master")
     }
 
     /// `ssh -S <socket> <alias> <remote…>`: the spawned client the native one replaces.

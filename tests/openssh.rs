@@ -13,7 +13,7 @@ use std::time::{Duration, Instant};
 
 use conn::prelude::*;
 use conn::{ExitStatus, Mux, OpenSshBuilder};
-use conn_testkit::{TestSshd, child, procfs, wait_until};
+use conn_testkit::{TestSshd, child, procfs, socket_dir, wait_until};
 use proptest::prelude::*;
 
 /// Bound for any single command in these tests: a hang fails the test instead of the run.
@@ -29,7 +29,7 @@ fn builder(sshd: &TestSshd, socket_dir: &Path, mux: Mux) -> OpenSshBuilder {
 /// A private sshd, a socket directory and a pool of capacity 8 over the sshd, with `mux`.
 fn setup(mux: Mux) -> (TestSshd, tempfile::TempDir, ConnectionPool<OpenSsh>) {
     let sshd = TestSshd::start_default().unwrap();
-    let dir = sockets_dir();
+    let dir = socket_dir();
     let transport = builder(&sshd, dir.path(), mux).build().unwrap();
     let pool = ConnectionPool::new(transport, "shared", 8).unwrap();
     (sshd, dir, pool)
@@ -37,33 +37,6 @@ fn setup(mux: Mux) -> (TestSshd, tempfile::TempDir, ConnectionPool<OpenSsh>) {
 
 fn job() -> SimpleJob {
     SimpleJob::with_timeout(JOB_TIMEOUT)
-}
-
-/// A fresh socket directory: short (the ControlPath limit) and mode 0700, as conn-lease demands
-/// of an existing root.
-fn sockets_dir() -> tempfile::TempDir {
-    let dir = tempfile::Builder::new().prefix("cs").tempdir().unwrap();
-    std::fs::set_permissions(
-        dir.path(),
-        std::os::unix::fs::PermissionsExt::from_mode(0o700),
-    )
-    .unwrap();
-    dir
-}
-
-/// The pid of the master behind `socket`, from `ssh -O check` ("Master running (pid=N)").
-fn master_pid(sshd: &TestSshd, socket: &Path) -> Option<u32> {
-    let out = Command::new("ssh")
-        .args(sshd.ssh_args())
-        .arg("-S")
-        .arg(socket)
-        .args(["-O", "check", sshd.host_alias()])
-        .output()
-        .unwrap();
-    let text = String::from_utf8_lossy(&out.stderr);
-    let start = text.find("(pid=")? + 5;
-    let end = start + text[start..].find(')')?;
-    text[start..end].parse().ok()
 }
 
 /// Waits (bounded) for `pid` to be gone.
@@ -207,7 +180,7 @@ fn sixteen_threads_over_max_sessions_four_lose_nothing(mux: Mux) {
     const THREADS: usize = 16;
     const COMMANDS: usize = 20;
     let sshd = TestSshd::builder().max_sessions(4).start().unwrap();
-    let dir = sockets_dir();
+    let dir = socket_dir();
     let pool = ConnectionPool::new(
         builder(&sshd, dir.path(), mux).build().unwrap(),
         "shared",
@@ -309,7 +282,7 @@ fn inherit_in_a_child_process() {
 /// what a master holding the caller's descriptor would do).
 fn an_inherited_stdout_is_let_go_when_a_command_times_out(mux: Mux) {
     let sshd = TestSshd::start_default().unwrap();
-    let dir = sockets_dir();
+    let dir = socket_dir();
     let mut cmd = child::command("inherit_in_a_child_process");
     cmd.env("CONN_TEST_MUX", mux.to_string())
         .env("CONN_TEST_ALIAS", sshd.host_alias())
@@ -383,7 +356,7 @@ fn run_child(
 
 fn a_second_process_reuses_the_master_without_authenticating(mux: Mux) {
     let sshd = TestSshd::start_default().unwrap();
-    let dir = sockets_dir();
+    let dir = socket_dir();
     let first = run_child("reuse", mux, &sshd, dir.path(), None);
     assert_eq!(
         sshd.accepted_logins(),
@@ -450,7 +423,7 @@ fn take_calls(log: &Path) -> Vec<String> {
 /// whose master is dead gets the master restarted, not trusted.
 fn a_fresh_process_trusts_a_fresh_stamp_and_nothing_else(mux: Mux) {
     let sshd = TestSshd::start_default().unwrap();
-    let dir = sockets_dir();
+    let dir = socket_dir();
     let (shim_dir, log) = logging_shim();
     let shim = Some(shim_dir.path());
     run_child("hpnssh", mux, &sshd, dir.path(), shim);
@@ -490,7 +463,7 @@ fn a_fresh_process_trusts_a_fresh_stamp_and_nothing_else(mux: Mux) {
     assert_eq!(sshd.accepted_logins(), 1, "the master was alive all along");
 
     // A fresh stamp on a dead master's socket: restarted, never trusted.
-    let pid = master_pid(&sshd, &sockets[0]).expect("a live master");
+    let pid = sshd.master_pid(&sockets[0]).expect("a live master");
     let status = Command::new("kill")
         .args(["-9", &pid.to_string()])
         .status()
@@ -514,24 +487,10 @@ fn a_fresh_process_trusts_a_fresh_stamp_and_nothing_else(mux: Mux) {
 
 fn hpnssh_is_used_when_selected(mux: Mux) {
     let sshd = TestSshd::start_default().unwrap();
-    let dir = sockets_dir();
-    let shim_dir = tempfile::tempdir().unwrap();
-    let marker = shim_dir.path().join("calls");
-    let shim = shim_dir.path().join("hpnssh");
-    std::fs::write(
-        &shim,
-        format!(
-            "#!/bin/sh\necho call >> '{}'\nexec ssh \"$@\"\n",
-            marker.display()
-        ),
-    )
-    .unwrap();
-    std::fs::set_permissions(&shim, std::os::unix::fs::PermissionsExt::from_mode(0o755)).unwrap();
+    let dir = socket_dir();
+    let (shim_dir, log) = logging_shim();
     run_child("hpnssh", mux, &sshd, dir.path(), Some(shim_dir.path()));
-    let calls = std::fs::read_to_string(&marker)
-        .unwrap_or_default()
-        .lines()
-        .count();
+    let calls = take_calls(&log).len();
     // The process back end spawns the client for the master start and each of the eight
     // commands; the native one only for the master start.
     let expected = if mux == Mux::Process { 9 } else { 1 };
@@ -550,7 +509,7 @@ fn a_killed_master_is_restarted_and_a_stale_socket_replaced(mux: Mux) {
         .control_path()
         .unwrap()
         .to_path_buf();
-    let pid = master_pid(&sshd, &socket).expect("a master is running");
+    let pid = sshd.master_pid(&socket).expect("a master is running");
     kill(pid);
     assert!(wait_gone(pid, Duration::from_secs(5)));
     assert!(
@@ -560,7 +519,7 @@ fn a_killed_master_is_restarted_and_a_stale_socket_replaced(mux: Mux) {
 
     let out = pool.run(&Cmd::new(["echo", "again"]), &job()).unwrap();
     assert_eq!(out.stdout, b"again\n");
-    let new_pid = master_pid(&sshd, &socket).expect("a new master is running");
+    let new_pid = sshd.master_pid(&socket).expect("a new master is running");
     assert_ne!(pid, new_pid);
     assert_eq!(pool.snapshot().len(), 1);
 
@@ -571,7 +530,7 @@ fn a_killed_master_is_restarted_and_a_stale_socket_replaced(mux: Mux) {
     drop(UnixListener::bind(&socket).unwrap()); // leaves a stale socket file
     let out = pool.run(&Cmd::new(["echo", "third"]), &job()).unwrap();
     assert_eq!(out.stdout, b"third\n");
-    assert!(master_pid(&sshd, &socket).is_some());
+    assert!(sshd.master_pid(&socket).is_some());
     assert_eq!(sshd.accepted_logins(), 3, "one login per master start");
     pool.shutdown();
 }
@@ -621,7 +580,7 @@ fn a_deadline_kills_the_ssh_client_in_time(mux: Mux) {
 
 fn verbose_master_returns_at_once_keeps_persisting_and_logs_to_its_file(mux: Mux) {
     let sshd = TestSshd::start_default().unwrap();
-    let dir = sockets_dir();
+    let dir = socket_dir();
     let pool = ConnectionPool::new(
         builder(&sshd, dir.path(), mux).verbose(1).build().unwrap(),
         "shared",
@@ -644,7 +603,9 @@ fn verbose_master_returns_at_once_keeps_persisting_and_logs_to_its_file(mux: Mux
     // (setproctitle), so the only evidence is that it outlives a 1 s idle countdown. This wait
     // is the property under test, not a guess at how long something takes.
     std::thread::sleep(Duration::from_millis(1500));
-    let pid = master_pid(&sshd, &socket).expect("the master outlived 1.5 s of idleness");
+    let pid = sshd
+        .master_pid(&socket)
+        .expect("the master outlived 1.5 s of idleness");
     pool.shutdown();
     kill(pid);
 }
@@ -660,7 +621,9 @@ fn shutdown_leaves_the_master_by_default_and_exits_it_when_asked(mux: Mux) {
         .to_path_buf();
     let name = socket.file_name().unwrap().to_owned();
     pool.shutdown();
-    let pid = master_pid(&sshd, &socket).expect("the master outlives the pool");
+    let pid = sshd
+        .master_pid(&socket)
+        .expect("the master outlives the pool");
     let free = socket
         .parent()
         .unwrap()
@@ -699,7 +662,7 @@ fn shutdown_leaves_the_master_by_default_and_exits_it_when_asked(mux: Mux) {
         wait_gone(pid, Duration::from_secs(5)),
         "ssh -O exit ended the master"
     );
-    assert!(master_pid(&sshd, &socket).is_none());
+    assert!(sshd.master_pid(&socket).is_none());
     assert_eq!(sshd.accepted_logins(), 1);
 }
 
@@ -725,7 +688,7 @@ fn a_closed_port_is_a_retryable_error_within_the_connect_timeout() {
         let l = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
         l.local_addr().unwrap().port()
     }; // closed again: nothing listens there now
-    let dir = sockets_dir();
+    let dir = socket_dir();
     let transport = OpenSsh::builder("127.0.0.1")
         .port(port)
         .connect_timeout(Duration::from_secs(3))
@@ -754,7 +717,7 @@ fn a_closed_port_is_a_retryable_error_within_the_connect_timeout() {
 
 fn pools_of_one_endpoint_use_separate_lease_namespaces(mux: Mux) {
     let sshd = TestSshd::start_default().unwrap();
-    let dir = sockets_dir();
+    let dir = socket_dir();
     let pools = ConnectionPools::new(
         builder(&sshd, dir.path(), mux).build().unwrap(),
         [("shared", 8), ("dedicated", 1)],
@@ -811,7 +774,7 @@ for_each_backend!(
 
 #[test]
 fn a_missing_ssh_program_is_a_clear_error_that_is_not_retried() {
-    let dir = sockets_dir();
+    let dir = socket_dir();
     let transport = OpenSsh::builder("conn-test")
         .ssh_program("/nonexistent/bin/ssh")
         .socket_dir(dir.path())

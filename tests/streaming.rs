@@ -22,7 +22,6 @@ use std::fs::File;
 use std::io::{self, Read, Write};
 use std::os::unix::ffi::{OsStrExt, OsStringExt};
 use std::path::{Path, PathBuf};
-use std::process::Command;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, OnceLock, RwLock, RwLockReadGuard, RwLockWriteGuard};
 use std::thread::JoinHandle;
@@ -97,12 +96,7 @@ impl Fixture {
             Backend::Native => Mux::Native,
         };
         let sshd = TestSshd::start_default().unwrap();
-        let sockets = tempfile::Builder::new().prefix("cs").tempdir().unwrap();
-        std::fs::set_permissions(
-            sockets.path(),
-            std::os::unix::fs::PermissionsExt::from_mode(0o700),
-        )
-        .unwrap();
+        let sockets = conn_testkit::socket_dir();
         let transport = OpenSsh::builder(sshd.host_alias())
             .ssh_config(sshd.ssh_config_path())
             .socket_dir(sockets.path())
@@ -134,19 +128,7 @@ impl Fixture {
 
     /// The pid of the master behind the pool's socket (`ssh -O check`), if one answers.
     fn master_pid(&self) -> Option<u32> {
-        let sshd = self.sshd();
-        let out = Command::new(sshd.ssh_program())
-            .args(sshd.ssh_args())
-            .arg("-S")
-            .arg(self.socket())
-            .args(["-O", "check", sshd.host_alias()])
-            .stdin(std::process::Stdio::null())
-            .output()
-            .unwrap();
-        let text = String::from_utf8_lossy(&out.stderr);
-        let start = text.find("(pid=")? + 5;
-        let end = start + text[start..].find(')')?;
-        text[start..end].parse().ok()
+        self.sshd().master_pid(&self.socket())
     }
 
     /// Starts the master (if any) and runs one command: what later counts are taken after.

@@ -40,16 +40,6 @@ fn text(bytes: &[u8]) -> String {
     String::from_utf8_lossy(bytes).into_owned()
 }
 
-/// A socket directory short enough for Unix socket paths, mode 0700 as conn-lease demands.
-fn socket_dir() -> tempfile::TempDir {
-    let dir = tempfile::Builder::new()
-        .prefix("cc")
-        .tempdir_in("/tmp")
-        .unwrap();
-    fs::set_permissions(dir.path(), fs::Permissions::from_mode(0o700)).unwrap();
-    dir
-}
-
 fn start_sshd() -> TestSshd {
     TestSshd::start_default().expect("start the private sshd")
 }
@@ -140,7 +130,7 @@ fn help_has_examples_and_version_is_printed() {
 
 #[test]
 fn bad_host_names_and_options_fail_with_one_line_and_exit_2_before_anything_runs() {
-    let dir = socket_dir();
+    let dir = conn_testkit::socket_dir();
     // An "ssh" that leaves a mark if anything ever runs it.
     let marker = dir.path().join("ssh-ran");
     let fake_ssh = dir.path().join("fake-ssh");
@@ -292,7 +282,7 @@ fn local_run_passes_output_and_status_through() {
 #[test]
 fn single_host_output_and_exit_status_pass_through_unchanged() {
     let server = start_sshd();
-    let dir = socket_dir();
+    let dir = conn_testkit::socket_dir();
     let mut argv = args(&["run"]);
     argv.extend(remote_opts(&server, dir.path()));
     argv.extend(args(&[
@@ -358,7 +348,7 @@ fn write_tmp(dir: &Path, name: &str, content: &str) -> PathBuf {
 #[test]
 fn fan_out_prefixes_every_line_and_returns_the_largest_status() {
     let server = start_sshd();
-    let dir = socket_dir();
+    let dir = conn_testkit::socket_dir();
     // Each host claims a distinct number through an atomic mkdir and exits with number - 1,
     // so the three statuses are 0, 1 and 2 in some order.
     let claims = tempfile::Builder::new().prefix("claims").tempdir().unwrap();
@@ -428,7 +418,7 @@ fn fan_out_prefixes_every_line_and_returns_the_largest_status() {
 #[test]
 fn timeout_kills_the_command_and_says_which_timeout() {
     let server = start_sshd();
-    let dir = socket_dir();
+    let dir = conn_testkit::socket_dir();
     let marker = "31.4159";
     let mut argv = args(&["run"]);
     argv.extend(remote_opts(&server, dir.path()));
@@ -514,7 +504,7 @@ fn interrupting_conn_kills_its_children_and_exits_130() {
 #[test]
 fn dry_run_runs_nothing() {
     let server = start_sshd();
-    let dir = socket_dir();
+    let dir = conn_testkit::socket_dir();
     let target = dir.path().join("would-be-created");
     let target_s = target.display().to_string();
     let mut argv = args(&["run"]);
@@ -550,7 +540,7 @@ fn dry_run_runs_nothing() {
 #[test]
 fn exit_on_shutdown_ends_the_master() {
     let server = start_sshd();
-    let dir = socket_dir();
+    let dir = conn_testkit::socket_dir();
     let leases = |dir: &Path| -> Value {
         let out = run_conn([
             "leases",
@@ -583,7 +573,7 @@ const ORPHAN_NAME: &str = "sBBBBBBBBBBB";
 
 #[test]
 fn leases_counts_match_a_known_state() {
-    let root = socket_dir();
+    let root = conn_testkit::socket_dir();
     let ttl = ttl_for_control_persist(Duration::from_secs(600));
     let ns = "src#conn-test##shared";
     let manager = LeaseManager::new(root.path(), ns, ttl).unwrap();
@@ -699,7 +689,7 @@ fn walk(dir: &Path) -> Vec<PathBuf> {
 #[test]
 fn bench_measures_both_back_ends_against_the_baseline() {
     let server = start_sshd();
-    let dir = socket_dir();
+    let dir = conn_testkit::socket_dir();
     let mut argv = args(&["bench"]);
     argv.extend(remote_opts(&server, dir.path()));
     argv.extend(args(&[
@@ -822,7 +812,7 @@ fn bench_measures_both_back_ends_against_the_baseline() {
 #[test]
 fn bench_builtin_runs_the_remote_shell_s_echo_everywhere() {
     let server = start_sshd();
-    let dir = socket_dir();
+    let dir = conn_testkit::socket_dir();
     let mut argv = args(&["bench"]);
     argv.extend(remote_opts(&server, dir.path()));
     argv.extend(args(&[
@@ -856,7 +846,7 @@ fn bench_builtin_runs_the_remote_shell_s_echo_everywhere() {
 #[test]
 fn bench_table_shows_every_section_with_figures_and_ratios_only() {
     let server = start_sshd();
-    let dir = socket_dir();
+    let dir = conn_testkit::socket_dir();
     let mut argv = args(&["bench"]);
     argv.extend(remote_opts(&server, dir.path()));
     argv.extend(args(&[
@@ -913,7 +903,7 @@ fn bench_table_shows_every_section_with_figures_and_ratios_only() {
 #[test]
 fn run_with_native_mux_passes_output_and_exit_status_through() {
     let server = start_sshd();
-    let dir = socket_dir();
+    let dir = conn_testkit::socket_dir();
     let run = |remote: &[&str]| {
         let mut argv = args(&["run", "--mux", "native"]);
         argv.extend(remote_opts(&server, dir.path()));
@@ -1084,7 +1074,7 @@ fn fleet_run(config: &Path, sockets: &Path, extra: &[&str]) -> Output {
 #[test]
 fn host_sets_select_the_hosts_that_run() {
     let server = start_fleet_sshd();
-    let dir = socket_dir();
+    let dir = conn_testkit::socket_dir();
     let config = fleet_config(&server, dir.path(), &fleet_names(6), &[]);
     let hosts_file = write_tmp(dir.path(), "hosts", "fleet[04-05] # two more\n# fleet06\n");
     let mut argv = vec!["-w", "fleet[01-02]", "-H", "fleet03", "--hosts-file"];
@@ -1122,7 +1112,7 @@ fn host_sets_select_the_hosts_that_run() {
 #[test]
 fn gather_prints_identical_hosts_once_under_a_folded_header() {
     let server = start_fleet_sshd();
-    let dir = socket_dir();
+    let dir = conn_testkit::socket_dir();
     let config = fleet_config(&server, dir.path(), &fleet_names(6), &[]);
     let script = "case $CONN_ALIAS in \
                   fleet05) echo odd one; echo warned >&2 ;; \
@@ -1178,7 +1168,7 @@ fn gather_prints_identical_hosts_once_under_a_folded_header() {
 #[test]
 fn json_prints_one_object_per_host_per_line() {
     let server = start_fleet_sshd();
-    let dir = socket_dir();
+    let dir = conn_testkit::socket_dir();
     let config = fleet_config(&server, dir.path(), &fleet_names(4), &["dead"]);
     // Every host writes bytes that are not UTF-8 to stderr; fleet02 fails.
     let script = "echo \"out $CONN_ALIAS\"; printf '\\377\\376' >&2; test $CONN_ALIAS != fleet02";
@@ -1261,7 +1251,7 @@ fn json_prints_one_object_per_host_per_line() {
 #[test]
 fn the_summary_folds_failed_hosts_by_reason() {
     let server = start_fleet_sshd();
-    let dir = socket_dir();
+    let dir = conn_testkit::socket_dir();
     let config = fleet_config(&server, dir.path(), &fleet_names(7), &["dead1", "dead2"]);
     let script = "case $CONN_ALIAS in \
                   fleet03|fleet04|fleet07) exit 1 ;; fleet05) exit 2 ;; *) exit 0 ;; esac";
@@ -1294,7 +1284,7 @@ fn the_summary_folds_failed_hosts_by_reason() {
 
 #[test]
 fn dry_run_over_a_large_host_set_reports_every_host_in_json() {
-    let dir = socket_dir();
+    let dir = conn_testkit::socket_dir();
     let sockets = dir.path().join("s");
     fs::create_dir(&sockets).unwrap();
     fs::set_permissions(&sockets, fs::Permissions::from_mode(0o700)).unwrap();

@@ -65,16 +65,6 @@ fn os(list: &[&str]) -> Vec<OsString> {
     list.iter().map(OsString::from).collect()
 }
 
-/// A socket directory short enough for Unix socket paths, mode 0700 as conn-lease demands.
-fn socket_dir() -> tempfile::TempDir {
-    let dir = tempfile::Builder::new()
-        .prefix("cf")
-        .tempdir_in("/tmp")
-        .unwrap();
-    fs::set_permissions(dir.path(), fs::Permissions::from_mode(0o700)).unwrap();
-    dir
-}
-
 /// A directory the remote account can write to and read from (gate files, copy destinations).
 fn shared_dir(prefix: &str) -> tempfile::TempDir {
     let dir = tempfile::Builder::new()
@@ -363,7 +353,7 @@ fn next_line(rx: &mpsc::Receiver<(Stream, Vec<u8>)>, what: &str) -> (Stream, Str
 #[test]
 fn lines_reach_conn_s_output_while_the_hosts_still_run() {
     let server = start_fleet_sshd(&[]);
-    let dir = socket_dir();
+    let dir = conn_testkit::socket_dir();
     let gates = shared_dir("gates");
     let hosts = names("fleet", 3, 2);
     let config = fleet_config(&server, dir.path(), &hosts);
@@ -430,7 +420,7 @@ fn lines_reach_conn_s_output_while_the_hosts_still_run() {
 #[test]
 fn one_host_is_passed_through_as_it_comes() {
     let server = start_fleet_sshd(&[]);
-    let dir = socket_dir();
+    let dir = conn_testkit::socket_dir();
     let gates = shared_dir("gates");
     let config = fleet_config(&server, dir.path(), &names("fleet", 1, 2));
     let script = format!(
@@ -469,7 +459,7 @@ fn one_host_is_passed_through_as_it_comes() {
 fn concurrent_hosts_lines_stay_whole_and_in_each_host_s_order() {
     const LINES: usize = 3000;
     let server = start_fleet_sshd(&[]);
-    let dir = socket_dir();
+    let dir = conn_testkit::socket_dir();
     let hosts = names("fleet", 3, 2);
     let config = fleet_config(&server, dir.path(), &hosts);
     let script = format!(
@@ -536,7 +526,7 @@ fn last_lines_are_flushed_stderr_is_prefixed_and_long_lines_are_cut() {
     const LONG: usize = 150_000;
     const PIECE: usize = 64 * 1024;
     let server = start_fleet_sshd(&[]);
-    let dir = socket_dir();
+    let dir = conn_testkit::socket_dir();
     let hosts = names("fleet", 2, 2);
     let config = fleet_config(&server, dir.path(), &hosts);
     let script = format!(
@@ -607,7 +597,7 @@ fn a_host_printing_1_gib_does_not_grow_conn_s_memory() {
     const LINES: u64 = 10_737_418;
     const LIMIT_KIB: u64 = 64 * 1024;
     let server = start_fleet_sshd(&[]);
-    let dir = socket_dir();
+    let dir = conn_testkit::socket_dir();
     let config = fleet_config(&server, dir.path(), &names("fleet", 2, 2));
     let script = format!(
         "case $CONN_ALIAS in \
@@ -716,7 +706,7 @@ fn run_with_input(argv: &[OsString], input: Arc<Vec<u8>>) -> (Ended, Vec<u8>, St
 #[test]
 fn stdin_all_gives_every_host_the_whole_input() {
     let server = start_fleet_sshd(&[]);
-    let dir = socket_dir();
+    let dir = conn_testkit::socket_dir();
     let hosts = names("fleet", 4, 2);
     let config = fleet_config(&server, dir.path(), &hosts);
     let input = Arc::new(pseudo_random(20 << 20, 0x9e37_79b9_7f4a_7c15));
@@ -812,7 +802,7 @@ fn pty() -> (OwnedFd, File) {
 #[test]
 fn stdin_all_from_a_terminal_is_a_usage_error() {
     let server = start_fleet_sshd(&[]);
-    let dir = socket_dir();
+    let dir = conn_testkit::socket_dir();
     let config = fleet_config(&server, dir.path(), &names("fleet", 2, 2));
     let (_controller, terminal) = pty();
     let argv = fleet_args(
@@ -894,7 +884,7 @@ fn tree(dir: &Path) -> Vec<String> {
 #[test]
 fn copy_sends_files_and_trees_with_their_modes() {
     let server = start_fleet_sshd(&[]);
-    let dir = socket_dir();
+    let dir = conn_testkit::socket_dir();
     let config = fleet_config(&server, dir.path(), &names("fleet", 2, 2));
     let src = tempfile::tempdir().unwrap();
     let dest = shared_dir("copydest");
@@ -992,7 +982,7 @@ struct KilledCopy {
 /// the remote receiving shell has ended, after which nothing can rename anything.
 fn kill_a_copy(mux: &str, size: u64) -> KilledCopy {
     let server = start_fleet_sshd(&[]);
-    let dir = socket_dir();
+    let dir = conn_testkit::socket_dir();
     let sockets = dir.path().display().to_string();
     let config = fleet_config(&server, dir.path(), &names("fleet", 1, 2));
     // Warm the master first, so that its pid is known before the copy starts.
@@ -1119,7 +1109,7 @@ fn a_killed_copy_over_the_process_mux_never_leaves_a_partial_file() {
 #[test]
 fn copy_usage_errors_exit_2_before_anything_runs() {
     let server = start_fleet_sshd(&[]);
-    let dir = socket_dir();
+    let dir = conn_testkit::socket_dir();
     let config = fleet_config(&server, dir.path(), &names("fleet", 2, 2));
     let src = tempfile::tempdir().unwrap();
     let present = src.path().join("present");
@@ -1164,7 +1154,7 @@ fn a_thousand_hosts_expand_and_each_is_dry_run() {
     assert_eq!(out.status.code(), Some(0), "{}", text(&out.stderr));
     assert_eq!(text(&out.stdout).lines().collect::<Vec<_>>(), all);
 
-    let dir = socket_dir();
+    let dir = conn_testkit::socket_dir();
     // Every h* is a loopback port where nothing listens: a real run could not reach any.
     let port = std::net::TcpListener::bind("127.0.0.1:0")
         .unwrap()
@@ -1207,7 +1197,7 @@ fn a_thousand_hosts_expand_and_each_is_dry_run() {
 #[test]
 fn two_hundred_real_masters_each_answer_once() {
     let server = start_fleet_sshd(&["MaxStartups 256:30:512"]);
-    let dir = socket_dir();
+    let dir = conn_testkit::socket_dir();
     let hosts = names("alias", 200, 3);
     let config = fleet_config(&server, dir.path(), &hosts);
     let start = Instant::now();

@@ -23,5 +23,5 @@ mod run;
 pub mod sshd;
 pub mod transports;
 
-pub use run::{run_with_timeout, wait_until};
+pub use run::{run_with_timeout, socket_dir, wait_until};
 pub use sshd::{TestSshd, TestSshdBuilder};

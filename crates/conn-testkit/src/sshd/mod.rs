@@ -285,6 +285,23 @@ impl TestSshd {
         vec!["-F".into(), self.ssh_config_path().into_os_string()]
     }
 
+    /// The pid of the ssh master listening on `socket`, from `ssh -O check` ("Master running
+    /// (pid=N)"); `None` when no master answers.
+    pub fn master_pid(&self, socket: &Path) -> Option<u32> {
+        let out = Command::new(&self.ssh_program)
+            .args(self.ssh_args())
+            .arg("-S")
+            .arg(socket)
+            .args(["-O", "check", self.host_alias()])
+            .stdin(Stdio::null())
+            .output()
+            .ok()?;
+        let text = String::from_utf8_lossy(&out.stderr);
+        let start = text.find("(pid=")? + 5;
+        let end = start + text[start..].find(')')?;
+        text[start..end].parse().ok()
+    }
+
     /// `ssh -F <config> conn-test <remote…>` with stdin from /dev/null.
     pub fn ssh_command(&self, remote: &[&str]) -> Command {
         self.ssh_command_to(self.host_alias(), remote)
