@@ -4,11 +4,12 @@
 
 use std::fmt;
 use std::io;
-use std::os::fd::BorrowedFd;
+use std::os::fd::{AsFd, BorrowedFd, OwnedFd};
+use std::sync::{Arc, Mutex};
 use std::thread::JoinHandle;
 use std::time::Duration;
 
-use rustix::event::{PollFd, PollFlags};
+use rustix::event::{EventfdFlags, PollFd, PollFlags, eventfd};
 
 use crate::command::{Cmd, ExitStatus, Output, Started};
 #[cfg(doc)]
@@ -80,12 +81,50 @@ impl fmt::Display for CommandName {
     }
 }
 
-/// How the child ended, once known.
+/// How the child ended, once known: what a later wait returns again.
 #[derive(Debug)]
 enum Ended {
+    /// A dry run: nothing ran.
+    DryRun,
+    /// It ended with this status (the caller's view of it).
     Status(ExitStatus, Started),
-    /// Killed by [`RemoteChild::kill`] (or the job): no status of the command's own.
+    /// Killed by [`RemoteChild::kill`], or by conn on a deadline, a cancel or an I/O failure:
+    /// no status of the command's own.
     Killed,
+    /// Its end was a transport failure, reported by the wait that saw it.
+    Failed(String),
+}
+
+/// A thread moving a child's pump while the caller works its pipes, and how to stop it.
+#[derive(Debug)]
+struct Pumping {
+    thread: Option<JoinHandle<()>>,
+    /// The pump, handed back by the thread when it stops (or never taken, if it never started).
+    pump: Arc<Mutex<Option<Pump>>>,
+    /// An eventfd the thread polls: readable means "stop and hand the pump back".
+    stop: Arc<OwnedFd>,
+}
+
+impl Pumping {
+    /// Stops the thread and takes the pump back, as far as the thread got with it.
+    fn stop(mut self) -> Pump {
+        let _ = rustix::io::write(&*self.stop, &1u64.to_ne_bytes());
+        if let Some(thread) = self.thread.take() {
+            let _ = thread.join();
+        }
+        lock(&self.pump).take().unwrap_or_default()
+    }
+}
+
+impl Drop for Pumping {
+    fn drop(&mut self) {
+        // A child dropped or killed: the thread stops too (never left moving bytes for nobody).
+        let _ = rustix::io::write(&*self.stop, &1u64.to_ne_bytes());
+    }
+}
+
+fn lock<T>(m: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
+    m.lock().unwrap_or_else(|e| e.into_inner())
 }
 
 /// A command started with [`PooledConnection::spawn`](crate::PooledConnection::spawn) or
@@ -100,7 +139,8 @@ enum Ended {
 /// child that is still running kills it.
 ///
 /// `check(true)` applies to every way of waiting: an unsuccessful exit is
-/// [`Error::Exited`].
+/// [`Error::Exited`]. A child that was killed (by [`RemoteChild::kill`], or on a deadline or a
+/// cancel, whose error the wait that saw it returned) waits again as signal 9, as std's does.
 ///
 /// ```
 /// # #[cfg(unix)] {
@@ -127,7 +167,7 @@ pub struct RemoteChild {
     stderr: Option<ChildStderr>,
     /// conn's own pipe ends; moved to `pumping` while a thread runs it.
     pump: Option<Pump>,
-    pumping: Option<JoinHandle<Pump>>,
+    pumping: Option<Pumping>,
     ended: Option<Ended>,
     /// Whatever must live exactly as long as the command (a pool's session slot).
     hold: Option<Box<dyn Send + Sync>>,
@@ -194,7 +234,7 @@ impl RemoteChild {
             stderr: None,
             pump: Some(Pump::default()),
             pumping: None,
-            ended: Some(Ended::Status(ExitStatus::Code(0), Started::No)),
+            ended: Some(Ended::DryRun),
             hold: None,
         }
     }
@@ -253,18 +293,39 @@ impl RemoteChild {
         let Some(pump) = self.pump.take_if(|p| !p.is_empty() && !p.done()) else {
             return;
         };
+        let stop = match eventfd(0, EventfdFlags::CLOEXEC | EventfdFlags::NONBLOCK) {
+            Ok(fd) => Arc::new(fd),
+            Err(e) => {
+                tracing::warn!("no pump thread for {}: {e}", self.name);
+                self.pump = Some(pump); // moves only while `wait` runs
+                return;
+            }
+        };
+        let shared = Arc::new(Mutex::new(Some(pump)));
         let (deadline, token) = (self.deadline, self.token.clone());
+        let (for_thread, stop_for_thread) = (Arc::clone(&shared), Arc::clone(&stop));
         let spawned = std::thread::Builder::new()
             .name("conn-pump".into())
             .spawn(move || {
-                let mut pump = pump;
-                let _ = run_pump(&mut pump, deadline, &token);
-                pump
+                let Some(mut pump) = lock(&for_thread).take() else {
+                    return;
+                };
+                let _ = run_pump(&mut pump, deadline, &token, stop_for_thread.as_fd());
+                *lock(&for_thread) = Some(pump);
             });
         match spawned {
-            Ok(handle) => self.pumping = Some(handle),
-            // No thread to be had: the pump stays here and moves only while `wait` runs.
-            Err(e) => tracing::warn!("cannot start a pump thread for {}: {e}", self.name),
+            Ok(thread) => {
+                self.pumping = Some(Pumping {
+                    thread: Some(thread),
+                    pump: shared,
+                    stop,
+                })
+            }
+            Err(e) => {
+                // No thread to be had: the pump stays here and moves only while `wait` runs.
+                tracing::warn!("cannot start a pump thread for {}: {e}", self.name);
+                self.pump = lock(&shared).take();
+            }
         }
     }
 
@@ -304,13 +365,15 @@ impl RemoteChild {
     pub fn started(&self) -> Option<Started> {
         match self.ended {
             Some(Ended::Status(_, started)) => Some(started),
-            Some(Ended::Killed) => Some(Started::Unknown),
+            Some(Ended::DryRun) => Some(Started::No),
+            Some(Ended::Killed | Ended::Failed(_)) => Some(Started::Unknown),
             None => None,
         }
     }
 
     /// Ends the command now (its process group gets `SIGKILL`, or its session is closed) and
-    /// releases everything it holds. A later `wait` returns signal 9.
+    /// releases everything it holds. A later `wait` returns signal 9, whatever `check` says
+    /// (as std's does after a kill).
     pub fn kill(&mut self) -> Result<()> {
         if self.ended.is_none() {
             self.session.kill();
@@ -325,37 +388,58 @@ impl RemoteChild {
         self.stdout = None;
         self.stderr = None;
         self.pump = None;
-        self.pumping = None; // the thread ends on its own: its sources end with the session
+        self.pumping = None; // stops its thread
         self.hold = None;
     }
 
     /// The one wait loop behind `wait`, `try_wait` and `wait_with_output`.
     fn finish(&mut self, capture: bool, known: Option<ExitStatus>) -> Result<Output> {
-        match self.ended {
-            Some(Ended::Killed) => {
-                return Ok(Output {
-                    status: ExitStatus::Signal(9),
-                    stdout: Vec::new(),
-                    stderr: Vec::new(),
-                    started: Started::Unknown,
-                });
-            }
-            Some(Ended::Status(status, Started::No)) => {
-                // A dry run.
+        // A second wait gives what the first one saw.
+        let replay = |status, started| Output {
+            status,
+            stdout: Vec::new(),
+            stderr: Vec::new(),
+            started,
+        };
+        match &self.ended {
+            Some(Ended::Killed) => return Ok(replay(ExitStatus::Signal(9), Started::Unknown)),
+            Some(Ended::DryRun) => {
                 self.release_all();
-                return Ok(Output {
-                    status,
-                    stdout: Vec::new(),
-                    stderr: Vec::new(),
-                    started: Started::No,
+                return Ok(replay(ExitStatus::Code(0), Started::No));
+            }
+            Some(Ended::Status(status, started)) => {
+                let output = replay(*status, *started);
+                return match self.check {
+                    true => {
+                        crate::command::check_output(output, &self.name.endpoint, &self.name.line)
+                    }
+                    false => Ok(output),
+                };
+            }
+            Some(Ended::Failed(why)) => {
+                return Err(Error::Io {
+                    context: format!("waiting again for {}", self.name),
+                    source: io::Error::other(format!("it already ended in an error: {why}")),
                 });
             }
-            _ => {}
+            None => {}
         }
         let mut pump = match self.pumping.take() {
-            Some(thread) => thread.join().unwrap_or_default(),
+            Some(pumping) => pumping.stop(),
             None => self.pump.take().unwrap_or_default(),
         };
+        // A watched stderr that nobody took and nothing relayed yet: collect it where it is,
+        // instead of relaying it into the caller's pipe only to read it back.
+        let mut err_from_watch = false;
+        if capture
+            && self.stderr.is_some()
+            && let Some(watch) = &mut pump.sinks[2]
+            && watch.nothing_relayed()
+        {
+            watch.capture_all();
+            self.stderr = None;
+            err_from_watch = true;
+        }
         let (mut captured_out, mut captured_err) = (false, false);
         if let Some(out) = self.stdout.take() {
             let fd = out.into_owned_fd();
@@ -408,8 +492,12 @@ impl RemoteChild {
         };
         self.session.release();
         let stdout = pump.sinks[0].take().map(|s| s.kept);
-        let stderr = pump.sinks[1].take().map(|s| s.kept);
+        let mut stderr = pump.sinks[1].take().map(|s| s.kept);
         let watched = pump.sinks[2].take().map(|s| s.kept);
+        if err_from_watch {
+            captured_err = true;
+            stderr = watched.clone();
+        }
         let seen = Seen {
             stderr: watched.as_deref().or(stderr.as_deref()),
             stdout: if captured_out {
@@ -423,7 +511,7 @@ impl RemoteChild {
         let (status, started) = match classified {
             Ok(c) => c,
             Err(e) => {
-                self.ended = Some(Ended::Status(status, e.started()));
+                self.ended = Some(Ended::Failed(e.to_string()));
                 return Err(e);
             }
         };
@@ -538,7 +626,12 @@ impl RemoteChild {
 }
 
 /// Moves a pump's bytes until it is done or the job stops it (a background pump thread).
-fn run_pump(pump: &mut Pump, deadline: Option<Deadline>, token: &CancelToken) -> io::Result<()> {
+fn run_pump(
+    pump: &mut Pump,
+    deadline: Option<Deadline>,
+    token: &CancelToken,
+    stop: BorrowedFd<'_>,
+) -> io::Result<()> {
     let mut buf = Pump::buffer();
     let wake_fd = token.wake_fd();
     while !pump.done() && !token.is_cancelled() && !deadline.is_some_and(|d| d.expired()) {
@@ -549,6 +642,7 @@ fn run_pump(pump: &mut Pump, deadline: Option<Deadline>, token: &CancelToken) ->
             break;
         }
         let pumped = fds.len();
+        fds.push(PollFd::from_borrowed_fd(stop, PollFlags::IN));
         if let Some(fd) = wake_fd {
             fds.push(PollFd::from_borrowed_fd(fd, PollFlags::IN));
         }
@@ -557,6 +651,9 @@ fn run_pump(pump: &mut Pump, deadline: Option<Deadline>, token: &CancelToken) ->
             deadline.map(|d| d.at()),
             wake_fd.is_none().then_some(TICK),
         )?;
+        if !fds[pumped].revents().is_empty() {
+            return Ok(()); // `wait` takes over
+        }
         let ready = Pump::ready(&fds[..pumped], &tags);
         drop(fds);
         for tag in ready {

@@ -39,8 +39,9 @@ pub enum Stream {
     /// [`run`](crate::ConnectionPool::run) collects it into [`Output`] (the default).
     #[default]
     Piped,
-    /// Passed through to the calling process's own stream. conn copies it over a pipe, so that
-    /// an ssh master never holds the caller's own descriptor past the command's end.
+    /// Passed through to the calling process's own stream. Over ssh, conn copies it through a
+    /// pipe of its own, so that a master never holds the caller's descriptor past the command's
+    /// end; a local child gets the descriptor itself.
     Inherit,
     /// Discarded (`/dev/null`).
     Null,

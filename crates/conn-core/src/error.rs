@@ -181,8 +181,9 @@ impl Error {
 
     /// Whether the command started before this error: [`Started::Yes`] for a command that
     /// exited unsuccessfully, [`Started::Unknown`] for a timeout, a cancellation or an I/O
-    /// failure while it ran, what the transport knows for [`Error::Transport`], and
-    /// [`Started::No`] for everything that fails before a command is started.
+    /// failure (conn cannot always tell whether it came before the start), what the transport
+    /// knows for [`Error::Transport`], and [`Started::No`] for everything that fails before a
+    /// command is started.
     pub fn started(&self) -> Started {
         match self {
             Error::Exited { .. } => Started::Yes,

@@ -185,14 +185,13 @@ impl CancelToken {
     /// Cancels: later commands fail at once with [`Error::Cancelled`], every waiter wakes, and
     /// every registered child gets `SIGKILL` (a session socket is shut down). Idempotent.
     pub fn cancel(&self) {
-        {
-            // Under the registry lock, so that a child registered concurrently is either
-            // killed here or refused by `register`: never missed.
-            let children = self.inner.children.lock();
-            self.inner.cancelled.store(true, Ordering::Release);
-            for (_, child) in children.iter() {
-                child.terminate(Signal::KILL);
-            }
+        // Under the registry lock, so that a child registered concurrently is either killed
+        // here or refused by `register`, and a wake descriptor made concurrently is either
+        // woken here or made readable by `wake_fd`: never missed.
+        let children = self.inner.children.lock();
+        self.inner.cancelled.store(true, Ordering::Release);
+        for (_, child) in children.iter() {
+            child.terminate(Signal::KILL);
         }
         if let Some(fd) = self.inner.wake.get() {
             let _ = rustix::io::write(fd, &1u64.to_ne_bytes());
@@ -205,6 +204,8 @@ impl CancelToken {
     pub fn wake_fd(&self) -> Option<BorrowedFd<'_>> {
         if self.inner.wake.get().is_none() {
             let fd = eventfd(0, EventfdFlags::CLOEXEC | EventfdFlags::NONBLOCK).ok()?;
+            // Under the lock `cancel` holds (see there).
+            let _children = self.inner.children.lock();
             if self.inner.wake.set(fd).is_ok() && self.is_cancelled() {
                 // Cancelled before the descriptor existed: make it readable now.
                 let _ = rustix::io::write(self.inner.wake.get()?, &1u64.to_ne_bytes());

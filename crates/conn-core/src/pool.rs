@@ -285,7 +285,9 @@ impl<T: Transport> ConnectionPool<T> {
     /// tried again (at most three times), all within the job's deadline (or about 5 s without
     /// one). A caller without a retry loop thus loses nothing to a master that died between
     /// commands. A command that may have run is never retried; a refresh that cannot start a
-    /// master is returned at once.
+    /// master is returned at once. What the back end learns only when the command ends (the
+    /// process back end's refused session, from its ssh client's exit) is retried by
+    /// [`ConnectionPool::run`], not here: this child has already been handed out.
     pub fn spawn(&self, cmd: &Cmd, job: &dyn Job) -> Result<RemoteChild> {
         self.with_retries(job, || self.spawn_once(cmd, job))
     }

@@ -242,4 +242,60 @@ mod tests {
         let (session, pid) = session_and_pid(false);
         assert_ne!(session, pid, "a process group of its own, in our session");
     }
+
+    fn watched() -> ProcessOptions {
+        ProcessOptions {
+            stdio: StdioOptions {
+                relay_inherit: true,
+                watch_stderr: Some(1024),
+            },
+            ..ProcessOptions::default()
+        }
+    }
+
+    #[test]
+    fn waiting_after_working_the_pipes_never_waits_on_an_unread_watched_stderr() {
+        // 200 KiB on a watched stderr that the caller never reads, while it reads stdout: the
+        // background pump relays it into the caller's stderr pipe, which fills up; `wait`
+        // must take the pump back and drain that pipe itself instead of waiting for the pump.
+        let argv = ["sh", "-c", "head -c 204800 /dev/zero >&2; echo hi"];
+        let job = SimpleJob::with_timeout(Duration::from_secs(20));
+        let mut child = spawn_process(&argv, &Cmd::new(argv), &job, watched()).unwrap();
+        let mut out = String::new();
+        std::io::Read::read_to_string(&mut child.take_stdout().unwrap(), &mut out).unwrap();
+        assert_eq!(out, "hi\n");
+        assert_eq!(child.wait().unwrap(), ExitStatus::Code(0));
+    }
+
+    #[test]
+    fn a_collected_watched_stderr_comes_back_whole() {
+        let argv = ["sh", "-c", "head -c 300000 /dev/zero >&2"];
+        let job = SimpleJob::with_timeout(Duration::from_secs(20));
+        let out = spawn_process(&argv, &Cmd::new(argv), &job, watched())
+            .unwrap()
+            .wait_with_output()
+            .unwrap();
+        assert_eq!(
+            out.stderr.len(),
+            300_000,
+            "more than the watch keeps, all of it"
+        );
+    }
+
+    #[test]
+    fn a_second_wait_gives_what_the_first_saw() {
+        let argv = ["sh", "-c", "exit 3"];
+        let job = SimpleJob::with_timeout(Duration::from_secs(20));
+        let cmd = Cmd::new(argv).check(false);
+        let mut child = spawn_process(&argv, &cmd, &job, ProcessOptions::default()).unwrap();
+        let first = child.wait().unwrap();
+        assert_eq!(first, ExitStatus::Code(3));
+        assert_eq!(
+            child.wait().unwrap(),
+            first,
+            "not a second waitid on a reaped child"
+        );
+        assert_eq!(child.try_wait().unwrap(), Some(first));
+        assert_eq!(child.started(), Some(Started::Yes));
+    }
 }

@@ -14,6 +14,10 @@ use std::sync::Arc;
 use rustix::event::{PollFd, PollFlags};
 use rustix::io::Errno;
 
+/// How many written bytes may sit at the front of a backlog before they are dropped from it:
+/// compacting rarely keeps a relay from moving its whole backlog on every small write.
+const COMPACT_AT: usize = 64 * 1024;
+
 /// Bytes read per `read(2)`.
 const CHUNK: usize = 64 * 1024;
 
@@ -67,7 +71,12 @@ pub(crate) struct Sink {
     pub(crate) kept: Vec<u8>,
     /// Where everything read goes as well, if anywhere.
     dest: Option<Dest>,
+    /// Bytes read for `dest`; those before `sent` are written already (an offset rather than
+    /// draining the front on every small write).
     backlog: Vec<u8>,
+    sent: usize,
+    /// Bytes written to `dest` so far.
+    relayed: u64,
 }
 
 impl Sink {
@@ -89,11 +98,35 @@ impl Sink {
             kept: Vec::new(),
             dest,
             backlog: Vec::new(),
+            sent: 0,
+            relayed: 0,
         })
     }
 
+    /// Whether nothing has been copied to the destination yet (a watched stderr whose bytes
+    /// all still sit here).
+    pub(crate) fn nothing_relayed(&self) -> bool {
+        self.relayed == 0
+    }
+
+    /// From now on, keeps every byte and copies nothing: `wait_with_output` collecting a
+    /// watched stderr itself instead of reading it back from the caller's pipe.
+    pub(crate) fn capture_all(&mut self) {
+        debug_assert!(self.nothing_relayed());
+        // Nothing was written out, so the backlog holds every byte read so far.
+        self.kept = std::mem::take(&mut self.backlog);
+        self.sent = 0;
+        self.keep = usize::MAX;
+        self.dest = None;
+    }
+
+    /// Bytes read and not yet written to the destination.
+    fn pending(&self) -> usize {
+        self.backlog.len() - self.sent
+    }
+
     fn done(&self) -> bool {
-        self.src.is_none() && self.backlog.is_empty()
+        self.src.is_none() && self.pending() == 0
     }
 
     /// Once everything is through, lets go of the destination: a pipe of the caller's then
@@ -127,19 +160,29 @@ impl Sink {
     fn flush(&mut self) {
         let Some(fd) = self.dest.as_ref().and_then(Dest::fd) else {
             self.backlog.clear();
+            self.sent = 0;
             return;
         };
         // At most PIPE_BUF bytes, which a writable pipe always takes whole without blocking,
         // even when the caller's descriptor is in blocking mode.
-        let chunk = self.backlog.len().min(rustix::pipe::PIPE_BUF);
-        match rustix::io::write(fd, &self.backlog[..chunk]) {
+        let chunk = self.pending().min(rustix::pipe::PIPE_BUF);
+        match rustix::io::write(fd, &self.backlog[self.sent..self.sent + chunk]) {
             Ok(n) => {
-                self.backlog.drain(..n);
+                self.sent += n;
+                self.relayed += n as u64;
+                if self.sent == self.backlog.len() {
+                    self.backlog.clear();
+                    self.sent = 0;
+                } else if self.sent >= COMPACT_AT {
+                    self.backlog.drain(..self.sent);
+                    self.sent = 0;
+                }
             }
             Err(Errno::INTR | Errno::AGAIN) => {}
             Err(_) => {
                 // The destination is gone or broken: drop the copy, never the command.
                 self.backlog.clear();
+                self.sent = 0;
                 self.dest = Some(Dest::Discard);
             }
         }
@@ -211,12 +254,12 @@ impl Pump {
         for (i, sink) in self.sinks.iter().enumerate() {
             let Some(sink) = sink else { continue };
             if let Some(src) = &sink.src
-                && sink.backlog.len() < BACKLOG_MAX
+                && sink.pending() < BACKLOG_MAX
             {
                 fds.push(PollFd::new(src, PollFlags::IN));
                 tags.push(Tag::Src(i));
             }
-            if !sink.backlog.is_empty()
+            if sink.pending() > 0
                 && let Some(fd) = sink.dest.as_ref().and_then(Dest::fd)
             {
                 fds.push(PollFd::from_borrowed_fd(fd, PollFlags::OUT));

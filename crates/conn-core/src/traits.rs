@@ -50,9 +50,10 @@ pub trait Connection: Send + Sync + 'static {
     /// Starts `cmd` within `job` on this connection, which the pool has just refreshed. A dry
     /// run starts nothing and returns an ended child.
     ///
-    /// Errors returned here happen before the command could start; their
-    /// [`started`](crate::Error::started) is [`Started::No`](crate::Started::No), and those that
-    /// are [retryable](crate::Error::is_retryable) are retried by the pool.
+    /// An error returned here says, through [`started`](crate::Error::started), whether the
+    /// command may have started (a native session that timed out while the master confirmed
+    /// it may have); those that are [retryable](crate::Error::is_retryable) are retried by the
+    /// pool.
     fn spawn(&self, cmd: &Cmd, job: &dyn Job) -> Result<RemoteChild>;
 
     /// Makes sure the connection is usable (e.g. its ssh master is alive), within `job`'s

@@ -31,8 +31,9 @@ const WAIT_TICK: Duration = Duration::from_millis(50);
 /// A connection of an [`OpenSsh`](crate::OpenSsh) pool.
 ///
 /// With connection reuse on (the default) it owns a lease on a ControlPath name, and runs every
-/// command as `ssh <options> -S <socket> <user@host> <quoted argv>` over the master behind that
-/// socket, which [`Connection::refresh`] keeps alive.
+/// command over the master behind that socket, which [`Connection::refresh`] keeps alive: as
+/// `ssh <options> -S <socket> <user@host> <quoted argv>` ([`Mux::Process`](crate::Mux)), or
+/// in-process over the socket ([`Mux::Native`](crate::Mux)).
 #[derive(Debug)]
 pub struct OpenSshConnection {
     pub(crate) config: Arc<Config>,

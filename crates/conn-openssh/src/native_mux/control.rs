@@ -48,6 +48,9 @@ pub(super) enum Fail {
     Connect(io::Error),
     /// The control connection broke or was closed by the master before the exit message.
     Closed(String),
+    /// The master hung up after the whole session request (and its descriptors) went out and
+    /// before it confirmed the session: the command may have started.
+    Lost(String),
     /// The master broke the protocol.
     Protocol(String),
     /// The master answered the request with `MUX_S_FAILURE` or `MUX_S_PERMISSION_DENIED`.
@@ -69,7 +72,7 @@ pub(super) struct Bound<'a> {
 }
 
 impl Bound<'_> {
-    /// Cancellation first, then the deadline (as `run_process` checks them).
+    /// Cancellation first, then the deadline (as `ensure_running` checks them).
     pub(super) fn check(&self) -> Result<(), Fail> {
         if self.job.is_cancelled() {
             return Err(Fail::Cancelled);

@@ -107,14 +107,14 @@ pub(crate) fn spawn(
         });
     };
     let session = NativeSession {
-        control,
+        control: Some(control),
         socket: socket.to_path_buf(),
         name: name.clone(),
         session_id,
         exit_value: None,
         closed: false,
         no_status: false,
-        _registration: registration,
+        registration: Some(registration),
     };
     Ok(RemoteChild::new(Box::new(session), plan, cmd, job, name))
 }
@@ -146,6 +146,15 @@ pub(super) fn fail_error(fail: Fail, socket: &Path, name: &CommandName, job: &dy
             endpoint: name.endpoint.clone(),
             command: name.line.clone(),
             started: Started::No,
+            stdout: Vec::new(),
+            stderr: format!("ssh mux master {}: {why}", socket.display()).into_bytes(),
+        },
+        // The master queues the exec request before it confirms the session: a hang-up after
+        // the whole request went out may come after the command started.
+        Fail::Lost(why) => Error::Transport {
+            endpoint: name.endpoint.clone(),
+            command: name.line.clone(),
+            started: Started::Unknown,
             stdout: Vec::new(),
             stderr: format!("ssh mux master {}: {why}", socket.display()).into_bytes(),
         },
@@ -181,10 +190,7 @@ pub(super) fn open_session(
     let mut control = Control::connect(socket, bound)?;
     {
         let devnull = if fds.iter().any(|e| matches!(e, ChildFd::Null)) {
-            Some(
-                rustix::fs::open("/dev/null", OFlags::RDWR | OFlags::CLOEXEC, Mode::empty())
-                    .map_err(|e| Fail::Local("opening /dev/null", e.into()))?,
-            )
+            Some(dev_null()?)
         } else {
             None
         };
@@ -194,7 +200,7 @@ pub(super) fn open_session(
         control.send_all(request, bound)?;
         for (end, own) in fds.iter().zip(own) {
             let fd = match end {
-                ChildFd::Null => devnull.as_ref().expect("opened above").as_fd(),
+                ChildFd::Null => devnull.expect("opened above"),
                 ChildFd::Inherit => own,
                 ChildFd::Fd(fd) => fd.as_fd(),
             };
@@ -204,12 +210,30 @@ pub(super) fn open_session(
     // The master holds its own duplicates now. Dropping ours is what lets our read ends see
     // end of file once the master closes its copies.
     drop(fds);
-    match control.reply(request_id, bound, "before the session opened")? {
+    let reply = control
+        .reply(request_id, bound, "before it confirmed the session")
+        .map_err(|fail| match fail {
+            Fail::Closed(why) => Fail::Lost(why),
+            other => other,
+        })?;
+    match reply {
         ServerMessage::SessionOpened { session_id, .. } => Ok((control, session_id)),
         other => Err(Fail::Protocol(format!(
             "unexpected reply to a session request: {other:?}"
         ))),
     }
+}
+
+/// `/dev/null`, opened once for the process: most sessions get it as their stdin, and the
+/// master duplicates what it receives.
+fn dev_null() -> Result<BorrowedFd<'static>, Fail> {
+    static DEV_NULL: std::sync::OnceLock<std::os::fd::OwnedFd> = std::sync::OnceLock::new();
+    if let Some(fd) = DEV_NULL.get() {
+        return Ok(fd.as_fd());
+    }
+    let fd = rustix::fs::open("/dev/null", OFlags::RDWR | OFlags::CLOEXEC, Mode::empty())
+        .map_err(|e| Fail::Local("opening /dev/null", e.into()))?;
+    Ok(DEV_NULL.get_or_init(|| fd).as_fd())
 }
 
 /// An open session on the master, as [`RemoteChild`] drives it: its end is the exit message
@@ -221,7 +245,9 @@ pub(super) fn open_session(
 /// done, so a caller that opens its next session right after is far less likely to overshoot
 /// `MaxSessions`.
 struct NativeSession {
-    control: Control,
+    /// Until the session is released (or killed): then the descriptor is closed at once, not
+    /// when the child is dropped.
+    control: Option<Control>,
     socket: std::path::PathBuf,
     name: CommandName,
     session_id: u32,
@@ -231,15 +257,18 @@ struct NativeSession {
     /// killed the remote command (masters forward only `exit-status`).
     no_status: bool,
     /// In the job's registry while open: a cancel shuts the control connection down.
-    _registration: Registration,
+    registration: Option<Registration>,
 }
 
 impl NativeSession {
     /// Reads what the master has sent, without blocking.
     fn read_control(&mut self) -> Result<(), Fail> {
         while !self.closed {
-            let filled = self.control.fill()?;
-            while let Some(msg) = self.control.next_message()? {
+            let Some(control) = &mut self.control else {
+                break;
+            };
+            let filled = control.fill()?;
+            while let Some(msg) = control.next_message()? {
                 match msg {
                     ServerMessage::ExitMessage {
                         session_id,
@@ -271,33 +300,35 @@ impl NativeSession {
 
 impl Session for NativeSession {
     fn exit_fd(&self) -> Option<BorrowedFd<'_>> {
-        (!self.closed).then(|| self.control.fd.as_fd())
+        self.control
+            .as_ref()
+            .filter(|_| !self.closed)
+            .map(|c| c.fd.as_fd())
     }
 
     fn try_finish(&mut self) -> Result<Option<ExitStatus>> {
-        let name = self.name.clone();
-        let socket = self.socket.clone();
-        self.read_control().map_err(|fail| {
-            let err = fail_error(fail, &socket, &name, &SimpleJob::new());
-            match err {
-                // After the session opened, a failure of the master means the command may
-                // have run.
-                Error::Transport {
-                    endpoint,
-                    command,
-                    stdout,
-                    stderr,
-                    ..
-                } => Error::Transport {
-                    endpoint,
-                    command,
-                    started: Started::Unknown,
-                    stdout,
-                    stderr,
+        if let Err(fail) = self.read_control() {
+            return Err(
+                match fail_error(fail, &self.socket, &self.name, &SimpleJob::new()) {
+                    // After the session opened, a failure of the master means the command may
+                    // have run.
+                    Error::Transport {
+                        endpoint,
+                        command,
+                        stdout,
+                        stderr,
+                        ..
+                    } => Error::Transport {
+                        endpoint,
+                        command,
+                        started: Started::Unknown,
+                        stdout,
+                        stderr,
+                    },
+                    other => other,
                 },
-                other => other,
-            }
-        })?;
+            );
+        }
         if !self.closed {
             return Ok(None);
         }
@@ -333,8 +364,16 @@ impl Session for NativeSession {
 
     fn kill(&mut self) {
         // The master then marks the session's channel failed and closes its descriptors.
-        let _ = rustix::net::shutdown(&*self.control.fd, rustix::net::Shutdown::Both);
+        if let Some(control) = self.control.take() {
+            let _ = rustix::net::shutdown(&*control.fd, rustix::net::Shutdown::Both);
+        }
+        self.registration = None;
         self.closed = true;
+    }
+
+    fn release(&mut self) {
+        self.control = None;
+        self.registration = None;
     }
 
     fn classify(&mut self, status: ExitStatus, seen: &Seen<'_>) -> Result<(ExitStatus, Started)> {
@@ -392,7 +431,7 @@ pub(crate) fn alive_check(socket: &Path, timeout: Duration) -> Result<u32> {
             timeout,
         }),
         Err(Fail::Connect(e)) => Err(connect_error(format!("no ssh master listens: {e}"))),
-        Err(Fail::Closed(why)) => Err(connect_error(why)),
+        Err(Fail::Closed(why) | Fail::Lost(why)) => Err(connect_error(why)),
         Err(Fail::Refused(why)) => Err(connect_error(format!("the master refused: {why}"))),
         Err(Fail::Protocol(why)) => Err(Error::Io {
             context: what,

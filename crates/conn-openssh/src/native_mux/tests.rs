@@ -194,6 +194,30 @@ fn other_failures_are_transport_errors() {
 }
 
 #[test]
+fn a_master_gone_after_the_whole_request_may_have_started_the_command() {
+    // mux.c queues the exec request before it confirms the session: a hang-up in between
+    // leaves a command that may run, never one that is safe to run again.
+    let fake = Fake::start(|mut s| {
+        send(&mut s, hello());
+        let _session = accept_session(&mut s);
+        // Hangs up without confirming.
+    });
+    let err = run_session(&fake.socket, "u@h", &Cmd::new(["true"]), &job()).unwrap_err();
+    fake.join();
+    assert!(
+        matches!(
+            err,
+            Error::Transport {
+                started: Started::Unknown,
+                ..
+            }
+        ),
+        "{err:?}"
+    );
+    assert!(!err.is_retryable(), "{err}");
+}
+
+#[test]
 fn master_gone_before_exit_status_is_a_transport_error_with_stderr() {
     let fake = Fake::start(|mut s| {
         send(&mut s, hello());
