@@ -4,12 +4,10 @@
 
 use std::fmt;
 use std::io;
-use std::os::fd::{AsFd, BorrowedFd, OwnedFd};
-use std::sync::{Arc, Mutex};
-use std::thread::JoinHandle;
+use std::os::fd::BorrowedFd;
 use std::time::Duration;
 
-use rustix::event::{EventfdFlags, PollFd, PollFlags, eventfd};
+use rustix::event::{PollFd, PollFlags};
 
 use crate::command::{Cmd, ExitStatus, Output, Started};
 #[cfg(doc)]
@@ -18,6 +16,7 @@ use crate::error::{Error, Result};
 use crate::job::{CancelToken, Deadline, Job};
 use crate::poll::poll_until;
 use crate::pump::{Dest, Pump, Sink};
+use crate::pump_thread::Pumping;
 use crate::stdio::{ChildStderr, ChildStdin, ChildStdout, StdioPlan};
 
 /// How often a wait looks at a session that has no descriptor to poll for its end.
@@ -93,38 +92,6 @@ enum Ended {
     Killed,
     /// Its end was a transport failure, reported by the wait that saw it.
     Failed(String),
-}
-
-/// A thread moving a child's pump while the caller works its pipes, and how to stop it.
-#[derive(Debug)]
-struct Pumping {
-    thread: Option<JoinHandle<()>>,
-    /// The pump, handed back by the thread when it stops (or never taken, if it never started).
-    pump: Arc<Mutex<Option<Pump>>>,
-    /// An eventfd the thread polls: readable means "stop and hand the pump back".
-    stop: Arc<OwnedFd>,
-}
-
-impl Pumping {
-    /// Stops the thread and takes the pump back, as far as the thread got with it.
-    fn stop(mut self) -> Pump {
-        let _ = rustix::io::write(&*self.stop, &1u64.to_ne_bytes());
-        if let Some(thread) = self.thread.take() {
-            let _ = thread.join();
-        }
-        lock(&self.pump).take().unwrap_or_default()
-    }
-}
-
-impl Drop for Pumping {
-    fn drop(&mut self) {
-        // A child dropped or killed: the thread stops too (never left moving bytes for nobody).
-        let _ = rustix::io::write(&*self.stop, &1u64.to_ne_bytes());
-    }
-}
-
-fn lock<T>(m: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
-    m.lock().unwrap_or_else(|e| e.into_inner())
 }
 
 /// A command started with [`PooledConnection::spawn`](crate::PooledConnection::spawn) or
@@ -293,38 +260,13 @@ impl RemoteChild {
         let Some(pump) = self.pump.take_if(|p| !p.is_empty() && !p.done()) else {
             return;
         };
-        let stop = match eventfd(0, EventfdFlags::CLOEXEC | EventfdFlags::NONBLOCK) {
-            Ok(fd) => Arc::new(fd),
-            Err(e) => {
-                tracing::warn!("no pump thread for {}: {e}", self.name);
-                self.pump = Some(pump); // moves only while `wait` runs
-                return;
-            }
-        };
-        let shared = Arc::new(Mutex::new(Some(pump)));
-        let (deadline, token) = (self.deadline, self.token.clone());
-        let (for_thread, stop_for_thread) = (Arc::clone(&shared), Arc::clone(&stop));
-        let spawned = std::thread::Builder::new()
-            .name("conn-pump".into())
-            .spawn(move || {
-                let Some(mut pump) = lock(&for_thread).take() else {
-                    return;
-                };
-                let _ = run_pump(&mut pump, deadline, &token, stop_for_thread.as_fd());
-                *lock(&for_thread) = Some(pump);
-            });
-        match spawned {
-            Ok(thread) => {
-                self.pumping = Some(Pumping {
-                    thread: Some(thread),
-                    pump: shared,
-                    stop,
-                })
-            }
-            Err(e) => {
+        match Pumping::start(pump, self.deadline, self.token.clone()) {
+            Ok(pumping) => self.pumping = Some(pumping),
+            Err(failed) => {
+                let (pump, e) = *failed;
                 // No thread to be had: the pump stays here and moves only while `wait` runs.
                 tracing::warn!("cannot start a pump thread for {}: {e}", self.name);
-                self.pump = lock(&shared).take();
+                self.pump = Some(pump);
             }
         }
     }
@@ -623,44 +565,6 @@ impl RemoteChild {
             }
         }
     }
-}
-
-/// Moves a pump's bytes until it is done or the job stops it (a background pump thread).
-fn run_pump(
-    pump: &mut Pump,
-    deadline: Option<Deadline>,
-    token: &CancelToken,
-    stop: BorrowedFd<'_>,
-) -> io::Result<()> {
-    let mut buf = Pump::buffer();
-    let wake_fd = token.wake_fd();
-    while !pump.done() && !token.is_cancelled() && !deadline.is_some_and(|d| d.expired()) {
-        let mut fds = Vec::with_capacity(5);
-        let mut tags = Vec::with_capacity(5);
-        pump.poll_fds(&mut fds, &mut tags);
-        if fds.is_empty() {
-            break;
-        }
-        let pumped = fds.len();
-        fds.push(PollFd::from_borrowed_fd(stop, PollFlags::IN));
-        if let Some(fd) = wake_fd {
-            fds.push(PollFd::from_borrowed_fd(fd, PollFlags::IN));
-        }
-        poll_until(
-            &mut fds,
-            deadline.map(|d| d.at()),
-            wake_fd.is_none().then_some(TICK),
-        )?;
-        if !fds[pumped].revents().is_empty() {
-            return Ok(()); // `wait` takes over
-        }
-        let ready = Pump::ready(&fds[..pumped], &tags);
-        drop(fds);
-        for tag in ready {
-            pump.on_ready(tag, &mut buf)?;
-        }
-    }
-    Ok(())
 }
 
 impl Drop for RemoteChild {

@@ -23,6 +23,7 @@ mod poll;
 mod pool;
 mod process;
 mod pump;
+mod pump_thread;
 mod quote;
 mod retry;
 mod stdio;
