@@ -23,7 +23,7 @@ mod backend;
 mod config;
 mod connection;
 mod location;
-#[cfg(feature = "native-mux")]
+mod master;
 mod native_mux;
 mod process_mux;
 
@@ -42,7 +42,7 @@ pub use location::Location;
 
 /// The check of the fuzz target `mux_decode`, for `cargo fuzz` only (it sets `cfg(fuzzing)`):
 /// no part of the API.
-#[cfg(all(fuzzing, feature = "native-mux"))]
+#[cfg(fuzzing)]
 pub use native_mux::fuzz_check::mux_decode as fuzz_mux_decode;
 
 use config::Config;
