@@ -294,6 +294,22 @@ impl TestSshd {
         vec!["-F".into(), self.ssh_config_path().into_os_string()]
     }
 
+    /// Writes copies of the client files into `dir`: the private key (`id_ed25519`, mode
+    /// `0600`), `known_hosts`, and an `ssh_config` with the same host aliases that names those
+    /// copies; returns the path of that `ssh_config`.
+    ///
+    /// For a client that runs as another local account than the daemon's owner, which cannot
+    /// read the daemon's own directory: give `dir` and the files to that account.
+    pub fn write_client_files(&self, dir: &Path) -> io::Result<PathBuf> {
+        let key = dir.join("id_ed25519");
+        fs::copy(self.identity_path(), &key)?;
+        fs::set_permissions(&key, fs::Permissions::from_mode(0o600))?;
+        let host_pub =
+            fs::read_to_string(files::pub_path(&self.dir().join("ssh_host_ed25519_key")))?;
+        files::write_client_files(dir, self.port, &self.user, host_pub.trim())?;
+        Ok(dir.join("ssh_config"))
+    }
+
     /// The pid of the ssh master listening on `socket`, from `ssh -O check` ("Master running
     /// (pid=N)"); `None` when no master answers.
     pub fn master_pid(&self, socket: &Path) -> Option<u32> {
