@@ -11,7 +11,10 @@
 # creates /run/sshd (sshd's privilege-separation directory; /run is emptied at boot), and the
 # account `conntest` (or $CONN_TEST_USER) that the private sshd logs in as: login shell /bin/sh
 # (no slow start-up files), password field `*` (no password; sshd without PAM refuses key logins
-# to a `!`-locked account). `userdel -r conntest` removes it.
+# to a `!`-locked account). `userdel -r conntest` removes it. Also the account `conntest-long`,
+# whose home directory is 60 bytes long (/home/conntest-long-home-directory-for-the-socket-path-
+# tests): a test runs `conn` as that account to show that the default socket directory works for
+# a long home. `userdel -r conntest-long` removes it.
 # As any other user: installs nothing system-wide, says what is missing and exits 1 if the demo
 # or the tests cannot run (a non-root private sshd logs in as that same user, so no account is
 # needed then). Works without a terminal (CI).
@@ -20,6 +23,9 @@ set -euo pipefail
 cd "$(dirname "${BASH_SOURCE[0]}")/.."
 
 TEST_USER="${CONN_TEST_USER:-conntest}"
+# The account crates/conn-cli/tests/long_home.rs runs conn as; its home must be 60 bytes.
+LONG_HOME_USER=conntest-long
+LONG_HOME=/home/conntest-long-home-directory-for-the-socket-path-tests
 BENCH_TOOLS=0
 FUZZ_TOOLS=0
 for arg in "$@"; do
@@ -73,6 +79,13 @@ if is_root; then
     if getent shadow "$TEST_USER" | cut -d: -f2 | grep -q '^!'; then
         say "unlocking $TEST_USER for key logins (password field '*')"
         usermod -p '*' "$TEST_USER"
+    fi
+    if ! id "$LONG_HOME_USER" >/dev/null 2>&1; then
+        say "creating the account $LONG_HOME_USER, home $LONG_HOME (${#LONG_HOME} bytes; userdel -r $LONG_HOME_USER removes it)"
+        useradd -m -d "$LONG_HOME" -s /bin/sh "$LONG_HOME_USER"
+    elif [ "$(getent passwd "$LONG_HOME_USER" | cut -d: -f6)" != "$LONG_HOME" ]; then
+        say "moving the home of $LONG_HOME_USER to $LONG_HOME"
+        usermod -m -d "$LONG_HOME" "$LONG_HOME_USER"
     fi
 else
     missing=0

@@ -16,7 +16,7 @@
 //! # Ok::<(), conn_core::Error>(())
 //! ```
 #![warn(missing_docs)]
-// One unsafe block: getpwuid_r(3) for the home directory (config.rs), allowed there.
+// One unsafe block: getpwuid_r(3) for the home directory (socket_dir.rs), allowed there.
 #![deny(unsafe_code)]
 
 mod backend;
@@ -26,6 +26,7 @@ mod location;
 mod master;
 mod native_mux;
 mod process_mux;
+mod socket_dir;
 
 use std::collections::HashMap;
 use std::sync::{Arc, Mutex};
@@ -39,6 +40,7 @@ pub use config::{
 };
 pub use connection::OpenSshConnection;
 pub use location::Location;
+pub use socket_dir::default_socket_dir;
 
 /// The check of the fuzz target `mux_decode`, for `cargo fuzz` only (it sets `cfg(fuzzing)`):
 /// no part of the API.

@@ -10,7 +10,7 @@ Examples:
   conn run --hosts-file hosts.txt --parallel 64 --timeout 30 --retries 2 -- zfs list -H
   conn run --mux native -H db1 -- zfs list    sessions in-process over the master: no ssh spawn
   conn bench -n 500 -t 8,32 backup@db1       native and process mux vs hand-spawned `ssh -S`
-  conn leases --prune                        what ~/.ssh/conn holds; remove dead names
+  conn leases --prune                        what the socket directory holds; remove dead names
 
 Masters stay alive after `conn` exits (ControlPersist, 600 s by default), so the next `conn`
 attaches to them at once; `--exit-on-shutdown` ends them instead.";

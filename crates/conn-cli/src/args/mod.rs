@@ -281,7 +281,8 @@ pub struct HostsArgs {
 /// `conn leases`.
 #[derive(Debug, Args)]
 pub struct LeasesArgs {
-    /// The socket directory to inspect [default: ~/.ssh/conn, home from the password database].
+    /// The socket directory to inspect [default: ~/.ssh/conn, home from the password database,
+    /// or /tmp/conn-UID when that is too long for socket paths].
     #[arg(long, value_name = "DIR")]
     pub socket_dir: Option<PathBuf>,
 
