@@ -48,14 +48,17 @@
 //! Every name is seen as text parts and numbers: each run of 1 to 18 ASCII digits is a number
 //! (`rack1-n07` is `rack`, 1, `-n`, 07), as `nodeset` sees names. A [`HostSet`] is ordered and
 //! free of duplicates: names are sorted by their text parts (compared as strings, part by
-//! part), then by user (none first), then by their numbers left to right, numerically (a number
-//! written with more leading zeros after the same value: `h1`, `h01`, `h2`). Names that differ
-//! only by zero padding are different hosts and stay so.
+//! part), then by user (none first), then by their numbers left to right, each by the number of
+//! digits it is written with, then by value, as `nodeset` orders them: `h1`, `h2`, `h10`
+//! without padding (numeric order), and with mixed paddings `h7`, `h9`, `h01`, `h03`, `h010`.
+//! Names that differ only by zero padding are different hosts and stay so.
 //!
 //! [`HostSet::fold`] writes the set back as a short expression, like `nodeset -f`: names with
-//! the same text parts and user fold together. One number: consecutive values become ranges
-//! (`h[01-03,07]`), values that differ in padding go to separate ranges
-//! (`h[1-2,01-02]`). Several numbers: the set is covered by products of ranges
+//! the same text parts and user fold together. One number: ranges exactly as `nodeset -f`
+//! writes them: in the set's order, each number extends the current range when its value
+//! follows and its padding fits (a range that starts padded keeps its width, a plain one takes
+//! plain numbers), so `h[01-03,07]`, `h[1-2,01-02]`, `n[7-9,01-03,010]`, and `n[1-9,01,10]`
+//! for `n[1-10]` plus `n01`. Several numbers: the set is covered by products of ranges
 //! (`rack[1-2]-n[01-16]`), found by grouping the names that share the same values on one axis
 //! and folding what remains along the others, trying each axis (up to four numbers) and keeping
 //! the cover with the fewest items. The result is canonical (the same set always folds to the

@@ -440,7 +440,7 @@ mod tests {
         assert_eq!(
             names(&s),
             [
-                "a", "b2", "b10", "h", "h1", "h01", "h9", "h10", "root@h1", "x1y2", "x1y10", "x2y1"
+                "a", "b2", "b10", "h", "h1", "h9", "h01", "h10", "root@h1", "x1y2", "x1y10", "x2y1"
             ]
         );
         assert_eq!(s.len(), 12);
