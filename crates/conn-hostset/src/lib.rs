@@ -12,6 +12,7 @@
 //!
 //! let left = set.difference(&HostSet::parse("rack1-n02,db1").unwrap());
 //! assert_eq!(left.fold(), "root@rack[1-2]-n[01,03],root@rack2-n02");
+//! assert_eq!(HostSet::parse("h[1-9]!h[4-8]&h[1-5]").unwrap().fold(), "h[1-3]");
 //! ```
 //!
 //! # Syntax
@@ -33,9 +34,22 @@
 //!   `` "'`~!@#$%^&*()+={}[]|;<>?,\/ `` (the same set `conn_core::UserHost` refuses, so every
 //!   name that comes out is a valid `[user@]host`). A host name must not start with `-` (ssh
 //!   would read an option) and no part may contain `..`.
-//! - **Exclusion** is a set operation: [`HostSet::difference`]. An excluded name without a user
-//!   removes that host for every user (`root@h[1-3]` minus `h2` is `root@h[1,3]`); an excluded
-//!   `user@host` removes only that user's entry.
+//! - **Operators.** Besides `,` (union), `!` removes, `&` intersects and `^` keeps what is in
+//!   exactly one side, as in `nodeset`: applied left to right with no precedence, so
+//!   `h[1-9]!h5,x&h[1-3]` is `((h[1-9] ∖ h5) ∪ x) ∩ h[1-3]`, that is `h[1-3]`. Spaces around
+//!   operators are ignored.
+//! - **Exclusion** ([`HostSet::difference`], `!`): an excluded name without a user removes that
+//!   host for every user (`root@h[1-3]` minus `h2` is `root@h[1,3]`); an excluded `user@host`
+//!   removes only that user's entry. `&` ([`HostSet::intersection`]) keeps exactly what `!`
+//!   would remove, and `^` is `!` both ways.
+//! - **Node groups** (with [`HostSet::parse_with_groups`] and a [`GroupResolver`]; plain
+//!   [`HostSet::parse`] refuses them): `@web` (the default source), `@source:web`,
+//!   `@rack[1-4]` (one group per name), `@*` and `@source:*` (every node), `@@source` (the
+//!   names of the source's groups, as hosts), `root@@web` (the user for every name), anywhere
+//!   an item may stand: `@web!web3,@db&@rack1`. A group's text is parsed as an expression in
+//!   turn; the groups it names come from its own source. A group that includes itself, or
+//!   that the resolver cannot resolve, is an error at its `@`. Group and source names hold the
+//!   characters host names may hold.
 //! - **Limits.** An expression that would produce more than [`DEFAULT_MAX_NAMES`] names (or
 //!   the limit given to [`HostSet::parse_with_limit`]) is an error, found before any name is
 //!   made, so `h[1-999999999999]` costs nothing. Numbers have at most 18 digits.
@@ -69,11 +83,16 @@
 #![warn(missing_docs)]
 
 mod error;
+mod eval;
 mod fold;
+mod group;
 mod name;
 mod parse;
+#[cfg(test)]
+mod parse_tests;
 mod set;
 
 pub use error::ParseError;
+pub use group::{GroupError, GroupResolver, Resolved};
 pub use parse::DEFAULT_MAX_NAMES;
 pub use set::{Expand, HostSet};

@@ -192,3 +192,44 @@ fn random_two_number_sets_fold_to_what_clustershell_reads_as_the_same_set() {
         })
         .unwrap();
 }
+
+/// An expression of one-number names and bracketed ranges joined by all four operators.
+fn operator_expression() -> impl Strategy<Value = String> {
+    let operand = prop_oneof![
+        one_number_name(),
+        // Both ends with the same width: `nodeset` refuses `n[05-9]`.
+        (0u64..20, 0u64..8, 0usize..3).prop_map(|(a, n, w)| format!("n[{a:0w$}-{:0w$}]", a + n)),
+    ];
+    (
+        operand.clone(),
+        prop::collection::vec(
+            (prop::sample::select(vec![",", "!", "&", "^"]), operand),
+            0..6,
+        ),
+    )
+        .prop_map(|(first, rest)| {
+            let mut s = first;
+            for (op, operand) in rest {
+                s.push_str(op);
+                s.push_str(&operand);
+            }
+            s
+        })
+}
+
+#[test]
+fn operators_compute_what_clustershell_computes() {
+    runner()
+        .run(
+            &prop::collection::vec(operator_expression(), 300),
+            |lines| {
+                let theirs = clustershell_folds(&lines);
+                for (line, (fold, _)) in lines.iter().zip(theirs) {
+                    let ours = HostSet::parse(line).unwrap();
+                    prop_assert_eq!(ours.fold(), fold, "{}", line);
+                }
+                Ok(())
+            },
+        )
+        .unwrap();
+}
