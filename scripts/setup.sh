@@ -3,8 +3,9 @@
 # creates accounts (conn itself and its tests only check, and point here). Idempotent: what is
 # already in place is left alone, so every run after the first changes nothing.
 #
-#   bash scripts/setup.sh                 what the demo and the tests need
-#   bash scripts/setup.sh --bench-tools   also pdsh and clustershell (the fleet benchmark's peers)
+#   bash scripts/setup.sh                 what the demo and the tests need (clustershell too: the
+#                                         host-set and node-group tests compare conn with nodeset)
+#   bash scripts/setup.sh --bench-tools   also pdsh (with clush, the fleet benchmark's peers)
 #   bash scripts/setup.sh --fuzz-tools    also cargo-fuzz (when a nightly toolchain is installed)
 #
 # As root (Debian/Ubuntu): installs openssh-server and openssh-client when missing (apt-get),
@@ -51,9 +52,11 @@ is_root() { [ "$(id -u)" -eq 0 ]; }
 packages=()
 [ -x /usr/sbin/sshd ] || packages+=(openssh-server)
 if ! have ssh || ! have ssh-keygen; then packages+=(openssh-client); fi
+# ClusterShell's nodeset (and clush, the fleet benchmark's peer): conn's folding and node groups
+# are tested against it.
+if ! have nodeset || ! have clush; then packages+=(clustershell); fi
 if [ "$BENCH_TOOLS" = 1 ]; then
     have pdsh || packages+=(pdsh)
-    have clush || packages+=(clustershell)
 fi
 
 if is_root; then
@@ -93,6 +96,10 @@ else
         case "$p" in
             openssh-server | openssh-client)
                 echo "setup.sh: $p is missing: the private sshd of the demo and the tests needs it" >&2
+                missing=1
+                ;;
+            clustershell)
+                echo "setup.sh: $p is missing: the host-set and node-group tests compare conn with its nodeset" >&2
                 missing=1
                 ;;
             *) echo "setup.sh: $p is missing (only the fleet benchmark needs it)" >&2 ;;
