@@ -28,7 +28,7 @@ use std::thread::JoinHandle;
 use std::time::{Duration, Instant};
 
 use conn::prelude::*;
-use conn::{EndpointConnection, ExitStatus};
+use conn::{EndpointConnection, ExitStatus, OutputSink, StreamKind};
 use conn_testkit::procfs::{self, open_fds};
 use conn_testkit::{TestSshd, wait_until};
 use sha2::{Digest, Sha256};
@@ -648,6 +648,89 @@ fn exit_255_keeps_stdout_and_says_whether_it_ran(backend: Backend) {
     assert_eq!(err.started(), expected, "{backend:?}");
 }
 
+/// Collects what a streaming wait hands it, per stream.
+#[derive(Default)]
+struct Collected {
+    stdout: Vec<u8>,
+    stderr: Vec<u8>,
+}
+
+impl OutputSink for Collected {
+    fn output(&mut self, stream: StreamKind, bytes: &[u8]) {
+        match stream {
+            StreamKind::Stdout => self.stdout.extend_from_slice(bytes),
+            StreamKind::Stderr => self.stderr.extend_from_slice(bytes),
+        }
+    }
+}
+
+fn run_streaming_hands_every_byte_to_the_sink_in_order(backend: Backend) {
+    let _shared = shared();
+    let fx = Fixture::new(backend);
+    fx.warm();
+    // 8 MiB on stdout and a few lines on stderr, interleaved by the command.
+    let script = "i=0; while [ $i -lt 4 ]; do head -c 2097152 /dev/zero; echo \"err $i\" >&2; \
+                  i=$((i+1)); done; echo done";
+    let mut sink = Collected::default();
+    let out = fx
+        .pool
+        .run_streaming(&Cmd::new(["sh", "-c", script]), &job(), &mut sink)
+        .unwrap();
+    assert!(out.status.success(), "{backend:?}: {out:?}");
+    assert!(
+        out.stdout.is_empty() && out.stderr.is_empty(),
+        "streamed, not kept"
+    );
+    assert_eq!(sink.stdout.len(), 4 * 2_097_152 + 5, "{backend:?}");
+    assert!(sink.stdout.ends_with(b"done\n"), "{backend:?}");
+    assert_eq!(sink.stderr, b"err 0\nerr 1\nerr 2\nerr 3\n", "{backend:?}");
+}
+
+/// With the process back end a refused session shows only when its `ssh -S` client exits,
+/// after it wrote its complaint on stderr: a streaming run holds that line back, retries, and
+/// the sink sees the command's output alone.
+fn refused_sessions_leave_nothing_in_the_sink(backend: Backend) {
+    let _shared = shared();
+    let sshd = TestSshd::builder().max_sessions(1).start().unwrap();
+    let sockets = conn_testkit::socket_dir();
+    let mux = match backend {
+        Backend::Process => Mux::Process,
+        _ => Mux::Native,
+    };
+    let transport = OpenSsh::builder(sshd.host_alias())
+        .ssh_config(sshd.ssh_config_path())
+        .socket_dir(sockets.path())
+        .mux(mux)
+        .exit_masters_on_shutdown(true)
+        .build()
+        .unwrap();
+    // Four sessions per master against MaxSessions 1: most attempts are refused at first.
+    let pool = ConnectionPool::new(transport, "shared", 4).unwrap();
+    pool.run(&Cmd::new(["true"]), &job()).unwrap();
+    std::thread::scope(|scope| {
+        for t in 0..4 {
+            let pool = &pool;
+            scope.spawn(move || {
+                for i in 0..5 {
+                    let mut sink = Collected::default();
+                    let word = format!("t{t}-{i}");
+                    let cmd = Cmd::new(["sh", "-c", "echo \"$1\"; echo \"e$1\" >&2", "sh", &word]);
+                    let out = pool.run_streaming(&cmd, &job(), &mut sink).unwrap();
+                    assert!(out.status.success(), "{backend:?}: {out:?}");
+                    assert_eq!(sink.stdout, format!("{word}\n").as_bytes(), "{backend:?}");
+                    assert_eq!(
+                        String::from_utf8_lossy(&sink.stderr),
+                        format!("e{word}\n"),
+                        "{backend:?}: only the command's own stderr"
+                    );
+                }
+            });
+        }
+    });
+    eprintln!("{backend:?}: {} refusals retried", pool.refusals_retried());
+    pool.shutdown();
+}
+
 // ---------------------------------------------------------------------------------------------
 // A master's death (mux back ends only)
 
@@ -738,11 +821,13 @@ tests!(
         one_gib_through_remote_cat_and_back,
         files_as_stdin_and_stdout,
         non_utf8_arguments_round_trip,
+        run_streaming_hands_every_byte_to_the_sink_in_order,
         kill_mid_stream_leaves_no_process_and_no_descriptor,
         deadline_mid_stream_leaves_no_process_and_no_descriptor,
         exit_255_keeps_stdout_and_says_whether_it_ran,
     ],
     mux: [
+        refused_sessions_leave_nothing_in_the_sink,
         master_killed_between_commands_is_absorbed_with_one_new_login,
         master_killed_mid_stream_is_an_error_that_may_have_run,
     ]

@@ -3,27 +3,17 @@
 //! ([`StdioPlan`]).
 
 use std::fmt;
-use std::io;
 use std::os::fd::BorrowedFd;
-use std::time::Duration;
-
-use rustix::event::{PollFd, PollFlags};
 
 use crate::command::{Cmd, ExitStatus, Output, Started};
 #[cfg(doc)]
 use crate::command::{Stdin, Stream};
 use crate::error::{Error, Result};
 use crate::job::{CancelToken, Deadline, Job};
-use crate::poll::poll_until;
-use crate::pump::{Dest, Pump, Sink};
+use crate::pump::Pump;
 use crate::pump_thread::Pumping;
 use crate::stdio::{ChildStderr, ChildStdin, ChildStdout, StdioPlan};
-
-/// How often a wait looks at a session that has no descriptor to poll for its end.
-const TICK: Duration = Duration::from_millis(10);
-
-/// How much of an uncollected stderr `wait` keeps for [`Session::classify`] and messages.
-const STDERR_HEAD: usize = 64 * 1024;
+use crate::wait::{Collect, OutputSink};
 
 /// A back end's running command, as [`RemoteChild`] drives it: a child process, or a session
 /// over an ssh master's socket. Implemented by transports; callers never see it.
@@ -49,6 +39,14 @@ pub trait Session: Send {
     /// command ran. The ssh process back end overrides it for its exit 255.
     fn classify(&mut self, status: ExitStatus, _seen: &Seen<'_>) -> Result<(ExitStatus, Started)> {
         Ok((status, Started::Yes))
+    }
+
+    /// Whether stderr may start with the transport's own lines, and how to tell one (a complete
+    /// line, its newline included): a streaming wait holds stderr back while every line so far
+    /// is one, so that a command that never started writes nothing to the caller's sink. `None`
+    /// (the default): stderr is the command's alone.
+    fn transport_lines(&self) -> Option<fn(&[u8]) -> bool> {
+        None
     }
 }
 
@@ -82,7 +80,7 @@ impl fmt::Display for CommandName {
 
 /// How the child ended, once known: what a later wait returns again.
 #[derive(Debug)]
-enum Ended {
+pub(crate) enum Ended {
     /// A dry run: nothing ran.
     DryRun,
     /// It ended with this status (the caller's view of it).
@@ -124,18 +122,18 @@ enum Ended {
 /// # }
 /// ```
 pub struct RemoteChild {
-    session: Box<dyn Session>,
-    name: CommandName,
-    check: bool,
-    deadline: Option<Deadline>,
-    token: CancelToken,
+    pub(crate) session: Box<dyn Session>,
+    pub(crate) name: CommandName,
+    pub(crate) check: bool,
+    pub(crate) deadline: Option<Deadline>,
+    pub(crate) token: CancelToken,
     stdin: Option<ChildStdin>,
-    stdout: Option<ChildStdout>,
-    stderr: Option<ChildStderr>,
+    pub(crate) stdout: Option<ChildStdout>,
+    pub(crate) stderr: Option<ChildStderr>,
     /// conn's own pipe ends; moved to `pumping` while a thread runs it.
-    pump: Option<Pump>,
-    pumping: Option<Pumping>,
-    ended: Option<Ended>,
+    pub(crate) pump: Option<Pump>,
+    pub(crate) pumping: Option<Pumping>,
+    pub(crate) ended: Option<Ended>,
     /// Whatever must live exactly as long as the command (a pool's session slot).
     hold: Option<Box<dyn Send + Sync>>,
 }
@@ -284,7 +282,7 @@ impl RemoteChild {
             },
         };
         drop(self.stdin.take());
-        self.finish(false, known).map(|o| Some(o.status))
+        self.finish(Collect::Discard, known).map(|o| Some(o.status))
     }
 
     /// Waits for the command to end (closing stdin first, as std does) and returns its status.
@@ -292,14 +290,25 @@ impl RemoteChild {
     /// off by a closed pipe); use [`RemoteChild::wait_with_output`] to collect it.
     pub fn wait(&mut self) -> Result<ExitStatus> {
         drop(self.stdin.take());
-        self.finish(false, None).map(|o| o.status)
+        self.finish(Collect::Discard, None).map(|o| o.status)
     }
 
     /// Waits for the command to end, collecting what it writes to the pipes the caller did not
     /// take ([`Stream::Piped`]), and feeding [`Stdin::Bytes`].
     pub fn wait_with_output(mut self) -> Result<Output> {
         drop(self.stdin.take());
-        self.finish(true, None)
+        self.finish(Collect::Capture, None)
+    }
+
+    /// Waits for the command to end like [`RemoteChild::wait_with_output`], handing what it
+    /// writes to the pipes the caller did not take to `sink` as it arrives instead of collecting
+    /// it: output of any size in bounded memory. Stderr that may be the transport's own report
+    /// of a command that never started (the ssh process back end's) is held back until that is
+    /// known, and goes into the error instead of the sink. The returned `Output` has empty
+    /// `stdout` and `stderr`.
+    pub fn wait_streaming(mut self, sink: &mut dyn OutputSink) -> Result<Output> {
+        drop(self.stdin.take());
+        self.finish(Collect::Stream(sink), None)
     }
 
     /// How the command started: known once it has ended ([`Started::Unknown`] for the process
@@ -325,7 +334,7 @@ impl RemoteChild {
         Ok(())
     }
 
-    fn release_all(&mut self) {
+    pub(crate) fn release_all(&mut self) {
         self.stdin = None;
         self.stdout = None;
         self.stderr = None;
@@ -334,244 +343,14 @@ impl RemoteChild {
         self.hold = None;
     }
 
-    /// The one wait loop behind `wait`, `try_wait` and `wait_with_output`.
-    fn finish(&mut self, capture: bool, known: Option<ExitStatus>) -> Result<Output> {
-        // A second wait gives what the first one saw.
-        let replay = |status, started| Output {
-            status,
-            stdout: Vec::new(),
-            stderr: Vec::new(),
-            started,
-        };
-        match &self.ended {
-            Some(Ended::Killed) => return Ok(replay(ExitStatus::Signal(9), Started::Unknown)),
-            Some(Ended::DryRun) => {
-                self.release_all();
-                return Ok(replay(ExitStatus::Code(0), Started::No));
-            }
-            Some(Ended::Status(status, started)) => {
-                let output = replay(*status, *started);
-                return match self.check {
-                    true => {
-                        crate::command::check_output(output, &self.name.endpoint, &self.name.line)
-                    }
-                    false => Ok(output),
-                };
-            }
-            Some(Ended::Failed(why)) => {
-                return Err(Error::Io {
-                    context: format!("waiting again for {}", self.name),
-                    source: io::Error::other(format!("it already ended in an error: {why}")),
-                });
-            }
-            None => {}
-        }
-        let mut pump = match self.pumping.take() {
-            Some(pumping) => pumping.stop(),
-            None => self.pump.take().unwrap_or_default(),
-        };
-        // A watched stderr that nobody took and nothing relayed yet: collect it where it is,
-        // instead of relaying it into the caller's pipe only to read it back.
-        let mut err_from_watch = false;
-        if capture
-            && self.stderr.is_some()
-            && let Some(watch) = &mut pump.sinks[2]
-            && watch.nothing_relayed()
-        {
-            watch.capture_all();
-            self.stderr = None;
-            err_from_watch = true;
-        }
-        let (mut captured_out, mut captured_err) = (false, false);
-        if let Some(out) = self.stdout.take() {
-            let fd = out.into_owned_fd();
-            pump.sinks[0] = Some(self.io(if capture {
-                captured_out = true;
-                Sink::capture(fd)
-            } else {
-                Sink::relay(fd, Dest::Discard, 0)
-            })?);
-        }
-        if let Some(err) = self.stderr.take() {
-            let fd = err.into_owned_fd();
-            pump.sinks[1] = Some(self.io(if capture {
-                captured_err = true;
-                Sink::capture(fd)
-            } else {
-                Sink::relay(fd, Dest::Discard, STDERR_HEAD)
-            })?);
-        }
-        let status = match self.wait_loop(&mut pump, known) {
-            Ok(status) => status,
-            Err(e) => {
-                pump.drain_now();
-                let stdout = pump.sinks[0].take().map(|s| s.kept);
-                let stderr = pump.sinks[1]
-                    .take()
-                    .or(pump.sinks[2].take())
-                    .map(|s| s.kept);
-                return Err(self.fail(with_output(e, stdout, stderr)));
-            }
-        };
-        self.session.release();
-        let stdout = pump.sinks[0].take().map(|s| s.kept);
-        let mut stderr = pump.sinks[1].take().map(|s| s.kept);
-        let watched = pump.sinks[2].take().map(|s| s.kept);
-        if err_from_watch {
-            captured_err = true;
-            stderr = watched.clone();
-        }
-        let seen = Seen {
-            stderr: watched.as_deref().or(stderr.as_deref()),
-            stdout: if captured_out {
-                stdout.as_deref()
-            } else {
-                None
-            },
-        };
-        let classified = self.session.classify(status, &seen);
-        self.release_all();
-        let (status, started) = match classified {
-            Ok(c) => c,
-            Err(e) => {
-                self.ended = Some(Ended::Failed(e.to_string()));
-                return Err(with_output(
-                    e,
-                    stdout.filter(|_| captured_out),
-                    stderr.filter(|_| captured_err).or(watched),
-                ));
-            }
-        };
-        self.ended = Some(Ended::Status(status, started));
-        let output = Output {
-            status,
-            stdout: if captured_out {
-                stdout.unwrap_or_default()
-            } else {
-                Vec::new()
-            },
-            stderr: if captured_err {
-                stderr.unwrap_or_default()
-            } else {
-                Vec::new()
-            },
-            started,
-        };
-        if self.check {
-            return crate::command::check_output(output, &self.name.endpoint, &self.name.line);
-        }
-        Ok(output)
-    }
-
-    fn io<T>(&self, r: io::Result<T>) -> Result<T> {
-        r.map_err(|e| Error::Io {
-            context: format!("reading the output of {}", self.name),
-            source: e,
-        })
-    }
-
     /// Ends the session after a failure of ours (deadline, cancel, I/O) and passes the error on.
-    fn fail(&mut self, e: Error) -> Error {
+    pub(crate) fn fail(&mut self, e: Error) -> Error {
         if self.ended.is_none() {
             self.session.kill();
             self.ended = Some(Ended::Killed);
         }
         self.release_all();
         e
-    }
-
-    /// Polls the session's end, the pump, and the job's cancellation until the session has
-    /// ended and the pump is done, or the deadline passes.
-    fn wait_loop(&mut self, pump: &mut Pump, mut status: Option<ExitStatus>) -> Result<ExitStatus> {
-        let mut buf = Pump::buffer();
-        let wake = self.token.clone();
-        let wake_fd = wake.wake_fd();
-        // The first look needs no poll: a session may have buffered its end already.
-        let mut look = true;
-        loop {
-            if status.is_none()
-                && (look || self.session.exit_fd().is_none())
-                && let Some(s) = self.session.try_finish()?
-            {
-                status = Some(s);
-            }
-            look = false;
-            if status.is_some() {
-                // Nobody is left to read what has not been written yet.
-                pump.close_input();
-            }
-            if let Some(s) = status
-                && pump.done()
-            {
-                return Ok(s);
-            }
-            let mut fds: Vec<PollFd<'_>> = Vec::with_capacity(6);
-            let mut tags = Vec::with_capacity(6);
-            pump.poll_fds(&mut fds, &mut tags);
-            let pumped = fds.len();
-            let exit_fd = if status.is_none() {
-                self.session.exit_fd()
-            } else {
-                None
-            };
-            if let Some(fd) = exit_fd {
-                fds.push(PollFd::from_borrowed_fd(fd, PollFlags::IN));
-            }
-            if let Some(fd) = wake_fd {
-                fds.push(PollFd::from_borrowed_fd(fd, PollFlags::IN));
-            }
-            let tick = (status.is_none() && exit_fd.is_none() || wake_fd.is_none()).then_some(TICK);
-            poll_until(&mut fds, self.deadline.map(|d| d.at()), tick)
-                .map_err(|e| Error::io(format!("waiting for {}", self.name), e))?;
-            let exit_ready = exit_fd.is_some() && !fds[pumped].revents().is_empty();
-            let ready = Pump::ready(&fds[..pumped], &tags);
-            drop(fds);
-            if self.token.is_cancelled() {
-                return Err(Error::Cancelled {
-                    command: self.name.to_string(),
-                });
-            }
-            // Checked whatever poll returned: a command that keeps its pipes busy must not
-            // outlive the deadline.
-            if let Some(d) = self.deadline
-                && d.expired()
-            {
-                return Err(Error::Timeout {
-                    command: self.name.to_string(),
-                    timeout: d.duration(),
-                });
-            }
-            for tag in ready {
-                pump.on_ready(tag, &mut buf)
-                    .map_err(|e| Error::io(format!("moving the streams of {}", self.name), e))?;
-            }
-            if exit_ready && let Some(s) = self.session.try_finish()? {
-                status = Some(s);
-            }
-        }
-    }
-}
-
-/// `e` with the output seen before it, when it is a transport failure: a caller can then see how
-/// far a command that may have run got. The transport's own bytes (if any) come after.
-fn with_output(e: Error, seen_out: Option<Vec<u8>>, seen_err: Option<Vec<u8>>) -> Error {
-    match e {
-        Error::Transport {
-            endpoint,
-            command,
-            started,
-            reason,
-            stdout,
-            stderr,
-        } => Error::Transport {
-            endpoint,
-            command,
-            started,
-            reason,
-            stdout: [seen_out.unwrap_or_default(), stdout].concat(),
-            stderr: [seen_err.unwrap_or_default(), stderr].concat(),
-        },
-        e => e,
     }
 }
 

@@ -9,6 +9,7 @@ use std::os::unix::ffi::OsStrExt;
 use std::sync::Arc;
 
 use crate::error::{Error, Result};
+use crate::retry::RetryPolicy;
 
 /// What the command reads on standard input.
 #[derive(Clone, Debug, Default)]
@@ -215,6 +216,7 @@ pub struct Cmd {
     stderr: Stream,
     check: bool,
     dry_run: bool,
+    retry: RetryPolicy,
 }
 
 impl Cmd {
@@ -232,6 +234,7 @@ impl Cmd {
             stderr: Stream::Piped,
             check: true,
             dry_run: false,
+            retry: RetryPolicy::pool_default(),
         }
     }
 
@@ -270,6 +273,26 @@ impl Cmd {
     pub fn dry_run(mut self, dry_run: bool) -> Self {
         self.dry_run = dry_run;
         self
+    }
+
+    /// How the pool's `run` and `spawn` retry this command
+    /// ([`RetryPolicy::pool_default`] unless set): one budget for everything they retry.
+    pub fn retry(mut self, policy: RetryPolicy) -> Self {
+        self.retry = policy;
+        self
+    }
+
+    /// The caller says running this command again is safe (it is idempotent): the pool may then
+    /// retry it also when it may have run, or ran and lost its transport before its output was
+    /// complete, within its retry budget ([`RetryPolicy::idempotent`]).
+    pub fn idempotent(mut self, yes: bool) -> Self {
+        self.retry = self.retry.idempotent(yes);
+        self
+    }
+
+    /// How the pool retries this command.
+    pub fn retry_policy(&self) -> &RetryPolicy {
+        &self.retry
     }
 
     /// The argv as given.

@@ -2,6 +2,7 @@
 //! at once, and the [`ChildRegistry`] of what the work started, so that cancelling also ends
 //! children that nobody is waiting on right now (a stream being read, say).
 
+use std::collections::HashMap;
 use std::os::fd::{AsFd, BorrowedFd, OwnedFd};
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard, OnceLock};
@@ -82,14 +83,17 @@ impl ChildHandle {
 /// A child is registered right after it starts and unregistered when its [`Registration`]
 /// drops, which its owner does only once the child is reaped: a process-group id in the
 /// registry always names a child of ours (a zombie at worst), never a stranger that reused it.
+///
+/// Children are kept by id, so that registering and unregistering are O(1) however many
+/// children share one token (a fan-out over a thousand hosts shares one run-wide token).
 #[derive(Debug, Default)]
 pub struct ChildRegistry {
     next: AtomicU64,
-    children: Mutex<Vec<(u64, ChildHandle)>>,
+    children: Mutex<HashMap<u64, ChildHandle>>,
 }
 
 impl ChildRegistry {
-    fn lock(&self) -> MutexGuard<'_, Vec<(u64, ChildHandle)>> {
+    fn lock(&self) -> MutexGuard<'_, HashMap<u64, ChildHandle>> {
         // A panic while holding this lock cannot leave the list inconsistent.
         self.children.lock().unwrap_or_else(|e| e.into_inner())
     }
@@ -99,7 +103,7 @@ impl ChildRegistry {
     /// cancel's `SIGKILL`. An unknown signal number sends nothing to the groups.
     pub fn terminate(&self, signal: i32) {
         let signal = Signal::from_named_raw(signal);
-        for (_, child) in self.lock().iter() {
+        for child in self.lock().values() {
             match (child, signal) {
                 (ChildHandle::ProcessGroup(_), None) => {}
                 (_, signal) => child.terminate(signal.unwrap_or(Signal::KILL)),
@@ -110,8 +114,8 @@ impl ChildRegistry {
     /// The process groups registered now (sessions over a socket have none).
     pub fn process_groups(&self) -> Vec<Pgid> {
         self.lock()
-            .iter()
-            .filter_map(|(_, c)| match c {
+            .values()
+            .filter_map(|c| match c {
                 ChildHandle::ProcessGroup(pgid) => Some(*pgid),
                 ChildHandle::Socket(_) => None,
             })
@@ -139,11 +143,7 @@ pub struct Registration {
 
 impl Drop for Registration {
     fn drop(&mut self) {
-        self.token
-            .inner
-            .children
-            .lock()
-            .retain(|(id, _)| *id != self.id);
+        self.token.inner.children.lock().remove(&self.id);
     }
 }
 
@@ -190,7 +190,7 @@ impl CancelToken {
         // woken here or made readable by `wake_fd`: never missed.
         let children = self.inner.children.lock();
         self.inner.cancelled.store(true, Ordering::Release);
-        for (_, child) in children.iter() {
+        for child in children.values() {
             child.terminate(Signal::KILL);
         }
         if let Some(fd) = self.inner.wake.get() {
@@ -227,7 +227,7 @@ impl CancelToken {
             return None;
         }
         let id = self.inner.children.next.fetch_add(1, Ordering::Relaxed);
-        children.push((id, child));
+        children.insert(id, child);
         Some(Registration {
             token: self.clone(),
             id,

@@ -29,6 +29,7 @@ mod retry;
 mod stdio;
 pub mod text;
 mod traits;
+mod wait;
 
 pub use child::RemoteChild;
 pub use command::{Cmd, ExitStatus, Output, Started, Stdin, Stream};
@@ -42,6 +43,7 @@ pub use quote::{display_line, dquote, join_quoted, quote};
 pub use retry::{RetryPolicy, retry};
 pub use stdio::{ChildStderr, ChildStdin, ChildStdout};
 pub use traits::{Connection, Remote, Transport};
+pub use wait::{OutputSink, StreamKind};
 
 /// For transport authors: the traits a back end implements and the helpers it builds on.
 /// Callers of conn need none of this.

@@ -57,6 +57,7 @@ struct Shared<T: Transport> {
     state: Mutex<State<T::Connection>>,
     refusals_retried: AtomicU64,
     restarts_retried: AtomicU64,
+    ran_retried: AtomicU64,
 }
 
 struct State<C: Connection> {
@@ -163,6 +164,7 @@ impl<T: Transport> ConnectionPool<T> {
                 }),
                 refusals_retried: AtomicU64::new(0),
                 restarts_retried: AtomicU64::new(0),
+                ran_retried: AtomicU64::new(0),
             }),
         })
     }
@@ -272,7 +274,26 @@ impl<T: Transport> ConnectionPool<T> {
     /// waiting: a session the server refused, or a master that died before the session opened
     /// (the process back end learns of those from the ssh client's exit).
     pub fn run(&self, cmd: &Cmd, job: &dyn Job) -> Result<Output> {
-        self.with_retries(job, || Ok(self.spawn_once(cmd, job)?.wait_with_output()?))
+        self.with_retries(cmd, job, || {
+            Ok(self.spawn_once(cmd, job)?.wait_with_output()?)
+        })
+    }
+
+    /// Runs `cmd` like [`ConnectionPool::run`], retries included, handing what it writes to
+    /// the pipes it was given ([`Stream::Piped`](crate::Stream::Piped)) to `sink` as it arrives
+    /// instead of collecting it ([`RemoteChild::wait_streaming`]): for output of any size, in
+    /// bounded memory. An attempt that never started wrote nothing to `sink` (the transport's
+    /// own complaints on stderr are held back until that is known). The returned `Output`
+    /// has empty `stdout` and `stderr`.
+    pub fn run_streaming(
+        &self,
+        cmd: &Cmd,
+        job: &dyn Job,
+        sink: &mut dyn crate::wait::OutputSink,
+    ) -> Result<Output> {
+        self.with_retries(cmd, job, || {
+            Ok(self.spawn_once(cmd, job)?.wait_streaming(&mut *sink)?)
+        })
     }
 
     /// Starts `cmd` on a pooled connection within `job`; the child holds its session slot
@@ -289,7 +310,7 @@ impl<T: Transport> ConnectionPool<T> {
     /// process back end's refused session, from its ssh client's exit) is retried by
     /// [`ConnectionPool::run`], not here: this child has already been handed out.
     pub fn spawn(&self, cmd: &Cmd, job: &dyn Job) -> Result<RemoteChild> {
-        self.with_retries(job, || self.spawn_once(cmd, job))
+        self.with_retries(cmd, job, || self.spawn_once(cmd, job))
     }
 
     fn spawn_once(&self, cmd: &Cmd, job: &dyn Job) -> Result<RemoteChild, Failure> {
@@ -301,28 +322,31 @@ impl<T: Transport> ConnectionPool<T> {
         Ok(conn.spawn(cmd, job)?)
     }
 
-    /// Calls `attempt` again for what never started: the policy of [`ConnectionPool::spawn`].
+    /// Calls `attempt` again for what `cmd`'s retry policy allows: the policy of
+    /// [`ConnectionPool::spawn`], with one budget for everything but refusals.
     fn with_retries<R>(
         &self,
+        cmd: &Cmd,
         job: &dyn Job,
         mut attempt: impl FnMut() -> Result<R, Failure>,
     ) -> Result<R> {
         const MAX_BACKOFF: Duration = Duration::from_millis(50);
         const MAX_REFUSALS_WITHOUT_DEADLINE: u32 = 100;
-        const MAX_RESTARTS: u32 = 3;
+        let policy = cmd.retry_policy();
         let mut backoff = Duration::from_millis(1);
-        let (mut refusals, mut restarts) = (0, 0);
+        let mut reconnect_delay = policy.first_delay();
+        let (mut refusals, mut retries) = (0, 0);
         loop {
-            let err = match attempt() {
+            let (err, refresh) = match attempt() {
                 Ok(r) => return Ok(r),
-                Err(Failure::Refresh(e)) => return Err(e),
-                Err(Failure::Command(e)) => e,
+                Err(Failure::Refresh(e)) => (e, true),
+                Err(Failure::Command(e)) => (e, false),
             };
             let within_deadline = |wait: Duration| match job.deadline() {
                 Some(d) => d.remaining() > wait,
                 None => true,
             };
-            if job.is_cancelled() || !err.is_retryable() {
+            if job.is_cancelled() {
                 return Err(err);
             }
             if let Error::SessionRefused { .. } = err {
@@ -336,13 +360,38 @@ impl<T: Transport> ConnectionPool<T> {
                 crate::retry::sleep_within(job.deadline(), job.cancel_token(), backoff);
                 backoff = (backoff * 2).min(MAX_BACKOFF);
                 refusals += 1;
+                continue;
+            }
+            // A refresh that could not make the connection usable (a master that cannot start)
+            // is tried again only when the policy says so, after its backoff: starting masters
+            // again and again is otherwise the caller's decision.
+            let allowed = if refresh {
+                policy.reconnects() && err.is_retryable()
             } else {
-                if restarts >= MAX_RESTARTS || !within_deadline(Duration::ZERO) {
-                    return Err(err);
-                }
+                policy.allows(&err)
+            };
+            let wait = if refresh {
+                reconnect_delay
+            } else {
+                Duration::ZERO
+            };
+            if !allowed || retries >= policy.max_retries() || !within_deadline(wait) {
+                return Err(err);
+            }
+            retries += 1;
+            if err.is_retryable() {
                 self.shared.restarts_retried.fetch_add(1, Ordering::Relaxed);
                 tracing::debug!(pool = %self.shared.name, "command did not start ({err}); retrying");
-                restarts += 1;
+            } else {
+                self.shared.ran_retried.fetch_add(1, Ordering::Relaxed);
+                tracing::debug!(pool = %self.shared.name, "idempotent command may have run ({err}); running it again");
+            }
+            if refresh {
+                crate::retry::sleep_within(job.deadline(), job.cancel_token(), wait);
+                reconnect_delay = (reconnect_delay * 2).min(policy.longest_delay());
+                if job.is_cancelled() {
+                    return Err(err);
+                }
             }
         }
     }
@@ -354,9 +403,15 @@ impl<T: Transport> ConnectionPool<T> {
     }
 
     /// How many commands that never started for another reason (a master that died, a socket
-    /// that refused) the pool has tried again so far.
+    /// that refused, a connection that could not be made) the pool has tried again so far.
     pub fn restarts_retried(&self) -> u64 {
         self.shared.restarts_retried.load(Ordering::Relaxed)
+    }
+
+    /// How many idempotent commands that may have run (or ran and lost their transport) the
+    /// pool has run again so far ([`Cmd::idempotent`]).
+    pub fn ran_retried(&self) -> u64 {
+        self.shared.ran_retried.load(Ordering::Relaxed)
     }
 
     /// The state of every connection, by id: for diagnostics and tests.

@@ -31,6 +31,9 @@ pub struct ProcessOptions {
     pub stdio: StdioOptions,
     /// How the raw status is read; `None`: as it is, the command ran.
     pub classify: Option<Classifier>,
+    /// How to tell a line of the client's own on stderr (see [`Session::transport_lines`]);
+    /// `None`: stderr is the command's alone.
+    pub transport_lines: Option<fn(&[u8]) -> bool>,
     /// How the command is named in messages (the endpoint; the line is `argv`'s).
     pub endpoint: String,
     /// Start the child in a session of its own (`setsid`), not only a process group: for a
@@ -121,6 +124,7 @@ pub fn spawn_process<S: AsRef<OsStr>>(
         pidfd,
         registration: Some(registration),
         classify: options.classify,
+        transport_lines: options.transport_lines,
     };
     Ok(RemoteChild::new(Box::new(session), plan, cmd, job, name))
 }
@@ -136,6 +140,7 @@ struct ProcessSession {
     pidfd: Option<OwnedFd>,
     registration: Option<Registration>,
     classify: Option<Classifier>,
+    transport_lines: Option<fn(&[u8]) -> bool>,
 }
 
 impl ProcessSession {
@@ -191,6 +196,10 @@ impl Session for ProcessSession {
             Some(classify) => classify(status, seen),
             None => Ok((status, Started::Yes)),
         }
+    }
+
+    fn transport_lines(&self) -> Option<fn(&[u8]) -> bool> {
+        self.transport_lines
     }
 }
 

@@ -1,5 +1,6 @@
-//! Retrying what provably never started: one policy for library callers and `conn run
-//! --retries` alike, with `backon`'s exponential backoff underneath.
+//! Retrying what provably never started (and, for an idempotent command, what may have run): one
+//! [`RetryPolicy`] for the pool's own retries, library callers and `conn run --retries` alike,
+//! with `backon`'s exponential backoff underneath.
 
 use std::time::Duration;
 
@@ -10,28 +11,65 @@ use crate::error::{Error, Result};
 use crate::job::{CancelToken, Deadline, Job};
 use crate::poll::poll_until;
 
-/// How often and how patiently [`retry`] tries again.
+/// How often and how patiently a command is tried again: by the pool
+/// ([`Cmd::retry`](crate::Cmd::retry), one budget for everything it retries) and by [`retry`].
+///
+/// What counts against `max_retries`: a command that never started (a master that died or
+/// refused before the session, a connection that could not be made when
+/// [`RetryPolicy::reconnect`] is on) and, when [`RetryPolicy::idempotent`] is on, a command
+/// that may have run or ran and then lost its transport. A session refused by a full server
+/// (`MaxSessions`) is not counted: the pool retries it after a few milliseconds within the
+/// job's deadline, as capacity frees up.
 ///
 /// ```
 /// use std::time::Duration;
 /// let policy = conn_core::RetryPolicy::new(3).min_delay(Duration::from_millis(10));
 /// assert_eq!(policy.max_retries(), 3);
+/// assert!(!policy.is_idempotent());
 /// ```
-#[derive(Clone, Copy, Debug)]
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub struct RetryPolicy {
     max_retries: usize,
     min_delay: Duration,
     max_delay: Duration,
+    reconnect: bool,
+    idempotent: bool,
+}
+
+impl Default for RetryPolicy {
+    /// The pool's own default ([`RetryPolicy::pool_default`]).
+    fn default() -> Self {
+        Self::pool_default()
+    }
 }
 
 impl RetryPolicy {
-    /// At most `max_retries` retries, after 100 ms, doubling (with jitter) up to 5 s.
+    /// At most `max_retries` retries, after 100 ms, doubling (with jitter) up to 5 s; a
+    /// connection that could not be made is tried again too.
     pub fn new(max_retries: usize) -> Self {
         RetryPolicy {
             max_retries,
             min_delay: Duration::from_millis(100),
             max_delay: Duration::from_secs(5),
+            reconnect: true,
+            idempotent: false,
         }
+    }
+
+    /// What a [`Cmd`](crate::Cmd) gets unless told otherwise: up to 3 retries of a command that
+    /// never started because its master died or refused before the session (the next refresh
+    /// restarts the master, so they are tried at once), and none of a connection that could
+    /// not be made: starting masters again and again is the caller's decision.
+    pub fn pool_default() -> Self {
+        RetryPolicy {
+            reconnect: false,
+            ..Self::new(3)
+        }
+    }
+
+    /// No retry at all (refused sessions are still waited out within the deadline).
+    pub fn none() -> Self {
+        Self::new(0)
     }
 
     /// The first delay.
@@ -46,15 +84,58 @@ impl RetryPolicy {
         self
     }
 
+    /// Whether a connection that could not be made (a master that cannot start, a socket
+    /// held by a master that does not answer) is tried again, after the backoff.
+    pub fn reconnect(mut self, yes: bool) -> Self {
+        self.reconnect = yes;
+        self
+    }
+
+    /// The caller says running the command again is safe: a command that may have run, or ran
+    /// and lost its transport before its output was complete, is tried again too (within the
+    /// same budget).
+    pub fn idempotent(mut self, yes: bool) -> Self {
+        self.idempotent = yes;
+        self
+    }
+
     /// How many retries at most.
     pub fn max_retries(&self) -> usize {
         self.max_retries
     }
+
+    /// The first delay between two attempts of a connection.
+    pub fn first_delay(&self) -> Duration {
+        self.min_delay
+    }
+
+    /// The longest delay.
+    pub fn longest_delay(&self) -> Duration {
+        self.max_delay
+    }
+
+    /// Whether a connection that could not be made is tried again.
+    pub fn reconnects(&self) -> bool {
+        self.reconnect
+    }
+
+    /// Whether the command was declared idempotent.
+    pub fn is_idempotent(&self) -> bool {
+        self.idempotent
+    }
+
+    /// Whether this policy allows another attempt after `e` (the budget aside): a failure that
+    /// provably never started, or with [`RetryPolicy::idempotent`] any failure of the transport
+    /// itself. Never a command's own unsuccessful exit, a timeout or a cancellation.
+    pub fn allows(&self, e: &Error) -> bool {
+        e.is_retryable() || self.idempotent && matches!(e, Error::Transport { .. })
+    }
 }
 
-/// Calls `attempt` until it succeeds, fails with an error that is not
-/// [retryable](Error::is_retryable) (a command that ran, or may have, is never run again),
-/// the policy's retries are spent, or `job` is cancelled or past its deadline. Sleeps between
+/// Calls `attempt` until it succeeds, fails with an error the policy does not allow to retry
+/// ([`RetryPolicy::allows`]: what never started, and with [`RetryPolicy::idempotent`] any
+/// transport failure; a command that ran, or may have, is otherwise never run again), the
+/// policy's retries are spent, or `job` is cancelled or past its deadline. Sleeps between
 /// attempts wake at once on the job's cancellation and never pass its deadline. `notify` sees
 /// each error that is retried and the delay before the next attempt.
 ///
@@ -91,7 +172,7 @@ pub fn retry<T>(
         .retry(backoff)
         .sleep(move |d: Duration| sleep_within(deadline, &token, d))
         .when(|e: &Error| {
-            e.is_retryable() && !job.is_cancelled() && !job.deadline().is_some_and(|d| d.expired())
+            policy.allows(e) && !job.is_cancelled() && !job.deadline().is_some_and(|d| d.expired())
         })
         .notify(|e: &Error, d: Duration| notify(e, d))
         .call()

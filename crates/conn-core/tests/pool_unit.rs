@@ -21,7 +21,8 @@ use std::time::Duration;
 use conn_core::transport::{ChildFd, CommandName, Session, StdioOptions, StdioPlan};
 use conn_core::{
     Cmd, Connection, ConnectionPool, ConnectionPools, ConnectionState, Error, ExitStatus, Job,
-    Output, RemoteChild, Result, SimpleJob, Started, Transport,
+    Output, OutputSink, RemoteChild, Result, RetryPolicy, SimpleJob, Started, StreamKind,
+    Transport,
 };
 use mockall::{Sequence, mock};
 
@@ -1056,4 +1057,145 @@ fn run_on_a_shut_down_pool_fails_without_running() {
     assert!(!err.is_retryable());
     let err = pool.spawn(&Cmd::new(["ls"]), &job).unwrap_err();
     assert!(matches!(err, Error::PoolShutdown { .. }), "{err:?}");
+}
+
+#[test]
+fn an_idempotent_command_is_run_again_when_it_may_have_run_within_its_budget() {
+    // Not idempotent: a command that may have run is returned as it is.
+    let mut conn = MockConn::new();
+    conn.expect_refresh().returning(|_| Ok(()));
+    conn.expect_spawn().times(1).returning(|cmd, job| {
+        Ok(fake_child(
+            cmd,
+            job,
+            b"",
+            Err(transport_failure(Started::Unknown)),
+            &Control::finished(),
+        ))
+    });
+    conn.expect_shutdown().return_const(());
+    let pool = ConnectionPool::new(transport_with(conn), "shared", 8).unwrap();
+    let job = SimpleJob::with_timeout(Duration::from_secs(10));
+    let err = pool.run(&Cmd::new(["ls"]), &job).unwrap_err();
+    assert_eq!(err.started(), Started::Unknown);
+    assert_eq!(pool.ran_retried(), 0);
+    pool.shutdown();
+
+    // Idempotent: run again, once for each failure, and counted apart.
+    let mut conn = MockConn::new();
+    let mut seq = Sequence::new();
+    conn.expect_refresh().returning(|_| Ok(()));
+    conn.expect_spawn()
+        .times(2)
+        .in_sequence(&mut seq)
+        .returning(|cmd, job| {
+            Ok(fake_child(
+                cmd,
+                job,
+                b"",
+                Err(transport_failure(Started::Unknown)),
+                &Control::finished(),
+            ))
+        });
+    conn.expect_spawn()
+        .times(1)
+        .in_sequence(&mut seq)
+        .returning(ran_ok);
+    conn.expect_shutdown().return_const(());
+    let pool = ConnectionPool::new(transport_with(conn), "shared", 8).unwrap();
+    let out = pool.run(&Cmd::new(["ls"]).idempotent(true), &job).unwrap();
+    assert_eq!(out, ok_output());
+    assert_eq!((pool.ran_retried(), pool.restarts_retried()), (2, 0));
+    pool.shutdown();
+
+    // Its own unsuccessful exit is never run again, idempotent or not.
+    let mut conn = MockConn::new();
+    conn.expect_refresh().returning(|_| Ok(()));
+    conn.expect_spawn().times(1).returning(|cmd, job| {
+        Ok(fake_child(
+            cmd,
+            job,
+            b"",
+            Ok(ExitStatus::Code(1)),
+            &Control::finished(),
+        ))
+    });
+    conn.expect_shutdown().return_const(());
+    let pool = ConnectionPool::new(transport_with(conn), "shared", 8).unwrap();
+    let err = pool
+        .run(&Cmd::new(["ls"]).idempotent(true), &job)
+        .unwrap_err();
+    assert!(matches!(err, Error::Exited { .. }), "{err:?}");
+    pool.shutdown();
+}
+
+#[test]
+fn one_budget_covers_restarts_and_reconnects() {
+    // A policy of 2 retries that also reconnects: a failed refresh, then a command that never
+    // started, then a third failure that is returned: 3 attempts in all, not 3 × 4.
+    let mut conn = MockConn::new();
+    let mut seq = Sequence::new();
+    conn.expect_refresh()
+        .times(1)
+        .in_sequence(&mut seq)
+        .returning(|_| Err(connect_failure()));
+    conn.expect_refresh()
+        .times(2)
+        .in_sequence(&mut seq)
+        .returning(|_| Ok(()));
+    conn.expect_spawn()
+        .times(2)
+        .returning(|_, _| Err(transport_failure(Started::No)));
+    conn.expect_shutdown().return_const(());
+    let pool = ConnectionPool::new(transport_with(conn), "shared", 8).unwrap();
+    let job = SimpleJob::with_timeout(Duration::from_secs(10));
+    let policy = RetryPolicy::new(2).min_delay(Duration::from_millis(1));
+    let err = pool.run(&Cmd::new(["ls"]).retry(policy), &job).unwrap_err();
+    assert_eq!(err.started(), Started::No);
+    assert_eq!(pool.restarts_retried(), 2);
+    assert_eq!(frees(&pool), vec![8]);
+    pool.shutdown();
+}
+
+/// Collects what a streaming wait hands it.
+#[derive(Default)]
+struct Collected(Vec<(StreamKind, Vec<u8>)>);
+
+impl OutputSink for Collected {
+    fn output(&mut self, stream: StreamKind, bytes: &[u8]) {
+        self.0.push((stream, bytes.to_vec()));
+    }
+}
+
+#[test]
+fn run_streaming_hands_the_output_to_the_sink_and_retries_what_never_started() {
+    let mut conn = MockConn::new();
+    let mut seq = Sequence::new();
+    conn.expect_refresh().returning(|_| Ok(()));
+    conn.expect_spawn()
+        .times(1)
+        .in_sequence(&mut seq)
+        .returning(|_, _| Err(transport_failure(Started::No)));
+    conn.expect_spawn()
+        .times(1)
+        .in_sequence(&mut seq)
+        .returning(ran_ok);
+    conn.expect_shutdown().return_const(());
+    let pool = ConnectionPool::new(transport_with(conn), "shared", 8).unwrap();
+    let job = SimpleJob::with_timeout(Duration::from_secs(10));
+    let mut sink = Collected::default();
+    let out = pool
+        .run_streaming(&Cmd::new(["ls"]), &job, &mut sink)
+        .unwrap();
+    assert!(out.status.success());
+    assert!(out.stdout.is_empty(), "streamed, not collected");
+    let stdout: Vec<u8> = sink
+        .0
+        .iter()
+        .filter(|(s, _)| *s == StreamKind::Stdout)
+        .flat_map(|(_, b)| b.clone())
+        .collect();
+    assert_eq!(stdout, b"ok\n");
+    assert_eq!(pool.restarts_retried(), 1);
+    pool.shutdown();
 }

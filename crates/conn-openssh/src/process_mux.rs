@@ -97,11 +97,24 @@ pub(crate) fn spawn(conn: &OpenSshConnection, cmd: &Cmd, job: &dyn Job) -> Resul
                 watch_stderr: Some(STDERR_KEEP),
             },
             classify: Some(Box::new(move |status, seen| classify.status(status, seen))),
+            transport_lines: conn.control.is_some().then_some(is_ssh_own_line),
             endpoint: conn.endpoint(),
             // A client lives no longer than its command: std's cheaper posix_spawn path.
             new_session: false,
         },
     )
+}
+
+/// Whether `line` (of the client's stderr) may be ssh's own report of a session that never
+/// started, or its debug output and version banner (`-v`) before one: a streaming wait holds
+/// such lines back until the exit status tells.
+fn is_ssh_own_line(line: &[u8]) -> bool {
+    let text = String::from_utf8_lossy(line);
+    let line = text.trim_end_matches(['\r', '\n']);
+    line.starts_with("debug")
+        || line.starts_with("OpenSSH_")
+        || line.starts_with(REFUSED_PREFIX)
+        || NEVER_STARTED_PREFIXES.iter().any(|p| line.starts_with(p))
 }
 
 /// Reads an ssh client's exit status.

@@ -68,7 +68,7 @@ struct RefreshState {
     /// Slow refreshes finished so far, and how the last one failed (if it did): threads that
     /// waited for an attempt take its failure instead of repeating a doomed master start each.
     attempts: u64,
-    last_failure: Option<String>,
+    last_failure: Option<Shared>,
     /// Threads waiting for the attempt in progress.
     waiters: usize,
     /// When this process last stamped the socket's mtime.
@@ -79,11 +79,48 @@ fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
     m.lock().unwrap_or_else(|e| e.into_inner())
 }
 
+/// How a slow refresh failed, kept for the threads that waited for it as the same kind of
+/// error: a typo in an option stays a `Config`, a missing ssh a `ProgramNotFound` (neither is
+/// retryable, so no caller retries a master that can never start); everything else is the
+/// retryable `Connect` it was.
+#[derive(Debug, Clone)]
+enum Shared {
+    Config(String),
+    ProgramNotFound(String),
+    Connect(String),
+}
+
+impl Shared {
+    fn of(e: &Error) -> Shared {
+        match e {
+            Error::Config(m) => Shared::Config(m.clone()),
+            Error::ProgramNotFound { program } => Shared::ProgramNotFound(program.clone()),
+            Error::Connect { message, .. } => Shared::Connect(message.clone()),
+            other => Shared::Connect(other.to_string()),
+        }
+    }
+
+    /// The error a waiter returns, saying whose attempt it was.
+    fn error(&self, endpoint: String) -> Error {
+        const WHOSE: &str = "(the attempt of another thread on this connection)";
+        match self {
+            Shared::Config(m) => Error::Config(format!("{m} {WHOSE}")),
+            Shared::ProgramNotFound(program) => Error::ProgramNotFound {
+                program: program.clone(),
+            },
+            Shared::Connect(m) => Error::Connect {
+                endpoint,
+                message: format!("{m} {WHOSE}"),
+            },
+        }
+    }
+}
+
 /// How a slow refresh ended, for the threads that waited for it.
 enum Outcome {
     Alive,
     /// The master could not be reached or started: waiters take this failure.
-    Failed(String),
+    Failed(Shared),
     /// The refreshing thread's own job ran out or was cancelled: no verdict on the master, so
     /// a waiter tries itself.
     NoVerdict,
@@ -530,14 +567,9 @@ impl Connection for OpenSshConnection {
                 }
                 if let Some(start) = waited_from
                     && state.attempts > start
-                    && let Some(why) = &state.last_failure
+                    && let Some(failure) = &state.last_failure
                 {
-                    return Err(Error::Connect {
-                        endpoint: self.endpoint(),
-                        message: format!(
-                            "{why} (the attempt of another thread on this connection)"
-                        ),
-                    });
+                    return Err(failure.error(self.endpoint()));
                 }
                 state.in_progress = true;
                 break;
@@ -558,13 +590,15 @@ impl Connection for OpenSshConnection {
         drop(state);
         let mut slow = SlowRefresh {
             control,
-            outcome: Outcome::Failed("the refresh of another thread panicked".to_string()),
+            outcome: Outcome::Failed(Shared::Connect(
+                "the refresh of another thread panicked".to_string(),
+            )),
         };
         let result = self.slow_refresh(control, job);
         slow.outcome = match &result {
             Ok(()) => Outcome::Alive,
             Err(Error::Timeout { .. } | Error::Cancelled { .. }) => Outcome::NoVerdict,
-            Err(e) => Outcome::Failed(e.to_string()),
+            Err(e) => Outcome::Failed(Shared::of(e)),
         };
         result
     }

@@ -12,8 +12,8 @@ fn connection(dir: &Path) -> OpenSshConnection {
     ssh.connect("shared").unwrap()
 }
 
-#[test]
-fn waiters_take_the_failure_of_the_attempt_they_waited_for() {
+/// A waiter's error when the slow refresh it waited for failed with `failure`.
+fn waiter_error(failure: Shared) -> Error {
     let dir = tempfile::tempdir().unwrap();
     let conn = Arc::new(connection(dir.path()));
     let control = conn.control.as_ref().unwrap();
@@ -33,16 +33,44 @@ fn waiters_take_the_failure_of_the_attempt_they_waited_for() {
     );
     drop(SlowRefresh {
         control,
-        outcome: Outcome::Failed("ssh master on x did not start: boom".to_string()),
+        outcome: Outcome::Failed(failure),
     });
     let err = waiter.join().unwrap().unwrap_err();
-    assert!(err.is_retryable(), "{err:?}");
-    assert!(err.to_string().contains("boom"), "{err}");
     assert_eq!(
         lock(&control.refresh).attempts,
         1,
         "no second doomed master start"
     );
+    err
+}
+
+#[test]
+fn waiters_take_the_failure_of_the_attempt_they_waited_for() {
+    let err = waiter_error(Shared::Connect(
+        "ssh master on x did not start: boom".to_string(),
+    ));
+    assert!(matches!(err, Error::Connect { .. }), "{err:?}");
+    assert!(err.is_retryable(), "{err:?}");
+    assert!(err.to_string().contains("boom"), "{err}");
+}
+
+#[test]
+fn waiters_keep_the_kind_of_a_failure_that_no_retry_mends() {
+    // A typo in an option, or no ssh at all: a retryable Connect would invite retry storms.
+    let config = waiter_error(Shared::of(&Error::Config("bad -o".into())));
+    assert!(
+        matches!(config, Error::Config(ref m) if m.contains("bad -o")),
+        "{config:?}"
+    );
+    assert!(!config.is_retryable());
+    let missing = waiter_error(Shared::of(&Error::ProgramNotFound {
+        program: "sshh".into(),
+    }));
+    assert!(
+        matches!(missing, Error::ProgramNotFound { ref program } if program == "sshh"),
+        "{missing:?}"
+    );
+    assert!(!missing.is_retryable());
 }
 
 #[test]
