@@ -123,7 +123,7 @@ impl Streamer<'_> {
             return;
         }
         self.held.extend_from_slice(bytes);
-        let theirs = self.transport_line.map_or(true, |is_transport| {
+        let theirs = self.transport_line.is_none_or(|is_transport| {
             self.held
                 .split_inclusive(|&b| b == b'\n')
                 .filter(|l| l.ends_with(b"\n"))
