@@ -28,8 +28,14 @@ pub enum Stdin {
     Piped,
     /// This descriptor (a file, a pipe, a socket), shared: each spawn passes a duplicate, so
     /// the caller's copy stays theirs. With an ssh mux the master reads it directly: the bytes
-    /// never pass through this process.
+    /// never pass through this process. A duplicate shares the file offset: for a file that
+    /// every attempt (and every host) must read from its start, use [`Stdin::Path`].
     Fd(Arc<OwnedFd>),
+    /// This file, opened anew (read-only) for each spawn: every attempt, the pool's retries
+    /// included, reads it from its start with an offset of its own, as each host of a fan-out
+    /// does. Opened like [`Stdin::Fd`] otherwise (an ssh master reads it directly). A file that
+    /// cannot be opened is an error of the spawn, before anything runs.
+    Path(std::path::PathBuf),
 }
 
 /// Where the command's standard output or standard error goes.
@@ -72,6 +78,7 @@ impl PartialEq for Stdin {
         match (self, other) {
             (Stdin::Bytes(a), Stdin::Bytes(b)) => a == b,
             (Stdin::Fd(a), Stdin::Fd(b)) => Arc::ptr_eq(a, b),
+            (Stdin::Path(a), Stdin::Path(b)) => a == b,
             _ => std::mem::discriminant(self) == std::mem::discriminant(other),
         }
     }

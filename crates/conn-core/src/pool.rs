@@ -291,7 +291,11 @@ impl<T: Transport> ConnectionPool<T> {
         job: &dyn Job,
         sink: &mut dyn crate::wait::OutputSink,
     ) -> Result<Output> {
+        let mut first = true;
         self.with_retries(cmd, job, || {
+            if !std::mem::take(&mut first) {
+                sink.new_attempt();
+            }
             Ok(self.spawn_once(cmd, job)?.wait_streaming(&mut *sink)?)
         })
     }

@@ -160,6 +160,11 @@ impl StdioPlan {
                 ChildFd::Fd(r)
             }
             Stdin::Fd(fd) => ChildFd::Fd(dup(fd)?),
+            Stdin::Path(path) => ChildFd::Fd(
+                File::open(path)
+                    .map_err(|e| io::Error::new(e.kind(), format!("opening {}: {e}", path.display())))?
+                    .into(),
+            ),
         };
         let stdout = match cmd.stdout_setting() {
             Stream::Piped => {

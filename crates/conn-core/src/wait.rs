@@ -62,6 +62,11 @@ pub enum StreamKind {
 pub trait OutputSink {
     /// The next `bytes` of `stream`.
     fn output(&mut self, stream: StreamKind, bytes: &[u8]);
+
+    /// [`ConnectionPool::run_streaming`](crate::ConnectionPool::run_streaming) is about to try
+    /// the command again: what the failed attempt handed over (nothing, unless the command
+    /// may have run and is idempotent) is to be forgotten. The default does nothing.
+    fn new_attempt(&mut self) {}
 }
 
 /// What a wait does with the output on the pipes the caller did not take.
