@@ -27,9 +27,8 @@ mod demo;
 mod hosts;
 mod hosts_cmd;
 mod leases;
-mod lines;
 mod output;
-mod report;
+mod print;
 mod run;
 mod signals;
 

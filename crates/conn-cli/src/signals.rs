@@ -1,118 +1,129 @@
-//! SIGINT, SIGTERM and SIGHUP: cancel every running job (which kills each child's process
-//! group) instead of dying and leaving ssh clients behind.
+//! SIGINT, SIGTERM and SIGHUP: cancel the run (every host's job shares its cancel token, which
+//! kills each child's process group and closes each native session) instead of dying and
+//! leaving ssh clients behind; a second signal ends the process at once with the signal's
+//! default action.
 //!
 //! Every child conn starts leads its own process group, so a Ctrl-C at the terminal reaches
-//! `conn` alone. [`install`] blocks the three signals in the main thread before any other
-//! thread exists (so every thread inherits the mask; `std::process::Command` clears it in the
-//! children) and waits for them with `sigwait(2)` on a thread of its own. The first signal
-//! cancels every [`register`]ed job; a second one ends the process at once with the signal's
-//! default action.
-#![allow(unsafe_code)] // sigmask, sigwait, raise: libc only, each with its SAFETY reason
+//! `conn` alone. [`install`] sets a handler that only writes the signal's number to a pipe (the
+//! one thing a handler may safely do), and a thread of its own reads the pipe and cancels every
+//! [`register`]ed token. No signal is ever blocked: a blocked mask would be inherited by every
+//! child (std's spawn keeps the mask), and an ssh master started with SIGTERM blocked could
+//! only be ended with SIGKILL. A handler, unlike a mask, is reset to the default by `exec`.
+#![allow(unsafe_code)] // sigaction and write in a handler: libc only, each with its SAFETY reason
 
-use std::mem::MaybeUninit;
+use std::os::fd::{AsRawFd, OwnedFd};
 use std::sync::atomic::{AtomicI32, Ordering};
-use std::sync::{Arc, Mutex, Weak};
+use std::sync::{Arc, Mutex};
 
-use conn_core::{Job, SimpleJob};
-use libc::{c_int, sigset_t};
+use conn_core::{CancelToken, Job, SimpleJob};
+use libc::c_int;
 
 static SIGNAL: AtomicI32 = AtomicI32::new(0);
-static JOBS: Mutex<Vec<Weak<SimpleJob>>> = Mutex::new(Vec::new());
+/// The write end of the pipe the handler writes to; -1 before [`install`].
+static PIPE: AtomicI32 = AtomicI32::new(-1);
+static TOKENS: Mutex<Vec<CancelToken>> = Mutex::new(Vec::new());
 
 const SIGNALS: [c_int; 3] = [libc::SIGINT, libc::SIGTERM, libc::SIGHUP];
 
-// The unsafe code of this module is confined to `sigset`, `thread_mask`, `wait_for` and
-// `die_by`. Rust's standard library has no signal masks, and rustix (not a dependency of this
-// crate) offers them only as unsafe raw kernel calls (`rustix::runtime::kernel_sigprocmask`,
-// which bypasses libc's own reserved signals), so libc's calls stay, each with its reason.
-
-/// The signal set holding `signals`.
-fn sigset(signals: &[c_int]) -> sigset_t {
-    let mut set = MaybeUninit::<sigset_t>::uninit();
-    // SAFETY: sigemptyset initialises the whole set; sigaddset, given valid signal numbers,
-    // only writes inside it. Both write through a pointer to our local.
+/// The handler: one byte, the signal's number, into the pipe.
+extern "C" fn on_signal(sig: c_int) {
+    let fd = PIPE.load(Ordering::Relaxed);
+    let byte = sig as u8;
+    // SAFETY: write(2) is async-signal-safe; the buffer is a local byte. A full pipe drops
+    // the byte (the fd is non-blocking): a signal already pending suffices.
     unsafe {
-        libc::sigemptyset(set.as_mut_ptr());
-        for &s in signals {
-            libc::sigaddset(set.as_mut_ptr(), s);
-        }
-        set.assume_init()
+        libc::write(fd, (&byte as *const u8).cast(), 1);
     }
-}
-
-/// Blocks (`SIG_BLOCK`) or unblocks (`SIG_UNBLOCK`) `set` in the calling thread; false when
-/// the call failed.
-fn thread_mask(how: c_int, set: &sigset_t) -> bool {
-    // SAFETY: `set` is an initialised sigset_t that outlives the call; a null old-set pointer
-    // means "do not report the old mask".
-    unsafe { libc::pthread_sigmask(how, set, std::ptr::null_mut()) == 0 }
-}
-
-/// Waits for one of the (blocked) signals of `set`; `None` when sigwait failed.
-fn wait_for(set: &sigset_t) -> Option<c_int> {
-    let mut sig: c_int = 0;
-    // SAFETY: `set` is initialised; sigwait writes the signal number into our local.
-    (unsafe { libc::sigwait(set, &mut sig) } == 0).then_some(sig)
 }
 
 /// Starts handling the signals. Call once, from the main thread, before starting threads.
 pub fn install() {
-    let set = sigset(&SIGNALS);
-    if !thread_mask(libc::SIG_BLOCK, &set) {
+    let Ok((read, write)) = rustix::pipe::pipe_with(
+        rustix::pipe::PipeFlags::CLOEXEC | rustix::pipe::PipeFlags::NONBLOCK,
+    ) else {
         return; // keep the default actions
-    }
+    };
+    // The reading end blocks: the thread sleeps in read(2).
+    let _ = rustix::io::ioctl_fionbio(&read, false);
     let spawned = std::thread::Builder::new()
         .name("conn-signals".into())
-        .spawn(move || {
-            loop {
-                let Some(sig) = wait_for(&set) else {
-                    continue;
-                };
-                if SIGNAL.swap(sig, Ordering::SeqCst) != 0 {
-                    die_by(sig);
-                }
-                for job in lock().iter().filter_map(Weak::upgrade) {
-                    job.cancel();
-                }
-            }
-        });
+        .spawn(move || watch(read));
     if spawned.is_err() {
-        // No handler thread: unblock again so that the signals at least end the process.
-        thread_mask(libc::SIG_UNBLOCK, &set);
+        return;
+    }
+    PIPE.store(write.as_raw_fd(), Ordering::Relaxed);
+    // The write end lives as long as the process (the handler may run at any time).
+    std::mem::forget(write);
+    for sig in SIGNALS {
+        // SAFETY: a zeroed sigaction with a valid handler, an empty mask and SA_RESTART is a
+        // valid disposition; `on_signal` only calls write(2). The old disposition is kept
+        // when it was "ignore" (`nohup` ignores SIGHUP), as a shell would.
+        unsafe {
+            let mut old: libc::sigaction = std::mem::zeroed();
+            libc::sigaction(sig, std::ptr::null(), &mut old);
+            if old.sa_sigaction == libc::SIG_IGN {
+                continue;
+            }
+            let mut action: libc::sigaction = std::mem::zeroed();
+            action.sa_sigaction = on_signal as extern "C" fn(c_int) as usize;
+            action.sa_flags = libc::SA_RESTART;
+            libc::sigemptyset(&mut action.sa_mask);
+            libc::sigaction(sig, &action, std::ptr::null_mut());
+        }
+    }
+}
+
+/// The signal thread: the first signal cancels every registered token; a second one ends the
+/// process with its default action.
+fn watch(read: OwnedFd) {
+    let mut byte = [0u8];
+    loop {
+        match rustix::io::read(&read, &mut byte) {
+            Ok(1) => {}
+            Ok(_) => return,
+            Err(rustix::io::Errno::INTR) => continue,
+            Err(_) => return,
+        }
+        let sig = c_int::from(byte[0]);
+        if SIGNAL.swap(sig, Ordering::SeqCst) != 0 {
+            die_by(sig);
+        }
+        for token in lock().iter() {
+            token.cancel();
+        }
     }
 }
 
 /// Ends the process with `sig`'s default action (the second signal: the user insists).
 fn die_by(sig: c_int) -> ! {
-    // SAFETY: SIG_DFL is a valid disposition for these signals, and no handler of ours is
-    // replaced (none is ever installed: the signals are taken with sigwait). It matters when
-    // the signal was ignored at start (`nohup` ignores SIGHUP).
+    // SAFETY: SIG_DFL is a valid disposition for these signals; raise takes a signal number
+    // and touches no memory of ours.
     unsafe {
         libc::signal(sig, libc::SIG_DFL);
-    }
-    // Re-raised in this thread, where it is now unblocked, it terminates the process.
-    thread_mask(libc::SIG_UNBLOCK, &sigset(&[sig]));
-    // SAFETY: raise takes a signal number and touches no memory of ours.
-    unsafe {
         libc::raise(sig);
     }
     std::process::exit(128 + sig);
 }
 
-fn lock() -> std::sync::MutexGuard<'static, Vec<Weak<SimpleJob>>> {
-    JOBS.lock().unwrap_or_else(|e| e.into_inner())
+fn lock() -> std::sync::MutexGuard<'static, Vec<CancelToken>> {
+    TOKENS.lock().unwrap_or_else(|e| e.into_inner())
 }
 
-/// Makes `job` cancelled by the next signal (or at once, if one already came).
-pub fn register(job: &Arc<SimpleJob>) {
-    let mut jobs = lock();
-    jobs.retain(|j| j.strong_count() > 0);
-    jobs.push(Arc::downgrade(job));
-    // Checked under the lock: the handler sets SIGNAL before it takes the lock, so a job is
-    // either seen by the handler or cancelled here.
+/// Makes `token` cancelled by the next signal (or at once, if one already came): a run's
+/// token, shared by every host's job.
+pub fn cancel_on_signal(token: &CancelToken) {
+    let mut tokens = lock();
+    // Checked under the lock: the signal thread sets SIGNAL before it takes the lock, so a
+    // token is either seen by it or cancelled here.
     if interrupted().is_some() {
-        job.cancel();
+        token.cancel();
     }
+    tokens.push(token.clone());
+}
+
+/// Makes `job` cancelled by the next signal (its token, see [`cancel_on_signal`]).
+pub fn register(job: &Arc<SimpleJob>) {
+    cancel_on_signal(job.cancel_token());
 }
 
 /// The signal received, if any.

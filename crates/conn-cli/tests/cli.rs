@@ -238,8 +238,13 @@ fn bad_host_names_and_options_fail_with_one_line_and_exit_2_before_anything_runs
             "soon",
         ),
         (
-            common(&["-H", "ok", "-o=-oProxyCommand=x", "--", "true"]),
+            common(&["-H", "ok", "-o", "Compression", "--", "true"]),
             "Key=Value",
+        ),
+        // clush's form: a string of ssh options, each of them one ssh knows.
+        (
+            common(&["-H", "ok", "-o", "-oCompression=yes -Z", "--", "true"]),
+            "-Z is not an ssh option",
         ),
         (common(&["-H", "ok", "--"]), "CMD"),
         (
@@ -1121,7 +1126,7 @@ fn gather_prints_identical_hosts_once_under_a_folded_header() {
     let out = fleet_run(
         &config,
         dir.path(),
-        &["-w", "fleet[01-06]", "-b", "--", "sh", "-c", script],
+        &["-w", "fleet[01-06]", "-B", "--", "sh", "-c", script],
     );
     let (stdout, stderr) = (text(&out.stdout), text(&out.stderr));
     assert_eq!(
@@ -1150,6 +1155,20 @@ fn gather_prints_identical_hosts_once_under_a_folded_header() {
     assert_eq!(
         stderr,
         "warned\nconn: fleet06: exit code 3\nconn: 1 of 6 hosts failed\n"
+    );
+
+    // -b (clush's): stdout gathered the same way, stderr streamed as it comes, prefixed.
+    let gathered_stdout = stdout;
+    let out = fleet_run(
+        &config,
+        dir.path(),
+        &["-w", "fleet[01-06]", "-b", "--", "sh", "-c", script],
+    );
+    assert_eq!(out.status.code(), Some(3));
+    assert_eq!(text(&out.stdout), gathered_stdout);
+    assert_eq!(
+        text(&out.stderr),
+        "fleet05: warned\nconn: fleet06: exit code 3\nconn: 1 of 6 hosts failed\n"
     );
 
     // One host with -b is gathered too (not passed through).

@@ -162,7 +162,9 @@ impl StdioPlan {
             Stdin::Fd(fd) => ChildFd::Fd(dup(fd)?),
             Stdin::Path(path) => ChildFd::Fd(
                 File::open(path)
-                    .map_err(|e| io::Error::new(e.kind(), format!("opening {}: {e}", path.display())))?
+                    .map_err(|e| {
+                        io::Error::new(e.kind(), format!("opening {}: {e}", path.display()))
+                    })?
                     .into(),
             ),
         };

@@ -278,7 +278,7 @@ impl FetchPlan {
 
     /// Fetches every source from the pool's host, in order, within `job`; stops at the first
     /// failure.
-    pub(crate) fn from_host<T: Transport>(
+    pub(crate) fn fetch_from<T: Transport>(
         &self,
         pool: &ConnectionPool<T>,
         host: &str,
@@ -287,7 +287,8 @@ impl FetchPlan {
     ) -> Result<()> {
         for source in &self.sources {
             let final_path = self.final_path(source, host);
-            let described = pool.run(&shell(DESCRIBE, "conn-stat").arg(source).retry(retry), job)?;
+            let described =
+                pool.run(&shell(DESCRIBE, "conn-stat").arg(source).retry(retry), job)?;
             let remote = Remote::parse(&described.stdout).ok_or_else(|| {
                 local_error(
                     &format!("reading what {host} says of {}", source.to_string_lossy()),
@@ -298,7 +299,9 @@ impl FetchPlan {
                 )
             })?;
             match remote.kind {
-                Kind::File => self.fetch_file(pool, host, source, &remote, &final_path, job, retry)?,
+                Kind::File => {
+                    self.fetch_file(pool, host, source, &remote, &final_path, job, retry)?
+                }
                 Kind::Dir if self.recursive => {
                     self.fetch_tree(pool, source, &final_path, job, retry)?
                 }
@@ -337,7 +340,8 @@ impl FetchPlan {
             .as_file()
             .try_clone()
             .map_err(|e| local_error("opening a temporary file", e))?;
-        let cat = Cmd::new([OsStr::new("cat"), OsStr::new("--"), source]).stdout(Stream::from(file));
+        let cat =
+            Cmd::new([OsStr::new("cat"), OsStr::new("--"), source]).stdout(Stream::from(file));
         pool.run(&cat.retry(retry), job)?;
         let got = fs::metadata(tmp.path())
             .map_err(|e| local_error("reading a temporary file", e))?
@@ -397,7 +401,11 @@ impl FetchPlan {
             .tempdir_in(self.dest.as_path())
             .map_err(|e| local_error("making a temporary directory", e))?;
         let mut local = std::process::Command::new("tar");
-        local.arg("-xf").arg(archive.path()).arg("-C").arg(unpack.path());
+        local
+            .arg("-xf")
+            .arg(archive.path())
+            .arg("-C")
+            .arg(unpack.path());
         local.arg("--no-same-owner");
         if self.preserve {
             local.arg("-p");
@@ -622,8 +630,6 @@ mod tests {
             dir.path().join("hostname.web1")
         );
         assert!(FetchPlan::new(vec!["/".into()], dir.path().into(), false, false).is_err());
-        assert!(
-            FetchPlan::new(vec!["/x".into()], dir.path().join("none"), false, false).is_err()
-        );
+        assert!(FetchPlan::new(vec!["/x".into()], dir.path().join("none"), false, false).is_err());
     }
 }

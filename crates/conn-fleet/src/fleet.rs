@@ -280,14 +280,12 @@ impl<T: Transport> Fleet<T> {
         let mut sink = HostSink::new(&host, handler, self.gather);
         let result = match task {
             // The status is reported per host, whatever the command's `check` says.
-            Task::Run(cmd) => pool.run_streaming(
-                &cmd.clone().check(false).retry(self.retry),
-                &job,
-                &mut sink,
-            ),
+            Task::Run(cmd) => {
+                pool.run_streaming(&cmd.clone().check(false).retry(self.retry), &job, &mut sink)
+            }
             Task::Copy(plan) => plan.to_host(&pool, &job, self.retry).map(|()| done()),
             Task::Fetch(plan) => plan
-                .from_host(&pool, &host.name, &job, self.retry)
+                .fetch_from(&pool, &host.name, &job, self.retry)
                 .map(|()| done()),
         };
         let gather_error = sink.gather_error.take();

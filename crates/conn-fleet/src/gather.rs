@@ -31,6 +31,7 @@ pub struct Kept {
     head: Vec<u8>,
     spill: Option<File>,
     len: u64,
+    last: Option<u8>,
     limit: usize,
     digest: Sha256,
     utf8: Utf8,
@@ -79,6 +80,7 @@ impl Kept {
             head: Vec::new(),
             spill: None,
             len: 0,
+            last: None,
             limit: gather.memory,
             digest: Sha256::new(),
             utf8: Utf8::new(),
@@ -87,6 +89,9 @@ impl Kept {
 
     pub(crate) fn push(&mut self, bytes: &[u8]) -> io::Result<()> {
         self.len += bytes.len() as u64;
+        if let Some(&b) = bytes.last() {
+            self.last = Some(b);
+        }
         self.digest.update(bytes);
         self.utf8.feed(bytes);
         let room = self.limit.saturating_sub(self.head.len()).min(bytes.len());
@@ -115,6 +120,11 @@ impl Kept {
     /// Whether the stream was empty.
     pub fn is_empty(&self) -> bool {
         self.len == 0
+    }
+
+    /// The stream's last byte (to tell whether its last line has a newline).
+    pub fn last_byte(&self) -> Option<u8> {
+        self.last
     }
 
     /// Whether the whole stream is valid UTF-8.
@@ -189,7 +199,11 @@ mod tests {
         assert_eq!(kept.to_vec().unwrap(), b"0123456789abcdef");
         let mut same = Kept::new(Gather { memory: 1 << 20 });
         same.push(b"0123456789abcdef").unwrap();
-        assert_eq!(kept.digest(), same.digest(), "the digest ignores where bytes are kept");
+        assert_eq!(
+            kept.digest(),
+            same.digest(),
+            "the digest ignores where bytes are kept"
+        );
     }
 
     #[test]

@@ -38,7 +38,9 @@ pub fn nofile_limit() -> u64 {
 /// How many descriptors this process has open now (`/proc/self/fd`).
 pub fn open_descriptors() -> io::Result<u64> {
     // The directory's own descriptor is counted too: one more than before the call.
-    Ok(std::fs::read_dir("/proc/self/fd")?.count().saturating_sub(1) as u64)
+    Ok(std::fs::read_dir("/proc/self/fd")?
+        .count()
+        .saturating_sub(1) as u64)
 }
 
 /// How many hosts may be worked on at once with the descriptors left: at least one.

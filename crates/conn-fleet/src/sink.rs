@@ -32,7 +32,10 @@ impl<'a> HostSink<'a> {
 
     /// Hands out the last lines without a newline; returns the gathered output.
     pub(crate) fn finish(mut self) -> Option<Gathered> {
-        for (i, stream) in [StreamKind::Stdout, StreamKind::Stderr].into_iter().enumerate() {
+        for (i, stream) in [StreamKind::Stdout, StreamKind::Stderr]
+            .into_iter()
+            .enumerate()
+        {
             let (host, handler) = (self.host, self.handler);
             self.lines[i].finish(&mut |line| handler.line(host, stream, line));
         }

@@ -97,6 +97,106 @@ pub struct Targets {
     pub groupsource: Option<String>,
 }
 
+/// What pdsh and clush users pass to every fan-out (`conn run` and `conn copy`), with the
+/// meaning those tools give them.
+#[derive(Debug, Args)]
+#[command(next_help_heading = "Fan-out options (pdsh and clush letters)")]
+pub struct FanoutArgs {
+    /// How many hosts to work on at once (pdsh and clush `-f`); fewer when the descriptor
+    /// limit (`ulimit -n`, raised to its hard limit at start) does not allow as many.
+    #[arg(short = 'f', long = "parallel", visible_alias = "fanout", value_name = "N",
+          default_value_t = 32, value_parser = clap::value_parser!(u32).range(1..=4096))]
+    pub fanout: u32,
+
+    /// Log in as USER on every host given without `user@` (pdsh and clush `-l`).
+    #[arg(short = 'l', long = "user", value_name = "USER")]
+    pub user: Option<String>,
+
+    /// Connect timeout of a new master, in seconds (pdsh and clush `-t`; the same as
+    /// `--connect-timeout`).
+    #[arg(short = 't', value_name = "SECS", value_parser = clap::value_parser!(u64).range(1..))]
+    pub connect: Option<u64>,
+
+    /// Deadline for each host, retries included (seconds, fractions allowed; pdsh and clush
+    /// `-u`): at expiry the host's session is ended.
+    #[arg(short = 'u', long = "timeout", value_name = "SECS", value_parser = parse_secs)]
+    pub timeout: Option<Duration>,
+
+    /// Fail fast: after the first host that fails, start no new host and end the running ones.
+    #[arg(short = 'k', long = "fail-fast")]
+    pub fail_fast: bool,
+
+    /// Retry a host up to N times in all when its command never started (a connection or a
+    /// master that failed, a refused session), with jittered exponential backoff from 100 ms
+    /// to 5 s; never a command that ran, unless --idempotent.
+    #[arg(long, value_name = "N", default_value_t = 0,
+          value_parser = clap::value_parser!(u32).range(0..=100))]
+    pub retries: u32,
+
+    /// The command is safe to run twice: --retries may also retry a host whose command may
+    /// have run, or ran and lost its connection before its output was complete (counted in
+    /// the summary).
+    #[arg(long)]
+    pub idempotent: bool,
+
+    /// Show a progress bar on stderr (only when stderr is a terminal; pdsh and clush `-P`).
+    #[arg(short = 'P', long = "progress")]
+    pub progress: bool,
+
+    /// Print no summary of the failures (clush `-q`).
+    #[arg(short = 'q', long = "quiet")]
+    pub quiet: bool,
+
+    /// Colour the host prefixes and headers, stderr lines in red: `auto` (on a terminal, unless
+    /// NO_COLOR is set or CLICOLOR=0; CLICOLOR_FORCE forces it), `always`, `never`.
+    #[arg(long, value_name = "WHEN", default_value = "auto", value_parser = ["auto", "always", "never"])]
+    pub color: String,
+}
+
+/// How `conn run` shows the output of its hosts.
+#[derive(Debug, Args)]
+#[command(next_help_heading = "Output options")]
+pub struct OutputArgs {
+    /// Gather stdout: at the end, the hosts with identical stdout and status once under a
+    /// header with their folded set (clush -b, dshbak -c); stderr is streamed, prefixed.
+    #[arg(short = 'b', long = "gather")]
+    pub gather: bool,
+
+    /// Gather stdout and stderr both (clush -B).
+    #[arg(short = 'B', long = "gather-all", conflicts_with = "gather")]
+    pub gather_all: bool,
+
+    /// No headers: at the end, every host's lines, prefixed, in host order (clush -L).
+    #[arg(short = 'L', long = "sorted", conflicts_with_all = ["gather", "gather_all"])]
+    pub sorted: bool,
+
+    /// At the end, a unified diff of each differing output against the most common one
+    /// (clush --diff).
+    #[arg(long, conflicts_with_all = ["gather", "gather_all", "sorted"])]
+    pub diff: bool,
+
+    /// One JSON object per host per line on stdout, printed as each host ends (see below).
+    #[arg(long, conflicts_with_all = ["gather", "gather_all", "sorted", "diff"])]
+    pub json: bool,
+
+    /// No `host: ` prefix on streamed lines (pdsh -N).
+    #[arg(short = 'N', long = "no-prefix")]
+    pub no_prefix: bool,
+
+    /// Accepted for pdsh users: the exit status is already the largest of the hosts' (pdsh -S).
+    #[arg(short = 'S', hide = true)]
+    pub largest_status: bool,
+
+    /// Write each host's stdout, whole and byte for byte, to DIR/HOST too (clush and pssh
+    /// --outdir); streamed, in bounded memory.
+    #[arg(long, value_name = "DIR")]
+    pub outdir: Option<PathBuf>,
+
+    /// Write each host's stderr to DIR/HOST too (clush and pssh --errdir).
+    #[arg(long, value_name = "DIR")]
+    pub errdir: Option<PathBuf>,
+}
+
 /// `conn run`.
 #[derive(Debug, Args)]
 #[command(group(
@@ -114,14 +214,9 @@ pub struct RunArgs {
     #[arg(long, conflicts_with_all = ["hosts", "hosts_file", "exclude", "groups", "exclude_groups", "all", "groupsource"])]
     pub local: bool,
 
-    /// Gather: after all hosts end, print the hosts with identical stdout, stderr and status
-    /// once, under a header with their folded host set and count (as `clubak -b`).
-    #[arg(short = 'b', long = "gather")]
-    pub gather: bool,
-
-    /// One JSON object per host per line on stdout, printed as each host ends (see below).
-    #[arg(long, conflicts_with = "gather")]
-    pub json: bool,
+    /// How the output is shown.
+    #[command(flatten)]
+    pub output: OutputArgs,
 
     /// Send conn's standard input (a pipe or a file, not a terminal) to every host: read once
     /// to its end first (kept in a temporary file, not in memory), then each host reads it
@@ -129,25 +224,9 @@ pub struct RunArgs {
     #[arg(long)]
     pub stdin_all: bool,
 
-    /// How many hosts to work on at once.
-    #[arg(long, value_name = "N", default_value_t = 32,
-          value_parser = clap::value_parser!(u32).range(1..=4096))]
-    pub parallel: u32,
-
-    /// Deadline for each host, retries included (seconds, fractions allowed); at expiry the
-    /// command's ssh client and its process group are killed.
-    #[arg(long, value_name = "SECS", value_parser = parse_secs)]
-    pub timeout: Option<Duration>,
-
-    /// Print the ssh command lines (on stderr) instead of running anything.
+    /// Print the command lines (on stderr) instead of running anything.
     #[arg(long)]
     pub dry_run: bool,
-
-    /// Retry a host up to N times when ssh itself failed (connection, master, refused session;
-    /// never a command that ran and failed), with jittered exponential backoff.
-    #[arg(long, value_name = "N", default_value_t = 0,
-          value_parser = clap::value_parser!(u32).range(0..=100))]
-    pub retries: u32,
 
     /// How sessions reach the master: `native` (the default) speaks OpenSSH's mux protocol
     /// from conn itself (no spawn per command, and a remote exit 255 is told apart from an ssh
@@ -156,19 +235,26 @@ pub struct RunArgs {
     #[arg(long, value_name = "native|process", default_value = "native", value_parser = parse_mux)]
     pub mux: Mux,
 
+    /// The pdsh and clush options.
+    #[command(flatten)]
+    pub fanout: FanoutArgs,
+
     /// The ssh and pool options.
     #[command(flatten)]
     pub ssh: SshArgs,
 
-    /// The command and its arguments (each argument is quoted for the remote shell).
-    #[arg(value_name = "CMD", required = true, num_args = 1.., trailing_var_arg = true)]
-    pub command: Vec<String>,
+    /// The command and its arguments (each argument is quoted for the remote shell; bytes
+    /// that are not UTF-8 pass unchanged).
+    #[arg(value_name = "CMD", required = true, num_args = 1.., trailing_var_arg = true,
+          value_parser = clap::value_parser!(std::ffi::OsString))]
+    pub command: Vec<std::ffi::OsString>,
 }
 
 /// `conn copy`.
 #[derive(Debug, Args)]
 #[command(
-    override_usage = "conn copy [OPTIONS] (-w EXPR … | --hosts-file FILE | -g GROUP … | -a) [-r] SRC… DEST"
+    override_usage = "conn copy [OPTIONS] (-w EXPR … | --hosts-file FILE | -g GROUP … | -a) [-r] SRC… DEST\n       \
+                      conn copy [OPTIONS] (-w EXPR … | …) --rcopy [-r] [--preserve] SRC… --dest DIR"
 )]
 #[command(group(
     ArgGroup::new("targets")
@@ -185,18 +271,27 @@ pub struct CopyArgs {
     #[arg(short = 'r', long)]
     pub recursive: bool,
 
-    /// How many hosts to copy to at once.
-    #[arg(long, value_name = "N", default_value_t = 32,
-          value_parser = clap::value_parser!(u32).range(1..=1024))]
-    pub parallel: u32,
+    /// Reverse copy (clush --rcopy, pdsh's rpdcp): fetch SRC… from every host into --dest,
+    /// each as DIR/NAME.HOST.
+    #[arg(long, requires = "dest")]
+    pub rcopy: bool,
 
-    /// Deadline for each host, all its files together (seconds, fractions allowed).
-    #[arg(long, value_name = "SECS", value_parser = parse_secs)]
-    pub timeout: Option<Duration>,
+    /// The local directory that fetched copies go into (with --rcopy).
+    #[arg(long, value_name = "DIR", requires = "rcopy")]
+    pub dest: Option<PathBuf>,
+
+    /// With --rcopy: keep the modes and modification times (pdcp's and clush's `-p`, which is
+    /// the port in conn).
+    #[arg(long, requires = "rcopy")]
+    pub preserve: bool,
 
     /// How sessions reach the master (`native` or `process`), as for `conn run`.
     #[arg(long, value_name = "native|process", default_value = "native", value_parser = parse_mux)]
     pub mux: Mux,
+
+    /// The pdsh and clush options.
+    #[command(flatten)]
+    pub fanout: FanoutArgs,
 
     /// The ssh and pool options.
     #[command(flatten)]
@@ -204,8 +299,8 @@ pub struct CopyArgs {
 
     /// SRC… DEST: local files (or with -r directories), then the remote destination: a
     /// directory when there are several sources, with -r, or when it ends with `/`; else the
-    /// file's new name.
-    #[arg(value_name = "PATH", required = true, num_args = 2..)]
+    /// file's new name. With --rcopy: the paths to fetch from every host.
+    #[arg(value_name = "PATH", required = true, num_args = 1..)]
     pub paths: Vec<PathBuf>,
 }
 
@@ -428,7 +523,7 @@ mod tests {
         };
         assert_eq!(r.targets.hosts, ["h[1-3]", "db1"]);
         assert_eq!(r.targets.exclude, ["h2"]);
-        assert!(r.gather && !r.json);
+        assert!(r.output.gather && !r.output.json);
         assert!(Cli::try_parse_from(["conn", "run", "-w", "h", "--json", "-b", "true"]).is_err());
         assert!(Cli::try_parse_from(["conn", "run", "--local", "-x", "h", "true"]).is_err());
         // -x alone names no target.

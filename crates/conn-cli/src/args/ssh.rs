@@ -56,9 +56,10 @@ pub struct SshArgs {
     #[arg(short = 'v', action = clap::ArgAction::Count)]
     pub verbose: u8,
 
-    /// An ssh option, `Key=Value` (ssh -o; repeatable). Given options win over conn's defaults
-    /// (-oBatchMode=yes -oServerAliveInterval=0 -x -T).
-    #[arg(short = 'o', value_name = "OPTION", action = clap::ArgAction::Append)]
+    /// An ssh option, `Key=Value` (ssh -o; repeatable), or as clush takes it, a string of ssh
+    /// options (`-o "-oStrictHostKeyChecking=no -p 2222"`). Given options win over conn's
+    /// defaults (-oBatchMode=yes -oServerAliveInterval=0 -x -T).
+    #[arg(short = 'o', value_name = "OPTION", action = clap::ArgAction::Append, allow_hyphen_values = true)]
     pub ssh_option: Vec<String>,
 
     /// How long an idle master outlives its last session, in seconds.
@@ -88,17 +89,38 @@ pub struct SshArgs {
 
 impl SshArgs {
     /// The extra options passed to every ssh: the user's `-o` options first (ssh takes the
-    /// first value it sees for an option, so they win), then conn's defaults.
+    /// first value it sees for an option, so they win), then conn's defaults. A value that
+    /// starts with `-` is clush's form, a string of ssh options, split as a shell would and
+    /// each option's argument attached to it (`-p 2222` becomes `-p2222`).
     pub fn extra_options(&self) -> Vec<String> {
         self.ssh_option
             .iter()
-            .map(|o| format!("-o{o}"))
+            .flat_map(|o| match o.starts_with('-') {
+                true => ssh_words(o).unwrap_or_default(),
+                false => vec![format!("-o{o}")],
+            })
             .chain(DEFAULT_EXTRA_OPTIONS.iter().map(|s| s.to_string()))
             .collect()
     }
 
     /// A builder for `user_host` with every option applied (validated by `build`).
     pub fn builder(&self, user_host: &str) -> OpenSshBuilder {
+        self.builder_with(user_host, None, None)
+    }
+
+    /// [`SshArgs::builder`] for a fan-out host: `user` for a host given without `user@`
+    /// (pdsh's `-l`), and a connect timeout that overrides `--connect-timeout` (pdsh's `-t`).
+    pub fn builder_with(
+        &self,
+        user_host: &str,
+        user: Option<&str>,
+        connect_timeout: Option<u64>,
+    ) -> OpenSshBuilder {
+        let user_host = match user {
+            Some(user) if !user_host.contains('@') => format!("{user}@{user_host}"),
+            _ => user_host.to_string(),
+        };
+        let user_host = user_host.as_str();
         let mut b = OpenSsh::builder(user_host)
             .ssh_program(&self.ssh_program)
             .cipher(&self.cipher)
@@ -113,7 +135,7 @@ impl SshArgs {
         if let Some(cfg) = &self.ssh_config {
             b = b.ssh_config(cfg);
         }
-        if let Some(t) = self.connect_timeout {
+        if let Some(t) = connect_timeout.or(self.connect_timeout) {
             b = b.connect_timeout(Duration::from_secs(t));
         }
         if let Some(dir) = &self.socket_dir {
@@ -162,17 +184,63 @@ impl SshArgs {
         args
     }
 
-    /// Checks what the builder does not: an `-o` value must be an option, not a flag.
+    /// Checks what the builder does not: an `-o` value is `Key=Value`, or a string of ssh
+    /// options whose every word is an option ssh knows.
     pub fn validate(&self) -> Result<(), String> {
-        match self
-            .ssh_option
-            .iter()
-            .find(|o| o.trim().is_empty() || o.starts_with('-'))
-        {
-            Some(o) => Err(format!(
-                "ssh option {o:?} is not of the form Key=Value (as in `-o Compression=yes`)"
-            )),
-            None => Ok(()),
+        for o in &self.ssh_option {
+            if o.starts_with('-') {
+                ssh_words(o)?;
+            } else if o.trim().is_empty() || !o.contains('=') && !o.contains(' ') {
+                return Err(format!(
+                    "ssh option {o:?} is not of the form Key=Value (as in `-o Compression=yes`), \
+                     nor a string of ssh options (as in `-o \"-oCompression=yes -p 2222\"`)"
+                ));
+            }
         }
+        Ok(())
     }
+}
+
+/// The option letters of ssh(1) (OpenSSH 9.2) that take an argument.
+const SSH_LETTERS_WITH_ARGUMENT: &str = "bceilmopBDEFIJLOPQRSwW";
+/// The option letters of ssh(1) that take none.
+const SSH_FLAG_LETTERS: &str = "1246afgknqstvxyACGKMNTVXY";
+
+/// A string of ssh options (clush's `-o "-oKey=Value -p 2222"`) as separate options, each
+/// argument attached to its letter; an error names what is not an ssh option.
+pub fn ssh_words(text: &str) -> Result<Vec<String>, String> {
+    let words =
+        shlex::split(text).ok_or_else(|| format!("ssh options {text:?}: unbalanced quotes"))?;
+    let mut out = Vec::new();
+    let mut words = words.into_iter();
+    while let Some(word) = words.next() {
+        let Some(letters) = word.strip_prefix('-').filter(|l| !l.is_empty()) else {
+            return Err(format!(
+                "ssh options {text:?}: {word:?} is not an option (a string given to -o must \
+                 hold ssh options only)"
+            ));
+        };
+        let mut option = String::from("-");
+        for (i, c) in letters.char_indices() {
+            if SSH_LETTERS_WITH_ARGUMENT.contains(c) {
+                let attached = &letters[i + c.len_utf8()..];
+                let value = if attached.is_empty() {
+                    words
+                        .next()
+                        .ok_or_else(|| format!("ssh options {text:?}: -{c} needs an argument"))?
+                } else {
+                    attached.to_string()
+                };
+                option.push(c);
+                option.push_str(&value);
+                break;
+            } else if SSH_FLAG_LETTERS.contains(c) {
+                option.push(c);
+            } else {
+                return Err(format!("ssh options {text:?}: -{c} is not an ssh option"));
+            }
+        }
+        out.push(option);
+    }
+    Ok(out)
 }
