@@ -327,6 +327,27 @@ fn argv_is_not_passed_through_a_shell() {
 }
 
 #[test]
+fn a_shell_line_runs_under_sh_c_and_a_subsystem_is_refused() {
+    let job = SimpleJob::with_timeout(SAFETY);
+    let out = pool()
+        .run(
+            &Cmd::shell("printf '%s|' one 'two three' | tr a-z A-Z; exit 3").check(false),
+            &job,
+        )
+        .unwrap();
+    assert_eq!(
+        (out.stdout.as_slice(), out.status),
+        (&b"ONE|TWO THREE|"[..], ExitStatus::Code(3))
+    );
+    let err = pool().run(&Cmd::subsystem("sftp"), &job).unwrap_err();
+    assert!(
+        matches!(err, Error::Config(ref m) if m.contains("subsystem \"sftp\"")),
+        "{err}"
+    );
+    assert!(job.cancel_token().children().is_empty());
+}
+
+#[test]
 fn dry_run_spawns_nothing() {
     let marker = scratch_path("dry-run");
     let cmd = Cmd::new([
