@@ -411,11 +411,7 @@ impl Cmd {
             }
             Program::Subsystem(name) => {
                 let bytes = name.as_bytes();
-                if bytes.is_empty()
-                    || bytes
-                        .iter()
-                        .any(|b| b.is_ascii_whitespace() || *b == 0)
-                {
+                if bytes.is_empty() || bytes.iter().any(|b| b.is_ascii_whitespace() || *b == 0) {
                     return Err(Error::Config(format!(
                         "subsystem name {:?} is empty or holds whitespace: give one name, such \
                          as \"sftp\" (a subsystem takes no arguments)",
@@ -488,7 +484,9 @@ mod tests {
 
     #[test]
     fn a_shell_line_is_sent_as_it_is_and_a_subsystem_takes_no_arguments() {
-        let cmd = Cmd::shell("printf '%s|' one").arg("'two three'").arg("$HOME");
+        let cmd = Cmd::shell("printf '%s|' one")
+            .arg("'two three'")
+            .arg("$HOME");
         assert_eq!(
             cmd.program(),
             &Program::Shell("printf '%s|' one 'two three' $HOME".into())

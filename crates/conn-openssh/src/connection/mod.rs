@@ -242,7 +242,10 @@ impl OpenSshConnection {
         let dashes = remote
             .first()
             .is_some_and(|w| w.as_encoded_bytes().starts_with(b"-"));
-        let tail = dashes.then(|| OsString::from("--")).into_iter().chain(remote);
+        let tail = dashes
+            .then(|| OsString::from("--"))
+            .into_iter()
+            .chain(remote);
         Ok(self.ssh_argv(&extra, tail))
     }
 
