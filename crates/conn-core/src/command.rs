@@ -266,6 +266,7 @@ pub struct Cmd {
     stderr: Stream,
     check: bool,
     dry_run: bool,
+    send_env: bool,
 }
 
 impl Cmd {
@@ -304,6 +305,7 @@ impl Cmd {
             stderr: Stream::Piped,
             check: true,
             dry_run: false,
+            send_env: false,
         }
     }
 
@@ -350,6 +352,21 @@ impl Cmd {
     pub fn dry_run(mut self, dry_run: bool) -> Self {
         self.dry_run = dry_run;
         self
+    }
+
+    /// Offers this process's environment to the session as an `ssh` client does: the ssh
+    /// master passes on the variables its `SendEnv` names (from ssh_config or `-o SendEnv=…`)
+    /// and the server keeps those its `AcceptEnv` names. Default false. The process back end's
+    /// `ssh -S` client always does this (it has the environment); the native back end does it
+    /// only when asked; a local command inherits the environment anyway.
+    pub fn send_env(mut self, send: bool) -> Self {
+        self.send_env = send;
+        self
+    }
+
+    /// Whether the environment is offered to the session ([`Cmd::send_env`]).
+    pub fn sends_env(&self) -> bool {
+        self.send_env
     }
 
     /// What the command runs: its argv, its shell line or its subsystem.

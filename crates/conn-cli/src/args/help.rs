@@ -149,12 +149,12 @@ Served by the pool: a command (or -s subsystem) with any options that shape the 
 (-p -l -F -i -J -c -C -4 -6 -o Key=Value …, part of the master's identity) or only this
 session (-q -v -n -T -x -a -e -E, -o RequestTTY=no, BatchMode, LogLevel, ControlPath …).
 Handed to ssh (exec, same words): -t/-tt, RequestTTY=yes|force, -L -R -D -W -w -N -f -M -O -G
--V -Q -y, agent or X11 forwarding, SendEnv/SetEnv, no command, a line ssh refuses; and, from
-a terminal, a master that cannot start without asking (a password, a host key). -v says so.
+-V -Q -y, agent or X11 forwarding, no command, a line ssh refuses; and, from a terminal, a
+master that cannot start without asking (a password, a host key). -v says so.
 
 Examples:
   GIT_SSH_COMMAND='conn ssh' git clone db1:/srv/repo.git
   rsync -a -e 'conn ssh' src/ db1:/backup/src/
-  printf 'exec conn ssh \"$@\"\\n' > ~/bin/conn-ssh; scp -S ~/bin/conn-ssh f db1:/tmp/
+  scp -S conn-ssh f db1:/tmp/     conn-ssh: a script of two lines, #!/bin/sh and exec conn ssh \"$@\"
   zfs send -i @a tank/fs@b | conn ssh backup@db1 'zfs receive -u tank/fs'
   conn ssh --mux process -p 2222 ssh://admin@10.0.0.5 uptime";

@@ -327,9 +327,6 @@ impl Decider {
             "localforward" | "remoteforward" | "dynamicforward" => {
                 self.note(format!("{option:?} forwards a port"))
             }
-            "sendenv" | "setenv" => self.note(format!(
-                "{option:?} sends environment variables, which conn's sessions do not"
-            )),
             "forkafterauthentication" | "sessiontype" | "tunnel" => {}
             _ => self.identity.push(format!("-o{option}")),
         }

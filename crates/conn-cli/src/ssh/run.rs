@@ -119,6 +119,8 @@ pub fn serve(serve: &Serve, settings: &Settings, ssh_argv: &[OsString]) -> u8 {
         })
         .stdout(own_fd(io::stdout().as_fd()).map_or(Stream::Null, Stream::from))
         .stderr(own_fd(io::stderr().as_fd()).map_or(Stream::Null, Stream::from))
+        // As ssh: the master passes on what its SendEnv names (git's GIT_PROTOCOL, LANG …).
+        .send_env(true)
         .check(false);
     let job = Arc::new(SimpleJob::new());
     signals::register(&job);

@@ -88,6 +88,9 @@ pub(crate) fn spawn(
     let line_len = line.len();
     let mut session = NewSession::command(request_id, line.into_vec());
     session.subsystem = subsystem;
+    if cmd.sends_env() {
+        session.env = super::env::offered();
+    }
     match ClientMessage::NewSession(session).encode() {
         Ok(frame) => request.extend_from_slice(&frame),
         Err(e) => {
