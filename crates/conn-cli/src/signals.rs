@@ -82,6 +82,13 @@ pub fn install() {
     }
 }
 
+/// Unblocks the three signals in the calling thread again, before it `exec`s another program
+/// (`conn ssh` handing over to ssh): a program inherits its signal mask across `exec`, and
+/// std's `exec` leaves it as it is. A signal that comes from here on has its default action.
+pub fn unblock_for_exec() {
+    thread_mask(libc::SIG_UNBLOCK, &sigset(&SIGNALS));
+}
+
 /// Ends the process with `sig`'s default action (the second signal: the user insists).
 fn die_by(sig: c_int) -> ! {
     // SAFETY: SIG_DFL is a valid disposition for these signals, and no handler of ours is

@@ -22,9 +22,10 @@ pub fn exec_ssh(program: &str, argv: &[OsString], reason: &str, log: &Log) -> u8
             &format!("conn ssh: handing over to {program}: {reason}"),
         );
     }
-    // std's exec resets the signal mask and SIGPIPE, which conn changed, to the defaults
-    // (a program started from a shell has), and the descriptors conn opened are all
-    // close-on-exec: ssh starts as if the shell had started it.
+    // ssh must start as if the shell had started it: conn's blocked signals unblocked (std's
+    // exec restores SIGPIPE, not the mask), and the descriptors conn opened are all
+    // close-on-exec.
+    crate::signals::unblock_for_exec();
     let err = Command::new(program).args(argv).exec();
     let code = if err.kind() == io::ErrorKind::NotFound {
         crate::output::EXIT_NOT_FOUND
