@@ -129,17 +129,14 @@ pub fn serve(serve: &Serve, settings: &Settings, ssh_argv: &[OsString]) -> u8 {
         .get_unrefreshed()
         .ok()
         .and_then(|c| c.master_log_path().map(PathBuf::from));
-    let began = SystemTime::now();
+    let log_before = master_log.as_deref().and_then(file_identity);
     let result = pool.run(&cmd, job.as_ref());
     let code = match result {
         Ok(out) => exit_code_of_status(out.status),
         Err(e @ Error::Connect { .. }) => {
+            // A master start replaces the log: one that changed is this run's story.
             let fresh_log = master_log
-                .filter(|p| {
-                    std::fs::metadata(p)
-                        .and_then(|m| m.modified())
-                        .is_ok_and(|t| t >= began)
-                })
+                .filter(|p| file_identity(p).is_some_and(|now| Some(now) != log_before))
                 .and_then(|p| std::fs::read(p).ok())
                 .filter(|text| !text.is_empty());
             if fresh_log.is_some() && io::stdin().is_terminal() && !serve.batch_mode {
@@ -165,6 +162,13 @@ pub fn serve(serve: &Serve, settings: &Settings, ssh_argv: &[OsString]) -> u8 {
     };
     pool.shutdown();
     code
+}
+
+/// What tells one version of a file from the next: its inode, size and modification time.
+fn file_identity(path: &std::path::Path) -> Option<(u64, u64, SystemTime)> {
+    use std::os::unix::fs::MetadataExt;
+    let meta = std::fs::metadata(path).ok()?;
+    Some((meta.ino(), meta.len(), meta.modified().ok()?))
 }
 
 /// A duplicate of one of our standard descriptors for the session; `None` when it is closed.
