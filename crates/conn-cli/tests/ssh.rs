@@ -787,3 +787,68 @@ fn scp_and_sftp_through_a_one_line_wrapper_both_ways() {
         }
     }
 }
+
+#[test]
+fn a_master_that_cannot_start_prints_ssh_s_words_or_from_a_terminal_hands_over() {
+    let lab = Lab::new();
+    // An "ssh" whose masters fail as a real one does when it may not ask (the words go to the
+    // -E log), and which, run any other way, says how it was run.
+    let fake = lab.shared.path().join("fake-ssh");
+    fs::write(
+        &fake,
+        "#!/bin/sh\nlog=; master=; prev=\n\
+         for a in \"$@\"; do [ \"$prev\" = -E ] && log=$a; [ \"$a\" = -M ] && master=1; prev=$a; done\n\
+         if [ -n \"$master\" ]; then printf 'Permission denied (publickey).\\r\\n' >> \"$log\"; exit 255; fi\n\
+         echo \"handed over: $*\"; exit 5\n",
+    )
+    .unwrap();
+    fs::set_permissions(&fake, fs::Permissions::from_mode(0o755)).unwrap();
+    let words = |extra: &[&str]| -> Vec<String> {
+        let mut w: Vec<String> = [
+            CONN,
+            "ssh",
+            "--ssh-program",
+            fake.to_str().unwrap(),
+            "--socket-dir",
+            lab.sockets.path().to_str().unwrap(),
+        ]
+        .map(String::from)
+        .to_vec();
+        w.extend(extra.iter().map(|s| s.to_string()));
+        w
+    };
+    // No terminal: ssh's own words, as they are, and 255.
+    let mut cmd = Command::new(&words(&[])[0]);
+    cmd.args(&words(&["h", "true"])[1..]);
+    let out = run(&mut cmd, None);
+    assert_eq!(
+        (text(&out.stdout), text(&out.stderr), out.status.code()),
+        (
+            String::new(),
+            "Permission denied (publickey).\r\n".into(),
+            Some(255)
+        )
+    );
+    // From a terminal (script(1) gives conn one as stdin), ssh gets the line instead: it may
+    // ask for what the master could not. Unless BatchMode=yes was asked for.
+    let in_a_terminal = |extra: &[&str]| {
+        let line = words(extra)
+            .iter()
+            .map(|w| sh_quote(w))
+            .collect::<Vec<_>>()
+            .join(" ");
+        let mut cmd = Command::new("script");
+        cmd.args(["-qec", &line, "/dev/null"]);
+        run(&mut cmd, None)
+    };
+    let out = in_a_terminal(&["h", "true"]);
+    assert_eq!(out.status.code(), Some(5), "{}", text(&out.stdout));
+    assert!(
+        text(&out.stdout).contains("handed over: h true"),
+        "{}",
+        text(&out.stdout)
+    );
+    let out = in_a_terminal(&["-oBatchMode=yes", "h", "true"]);
+    assert_eq!(out.status.code(), Some(255), "{}", text(&out.stdout));
+    assert!(text(&out.stdout).contains("Permission denied (publickey)."));
+}
