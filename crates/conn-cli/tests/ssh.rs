@@ -373,6 +373,36 @@ fn an_unknown_host_fails_with_ssh_s_message_and_255() {
         "{}",
         text(&out.stderr)
     );
+    // With -E the same words go to that file, for ssh and conn alike.
+    let log = |name: &str| lab.shared.path().join(name);
+    let expected = lab.ssh(
+        &[
+            "-E",
+            log("ssh.log").to_str().unwrap(),
+            "nosuch.invalid",
+            "true",
+        ],
+        None,
+    );
+    for mux in MUXES {
+        let file = log(&format!("{mux}.log"));
+        let got = lab.conn(
+            mux,
+            &["-E", file.to_str().unwrap(), "nosuch.invalid", "true"],
+            None,
+        );
+        assert_same(&expected, &got, mux);
+        assert_eq!(
+            fs::read(&file).unwrap(),
+            fs::read(log("ssh.log")).unwrap(),
+            "{mux}"
+        );
+    }
+    assert!(
+        fs::read_to_string(log("ssh.log"))
+            .unwrap()
+            .contains("Could not resolve")
+    );
 }
 
 #[test]
@@ -458,6 +488,8 @@ fn a_hand_over_execs_the_ssh_program_with_the_same_words_and_default_signals() {
         &["-O", "check", "h"][..],
         &["-G", "h"][..],
         &["--", "h"][..],
+        // An option value conn cannot take: ssh says what is wrong with it.
+        &["-F", "/nonexistent/config", "h", "x"][..],
     ] {
         let out = handed(words);
         assert_eq!(
