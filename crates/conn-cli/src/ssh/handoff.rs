@@ -13,8 +13,8 @@ use super::plan::Log;
 use crate::output::one_line;
 
 /// Replaces this process by `program` with `argv`; returns only if that failed, with the exit
-/// status to end with (255, as ssh's own failures; 127 when the program does not exist). With
-/// `-v`, says first that it hands over and why.
+/// status to end with: 255, as for ssh's own failures. With `-v`, says first that it hands
+/// over and why.
 pub fn exec_ssh(program: &str, argv: &[OsString], reason: &str, log: &Log) -> u8 {
     if log.verbose {
         say(
@@ -27,18 +27,13 @@ pub fn exec_ssh(program: &str, argv: &[OsString], reason: &str, log: &Log) -> u8
     // close-on-exec.
     crate::signals::unblock_for_exec();
     let err = Command::new(program).args(argv).exec();
-    let code = if err.kind() == io::ErrorKind::NotFound {
-        crate::output::EXIT_NOT_FOUND
-    } else {
-        crate::output::EXIT_TRANSPORT
-    };
     if !log.quiet {
         say(
             log,
             &format!("conn: error: cannot run ssh program {program:?} ({reason}): {err}"),
         );
     }
-    code
+    crate::output::EXIT_TRANSPORT
 }
 
 /// Writes one line of conn's own (ssh's `\r\n` excepted: conn ends its lines with `\n`) to

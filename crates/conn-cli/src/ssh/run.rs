@@ -20,7 +20,7 @@ use conn_openssh::{DEFAULT_CIPHER, DEFAULT_EXTRA_OPTIONS, Location, Mux, OpenSsh
 
 use super::handoff::{exec_ssh, say, write_raw};
 use super::plan::{Remote, Serve};
-use crate::output::{EXIT_NOT_FOUND, EXIT_TRANSPORT, exit_code_of_status};
+use crate::output::{EXIT_TRANSPORT, exit_code_of_status};
 use crate::{POOL_NAME, signals};
 
 /// conn's own settings of `conn ssh`, validated.
@@ -176,15 +176,12 @@ fn own_fd(fd: std::os::fd::BorrowedFd<'_>) -> Option<std::os::fd::OwnedFd> {
     fd.try_clone_to_owned().ok()
 }
 
-/// Says what failed (one line, unless `-q`) and gives ssh's status for it: 255, or 127 for an
-/// ssh program that does not exist. A cancel (SIGINT, SIGTERM, SIGHUP) is as silent as ssh.
+/// Says what failed (one line, unless `-q`) and gives ssh's status for every failure of its
+/// own: 255. A cancel (SIGINT, SIGTERM, SIGHUP) is as silent as ssh.
 fn fail(serve: &Serve, e: &Error) -> u8 {
     let quiet = serve.log.quiet || matches!(e, Error::Cancelled { .. }) && !serve.log.verbose;
     if !quiet {
         say(&serve.log, &format!("conn: error: {e}"));
     }
-    match e {
-        Error::ProgramNotFound { .. } => EXIT_NOT_FOUND,
-        _ => EXIT_TRANSPORT,
-    }
+    EXIT_TRANSPORT
 }
