@@ -3,8 +3,9 @@
 # creates accounts (conn itself and its tests only check, and point here). Idempotent: what is
 # already in place is left alone, so every run after the first changes nothing.
 #
-#   bash scripts/setup.sh                 what the demo and the tests need
-#   bash scripts/setup.sh --bench-tools   also pdsh and clustershell (the fleet benchmark's peers)
+#   bash scripts/setup.sh                 what the demo and the tests need (clustershell too: the
+#                                         host-set and node-group tests compare conn with nodeset)
+#   bash scripts/setup.sh --bench-tools   also pdsh (with clush, the fleet benchmark's peers)
 #   bash scripts/setup.sh --fuzz-tools    also cargo-fuzz (when a nightly toolchain is installed)
 #
 # As root (Debian/Ubuntu): installs openssh-server, openssh-client, openssh-sftp-server, git and
@@ -12,7 +13,10 @@
 # creates /run/sshd (sshd's privilege-separation directory; /run is emptied at boot), and the
 # account `conntest` (or $CONN_TEST_USER) that the private sshd logs in as: login shell /bin/sh
 # (no slow start-up files), password field `*` (no password; sshd without PAM refuses key logins
-# to a `!`-locked account). `userdel -r conntest` removes it.
+# to a `!`-locked account). `userdel -r conntest` removes it. Also the account `conntest-long`,
+# whose home directory is 60 bytes long (/home/conntest-long-home-directory-for-the-socket-path-
+# tests): a test runs `conn` as that account to show that the default socket directory works for
+# a long home. `userdel -r conntest-long` removes it.
 # As any other user: installs nothing system-wide, says what is missing and exits 1 if the demo
 # or the tests cannot run (a non-root private sshd logs in as that same user, so no account is
 # needed then). Works without a terminal (CI).
@@ -21,6 +25,9 @@ set -euo pipefail
 cd "$(dirname "${BASH_SOURCE[0]}")/.."
 
 TEST_USER="${CONN_TEST_USER:-conntest}"
+# The account crates/conn-cli/tests/long_home.rs runs conn as; its home must be 60 bytes.
+LONG_HOME_USER=conntest-long
+LONG_HOME=/home/conntest-long-home-directory-for-the-socket-path-tests
 BENCH_TOOLS=0
 FUZZ_TOOLS=0
 for arg in "$@"; do
@@ -49,9 +56,11 @@ if ! have ssh || ! have ssh-keygen || ! have scp || ! have sftp; then packages+=
 [ -x /usr/lib/openssh/sftp-server ] || packages+=(openssh-sftp-server)
 have git || packages+=(git)
 have rsync || packages+=(rsync)
+# ClusterShell's nodeset (and clush, the fleet benchmark's peer): conn's folding and node groups
+# are tested against it.
+if ! have nodeset || ! have clush; then packages+=(clustershell); fi
 if [ "$BENCH_TOOLS" = 1 ]; then
     have pdsh || packages+=(pdsh)
-    have clush || packages+=(clustershell)
 fi
 
 if is_root; then
@@ -78,6 +87,13 @@ if is_root; then
         say "unlocking $TEST_USER for key logins (password field '*')"
         usermod -p '*' "$TEST_USER"
     fi
+    if ! id "$LONG_HOME_USER" >/dev/null 2>&1; then
+        say "creating the account $LONG_HOME_USER, home $LONG_HOME (${#LONG_HOME} bytes; userdel -r $LONG_HOME_USER removes it)"
+        useradd -m -d "$LONG_HOME" -s /bin/sh "$LONG_HOME_USER"
+    elif [ "$(getent passwd "$LONG_HOME_USER" | cut -d: -f6)" != "$LONG_HOME" ]; then
+        say "moving the home of $LONG_HOME_USER to $LONG_HOME"
+        usermod -m -d "$LONG_HOME" "$LONG_HOME_USER"
+    fi
 else
     missing=0
     for p in "${packages[@]}"; do
@@ -88,6 +104,10 @@ else
                 ;;
             openssh-sftp-server | git | rsync)
                 echo "setup.sh: $p is missing: the conn ssh tests (crates/conn-cli/tests/ssh.rs) need it" >&2
+                missing=1
+                ;;
+            clustershell)
+                echo "setup.sh: $p is missing: the host-set and node-group tests compare conn with its nodeset" >&2
                 missing=1
                 ;;
             *) echo "setup.sh: $p is missing (only the fleet benchmark needs it)" >&2 ;;

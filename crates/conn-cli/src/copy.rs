@@ -22,9 +22,9 @@ use std::time::{Duration, Instant};
 use conn_core::{Cmd, ConnectionPool, Deadline, Error, Job, Result, SimpleJob, Stdin, Transport};
 
 use crate::args::CopyArgs;
+use crate::hosts::host_list;
 use crate::output::{EXIT_INTERRUPTED, Failure};
 use crate::report::{HostReport, failure_summary};
-use crate::run::host_list;
 use crate::{POOL_NAME, signals};
 
 /// Runs `conn copy`; returns the exit code.

@@ -1,4 +1,4 @@
-//! `conn demo`: a private sshd on 127.0.0.1 ([`conn_testkit::TestSshd`]), a short `conn bench`
+//! `conn demo`: a private sshd on 127.0.0.1 ([`conn_sshd::TestSshd`]), a short `conn bench`
 //! against it, two `conn run` processes (the second reuses the master the first started),
 //! `conn leases`, and teardown. Every step runs this very binary as a child, and prints the
 //! command line first, so the demo also shows how to use `conn`.
@@ -15,7 +15,7 @@ use std::path::Path;
 use std::process::{Command, ExitStatus, Stdio};
 use std::time::{Duration, Instant};
 
-use conn_testkit::{TestSshd, run_with_timeout};
+use conn_sshd::{TestSshd, run_with_timeout};
 
 use crate::args::DemoArgs;
 use crate::output::{EXIT_INTERRUPTED, Failure};

@@ -78,14 +78,11 @@ pub fn main(args: &LeasesArgs) -> Result<u8, Failure> {
     Ok(0)
 }
 
-/// `~/.ssh/conn` with the home directory from the password database: conn-openssh's default,
-/// asked from conn-openssh itself so that the two never disagree (building a transport spawns
-/// nothing).
+/// conn-openssh's default socket directory, asked from conn-openssh itself so that the two
+/// never disagree.
 fn default_socket_dir() -> Result<PathBuf, Failure> {
-    let ssh = conn_openssh::OpenSsh::builder("localhost")
-        .build()
-        .map_err(|e| Failure::other(format!("cannot find the default socket directory: {e}")))?;
-    Ok(ssh.socket_dir().to_path_buf())
+    conn_openssh::default_socket_dir()
+        .map_err(|e| Failure::other(format!("cannot find the default socket directory: {e}")))
 }
 
 /// The counts of `report`, probing each name's socket.

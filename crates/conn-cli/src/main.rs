@@ -3,9 +3,11 @@
 //!
 //! - `conn run`: one host (output and exit status passed through) or many (`host: ` prefixes,
 //!   `-b` gathered, `--json` lines; the largest status), hosts as pdsh/ClusterShell host sets
-//!   (`-w h[01-16]`, `-x`), `--parallel` workers, `--timeout`, `--retries`, `--dry-run`,
+//!   (`-w h[01-16]`, `-x`) and ClusterShell node groups (`-w @web`, `-g`, `-X`, `-a`),
+//!   `--parallel` workers, `--timeout`, `--retries`, `--dry-run`,
 //!   `--local`, `--mux native|process`.
-//! - `conn hosts`: a host set expanded one name per line, or folded (`--fold`).
+//! - `conn hosts`: a host set expanded one name per line, folded (`--fold`), regrouped with
+//!   node groups (`-r`); or the node groups listed (`-l`).
 //! - `conn bench`: pooled masters (native and process mux) against hand-spawned `ssh -S` and
 //!   fresh `ssh`; liveness checks; a fresh process's first command; figures and their ratios.
 //! - `conn leases`: the leased control-socket names of a socket directory; `--prune`.
@@ -25,6 +27,7 @@ mod bench;
 mod copy;
 mod demo;
 mod hosts;
+mod hosts_cmd;
 mod leases;
 mod lines;
 mod output;
@@ -68,7 +71,7 @@ fn main() -> ExitCode {
     init_tracing(dry_run);
     let result = match &cli.command {
         Command::Run(a) => run::main(a),
-        Command::Hosts(a) => hosts::main(a),
+        Command::Hosts(a) => hosts_cmd::main(a),
         Command::Copy(a) => copy::main(a),
         Command::Bench(a) => bench::main(a),
         Command::Leases(a) => leases::main(a),

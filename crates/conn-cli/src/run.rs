@@ -12,14 +12,14 @@ use std::time::{Duration, Instant};
 
 use conn_core::{
     Cmd, ConnectionPool, Deadline, Error, Job, Output, Result, RetryPolicy, SimpleJob, Started,
-    Stdin, Stream, Transport, UserHost, retry,
+    Stdin, Stream, Transport, retry,
 };
 use conn_local::Local;
 use conn_openssh::OpenSsh;
 use indicatif::{ProgressBar, ProgressDrawTarget, ProgressStyle};
 
-use crate::args::{RunArgs, Targets};
-use crate::hosts::host_set;
+use crate::args::RunArgs;
+use crate::hosts::host_list;
 use crate::lines::{Emit, Target, pump_lines};
 use crate::output::{
     EXIT_INTERRUPTED, Failure, exit_code_of_error, exit_code_of_status, one_line, print_error,
@@ -135,30 +135,6 @@ enum Mode {
     Gather,
     /// `--json`: one object per host per line, printed when the host is done.
     Json,
-}
-
-/// The hosts of `-w`/`-H`, `--hosts-file` and `-x`, in the host set's order, each validated
-/// as `[user@]host` (the set's rules already refuse what `UserHost` refuses; this is the check
-/// at the door of the transport). A malformed expression is printed with a caret, exit 2; so
-/// is a set left empty by `-x`.
-pub(crate) fn host_list(targets: &Targets) -> Result<Vec<String>, Failure> {
-    let set = host_set(
-        &targets.hosts,
-        targets.hosts_file.as_deref(),
-        &targets.exclude,
-    )
-    .map_err(|e| e.report())?;
-    if set.is_empty() {
-        return Err(Failure::usage(
-            "no host left to run on: -x removed every host",
-        ));
-    }
-    set.expand()
-        .map(|h| {
-            UserHost::parse(&h).map_err(|e| Failure::usage(e.to_string()))?;
-            Ok(h)
-        })
-        .collect()
 }
 
 fn run_targets<T: Transport>(targets: Vec<(String, T)>, s: &Settings) -> Result<u8, Failure> {
@@ -427,46 +403,6 @@ mod tests {
     use super::*;
     use conn_core::ExitStatus;
     use conn_testkit::transports::Flaky;
-    use std::fs;
-    use std::path::Path;
-
-    /// `host_list` of `-w` expressions, a hosts file and `-x` expressions.
-    fn hosts_of(
-        hosts: &[&str],
-        file: Option<&Path>,
-        exclude: &[&str],
-    ) -> Result<Vec<String>, Failure> {
-        host_list(&Targets {
-            hosts: hosts.iter().map(|h| h.to_string()).collect(),
-            hosts_file: file.map(Path::to_path_buf),
-            exclude: exclude.iter().map(|h| h.to_string()).collect(),
-        })
-    }
-
-    #[test]
-    fn host_lists_merge_dedupe_skip_comments_and_follow_the_set_order() {
-        let dir = tempfile::tempdir().unwrap();
-        let file = dir.path().join("hosts");
-        fs::write(&file, "# fleet\nb  # second\n\n  a\nc,h[09-10]\n").unwrap();
-        let hosts = hosts_of(&["h[10-11]", "a"], Some(&file), &["c"]);
-        assert_eq!(hosts.unwrap(), ["a", "b", "h09", "h10", "h11"]);
-    }
-
-    #[test]
-    fn bad_host_sets_are_usage_errors() {
-        let dir = tempfile::tempdir().unwrap();
-        let file = dir.path().join("hosts");
-        fs::write(&file, "ok\nnot ok\n").unwrap();
-        let err = hosts_of(&[], Some(&file), &[]).unwrap_err();
-        assert_eq!(err.code, 2);
-        let err = hosts_of(&["-oProxyCommand=x"], None, &[]).unwrap_err();
-        assert_eq!(err.code, 2);
-        fs::write(&file, "# nothing\n").unwrap();
-        assert_eq!(hosts_of(&[], Some(&file), &[]).unwrap_err().code, 2);
-        let err = hosts_of(&["h[1-2]"], None, &["h[1-2]"]).unwrap_err();
-        assert_eq!(err.code, 2);
-        assert!(err.message.contains("no host left"), "{err}");
-    }
 
     #[test]
     fn retries_stop_at_non_retryable_errors_and_at_the_limit() {

@@ -405,31 +405,12 @@ impl RemoteChild {
             Ok(status) => status,
             Err(e) => {
                 pump.drain_now();
-                let e = match e {
-                    Error::Transport {
-                        endpoint,
-                        command,
-                        started,
-                        mut stdout,
-                        mut stderr,
-                    } => {
-                        if let Some(out) = pump.sinks[0].take() {
-                            stdout = [out.kept, stdout].concat();
-                        }
-                        if let Some(err) = pump.sinks[1].take().or(pump.sinks[2].take()) {
-                            stderr = [err.kept, stderr].concat();
-                        }
-                        Error::Transport {
-                            endpoint,
-                            command,
-                            started,
-                            stdout,
-                            stderr,
-                        }
-                    }
-                    e => e,
-                };
-                return Err(self.fail(e));
+                let stdout = pump.sinks[0].take().map(|s| s.kept);
+                let stderr = pump.sinks[1]
+                    .take()
+                    .or(pump.sinks[2].take())
+                    .map(|s| s.kept);
+                return Err(self.fail(with_output(e, stdout, stderr)));
             }
         };
         self.session.release();
@@ -454,7 +435,11 @@ impl RemoteChild {
             Ok(c) => c,
             Err(e) => {
                 self.ended = Some(Ended::Failed(e.to_string()));
-                return Err(e);
+                return Err(with_output(
+                    e,
+                    stdout.filter(|_| captured_out),
+                    stderr.filter(|_| captured_err).or(watched),
+                ));
             }
         };
         self.ended = Some(Ended::Status(status, started));
@@ -564,6 +549,29 @@ impl RemoteChild {
                 status = Some(s);
             }
         }
+    }
+}
+
+/// `e` with the output seen before it, when it is a transport failure: a caller can then see how
+/// far a command that may have run got. The transport's own bytes (if any) come after.
+fn with_output(e: Error, seen_out: Option<Vec<u8>>, seen_err: Option<Vec<u8>>) -> Error {
+    match e {
+        Error::Transport {
+            endpoint,
+            command,
+            started,
+            reason,
+            stdout,
+            stderr,
+        } => Error::Transport {
+            endpoint,
+            command,
+            started,
+            reason,
+            stdout: [seen_out.unwrap_or_default(), stdout].concat(),
+            stderr: [seen_err.unwrap_or_default(), stderr].concat(),
+        },
+        e => e,
     }
 }
 

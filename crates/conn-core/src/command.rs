@@ -463,6 +463,11 @@ pub(crate) fn check_output(output: Output, endpoint: &str, command_line: &str) -
                 endpoint: endpoint.to_string(),
                 command: command_line.to_string(),
                 started: Started::Unknown,
+                reason: format!(
+                    "it ended with {}, which the transport cannot tell from its own failure",
+                    output.status
+                )
+                .into(),
                 stdout: output.stdout,
                 stderr: output.stderr,
             });

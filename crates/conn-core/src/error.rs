@@ -102,7 +102,7 @@ pub enum Error {
     /// The transport failed (ssh exited 255, the master died or closed the session): retryable
     /// only when `started` is [`Started::No`].
     #[error(
-        "transport to {endpoint} failed ({started}) running: {command}{}",
+        "transport to {endpoint} failed ({started}) running: {command}: {reason}{}",
         stderr_tail(stderr)
     )]
     Transport {
@@ -112,6 +112,9 @@ pub enum Error {
         command: String,
         /// Whether the command started before the transport failed.
         started: Started,
+        /// What failed, in the transport's words (e.g. "the ssh master (pid 4242, …) died
+        /// before the output was complete"). A `Box<str>` keeps [`Error`] small.
+        reason: Box<str>,
         /// What the command wrote to stdout before the failure (when captured): kept, so that
         /// a caller can see how far a command that may have run got.
         stdout: Vec<u8>,
@@ -254,6 +257,7 @@ mod tests {
             endpoint: "u@h".into(),
             command: "ssh".into(),
             started,
+            reason: "ssh exited 255".into(),
             stdout: vec![],
             stderr: vec![],
         };

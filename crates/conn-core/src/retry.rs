@@ -125,6 +125,7 @@ mod tests {
             endpoint: "h".into(),
             command: "x".into(),
             started: Started::No,
+            reason: "no master".into(),
             stdout: vec![],
             stderr: vec![],
         }

@@ -223,8 +223,9 @@ fn transport_failure(started: Started) -> Error {
         endpoint: "u@h".into(),
         command: "ls".into(),
         started,
+        reason: "mux_client_request_session: read from master failed".into(),
         stdout: Vec::new(),
-        stderr: b"mux_client_request_session: read from master failed".to_vec(),
+        stderr: Vec::new(),
     }
 }
 

@@ -167,34 +167,20 @@ fn write_axis(values: &[Num], out: &mut String) {
     out.push(']');
 }
 
-/// Splits sorted, distinct numbers into the fewest ranges `start-end` that parse back to
-/// them: consecutive values, each written with the width the range start gives it. Values
-/// that differ only in padding (`1` and `01`) go to different ranges, so several ranges may be
-/// open at once.
+/// Splits sorted, distinct numbers into ranges `start-end` exactly as `nodeset -f` does: in
+/// the set's order (width, then value: `7 8 9 01 02 03 010`), each number extends the current
+/// range when it follows it ([`Num::continues`]), else starts a new one. So `n[7-9,01-03,010]`,
+/// and `n[1-10],n01` folds to `n[1-9,01,10]` (in that order `01` comes between `9` and `10`).
+/// Every range parses back to its numbers.
 fn runs(values: &[Num]) -> Vec<(Num, Num)> {
-    let mut done: Vec<(Num, Num)> = Vec::new();
-    let mut open: Vec<(Num, Num)> = Vec::new();
+    let mut out: Vec<(Num, Num)> = Vec::new();
     for &v in values {
-        // Ranges that v cannot extend will never be extended: values only grow.
-        let mut i = 0;
-        while i < open.len() {
-            if open[i].1.value.saturating_add(1) < v.value {
-                done.push(open.remove(i));
-            } else {
-                i += 1;
-            }
-        }
-        match open
-            .iter_mut()
-            .find(|(start, end)| v.continues(*end, *start))
-        {
-            Some(range) => range.1 = v,
-            None => open.push((v, v)),
+        match out.last_mut() {
+            Some((start, end)) if v.continues(*end, *start) => *end = v,
+            _ => out.push((v, v)),
         }
     }
-    done.extend(open);
-    done.sort_unstable();
-    done
+    out
 }
 
 #[cfg(test)]
@@ -213,13 +199,28 @@ mod tests {
         assert_eq!(fold("h1,h2"), "h[1-2]");
         assert_eq!(fold("h[8-10]"), "h[8-10]");
         assert_eq!(fold("h[098-100]"), "h[098-100]");
-        assert_eq!(fold("h[01-100]"), "h[01-100]");
+        // `nodeset` refuses `h[01-100]` (a padded range keeps its width) and folds these names
+        // so; conn reads both.
+        assert_eq!(fold("h[01-100]"), "h[01-99,100]");
         assert_eq!(fold("h[1-2],h[01-02]"), "h[1-2,01-02]");
         assert_eq!(fold("h[1-10/2]"), "h[1,3,5,7,9]");
         assert_eq!(fold("n[000001-100000]"), "n[000001-100000]");
         assert_eq!(fold("db,h[1-3],web"), "db,h[1-3],web");
         assert_eq!(fold("10.0.0.[1-3]"), "10.0.0.[1-3]");
         assert_eq!(HostSet::new().fold(), "");
+    }
+
+    #[test]
+    fn mixed_paddings_fold_in_nodeset_s_order() {
+        // Each case checked with `nodeset -f` (ClusterShell 1.9.1).
+        assert_eq!(fold("n7,n8,n9,n01,n02,n03,n010"), "n[7-9,01-03,010]");
+        assert_eq!(fold("n[1-10],n01"), "n[1-9,01,10]");
+        assert_eq!(fold("n[8-12],n09"), "n[8-9,09-12]");
+        assert_eq!(fold("n9,n10,n09,n010"), "n[9,09-10,010]");
+        assert_eq!(fold("n[1-3],n[001-003],n[01-03]"), "n[1-3,01-03,001-003]");
+        assert_eq!(fold("n[98-101],n099"), "n[98-99,099-101]");
+        assert_eq!(fold("n[0-2],n00"), "n[0-2,00]");
+        assert_eq!(fold("n1,n01,m"), "m,n[1,01]");
     }
 
     #[test]
@@ -242,8 +243,9 @@ mod tests {
     #[test]
     fn runs_keep_padding_classes_apart() {
         let n = |value, width| Num { value, width };
+        // In the set's order: 1 2 01 02 03.
         assert_eq!(
-            runs(&[n(1, 1), n(1, 2), n(2, 1), n(2, 2), n(3, 2)]),
+            runs(&[n(1, 1), n(2, 1), n(1, 2), n(2, 2), n(3, 2)]),
             [(n(1, 1), n(2, 1)), (n(1, 2), n(3, 2))]
         );
         // 9 then 10: a natural range continues; 09 then 10 continues a width-2 range.
@@ -251,7 +253,12 @@ mod tests {
         assert_eq!(runs(&[n(9, 2), n(10, 2)]), [(n(9, 2), n(10, 2))]);
         // 099 then 100 (width 3): continues.
         assert_eq!(runs(&[n(99, 3), n(100, 3)]), [(n(99, 3), n(100, 3))]);
-        // 9 then 010: not the width a range starting at 9 gives 10.
+        // 9 then 010: a plain range takes no padded number.
         assert_eq!(runs(&[n(9, 1), n(10, 3)]).len(), 2);
+        // 98 99 100: a plain range grows in width; 09 … 99 then 100: a padded one does not.
+        assert_eq!(runs(&[n(98, 2), n(99, 2), n(100, 3)]).len(), 1);
+        let mut padded: Vec<Num> = (9..=99).map(|v| n(v, 2)).collect();
+        padded.push(n(100, 3));
+        assert_eq!(runs(&padded), [(n(9, 2), n(99, 2)), (n(100, 3), n(100, 3))]);
     }
 }

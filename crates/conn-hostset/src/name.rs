@@ -7,11 +7,26 @@ use std::fmt::Write;
 pub(crate) const MAX_DIGITS: usize = 18;
 
 /// A number field of a name: its value and the number of digits it is written with
-/// (`007` is value 7, width 3). Ordered by value, then width.
-#[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, Hash)]
+/// (`007` is value 7, width 3). Ordered by width, then value, as `nodeset` orders the indexes
+/// of one range set (by the length of the digit string, then the string): `9`, `10`, `01`,
+/// `010`. Numbers without padding keep their numeric order; each padded width comes after the
+/// plain numbers of that width's shorter ones.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
 pub(crate) struct Num {
     pub value: u64,
     pub width: u8,
+}
+
+impl Ord for Num {
+    fn cmp(&self, other: &Self) -> std::cmp::Ordering {
+        (self.width, self.value).cmp(&(other.width, other.value))
+    }
+}
+
+impl PartialOrd for Num {
+    fn partial_cmp(&self, other: &Self) -> Option<std::cmp::Ordering> {
+        Some(self.cmp(other))
+    }
 }
 
 impl Num {
@@ -20,11 +35,23 @@ impl Num {
         let _ = write!(out, "{:0w$}", self.value, w = usize::from(self.width));
     }
 
-    /// Whether `self` is the number right after `prev` in a range written `prev_start-…`,
-    /// i.e. its value follows and its width is what that range would give it.
-    pub fn continues(self, prev: Num, range_start: Num) -> bool {
+    /// Whether the number is written with leading zeros (`07`, `00`; not `0` or `7`).
+    pub fn padded(self) -> bool {
+        self.width > digits(self.value)
+    }
+
+    /// Whether `self` extends the range `start-prev` by one, as `nodeset` folds: the value
+    /// follows, and a range that starts padded keeps its width while a plain one takes only
+    /// plain numbers: `9` then `10` continues, and so do `09` then `10` and `099` then `100`;
+    /// `09`…`99` then `100` does not (`[09-100]` is not how `nodeset` writes it), nor does `9`
+    /// then `010`.
+    pub fn continues(self, prev: Num, start: Num) -> bool {
         prev.value.checked_add(1) == Some(self.value)
-            && self.width == range_start.width.max(digits(self.value))
+            && if start.padded() {
+                self.width == start.width
+            } else {
+                !self.padded()
+            }
     }
 }
 

@@ -7,9 +7,11 @@ use std::fmt;
 use std::str::FromStr;
 
 use crate::error::ParseError;
+use crate::eval;
 use crate::fold;
+use crate::group::{GroupResolver, NoGroups};
 use crate::name::{Num, split};
-use crate::parse::{self, DEFAULT_MAX_NAMES};
+use crate::parse::DEFAULT_MAX_NAMES;
 
 /// What the names of a group share: their text parts and their user. The derived order
 /// (segments, then user, `None` first) is the set's order of groups.
@@ -182,8 +184,9 @@ impl HostSet {
         HostSet::default()
     }
 
-    /// Parses a host-set expression (`a,b,h[001-100,200]`, `root@rack[1-2]-n[01-16]`) into the
-    /// set of its names; more than [`DEFAULT_MAX_NAMES`] names is an error.
+    /// Parses a host-set expression (`a,b,h[001-100,200]`, `root@rack[1-2]-n[01-16]`,
+    /// `h[1-9]!h5`) into the set of its names; more than [`DEFAULT_MAX_NAMES`] names is an
+    /// error, and so is a node group (`@web`): see [`HostSet::parse_with_groups`].
     pub fn parse(expr: &str) -> Result<HostSet, ParseError> {
         HostSet::parse_with_limit(expr, DEFAULT_MAX_NAMES)
     }
@@ -191,16 +194,25 @@ impl HostSet {
     /// [`HostSet::parse`] with another limit on the number of names the expression makes
     /// (duplicates counted).
     pub fn parse_with_limit(expr: &str, max_names: usize) -> Result<HostSet, ParseError> {
-        let mut builder = Builder::default();
-        parse::parse_into(expr, max_names, false, &mut builder)?;
-        Ok(builder.finish())
+        eval::evaluate(expr, max_names, &mut NoGroups)
+    }
+
+    /// [`HostSet::parse_with_limit`] where node groups (`@web`, `@source:group`, `@*`,
+    /// `@@source`) are resolved by `groups`; a group that cannot be resolved is an error at
+    /// its `@`, with the resolver's message.
+    pub fn parse_with_groups(
+        expr: &str,
+        max_names: usize,
+        groups: &mut dyn GroupResolver,
+    ) -> Result<HostSet, ParseError> {
+        eval::evaluate(expr, max_names, groups)
     }
 
     /// Adds one plain name (`host` or `user@host`: no brackets, no commas) and says whether it
     /// was new. The name is checked by the same rules as in an expression.
     pub fn insert(&mut self, name: &str) -> Result<bool, ParseError> {
         let mut builder = Builder::default();
-        parse::parse_into(name, 1, true, &mut builder)?;
+        eval::single_into(name, &mut builder)?;
         let one = builder.finish();
         let before = self.len;
         self.extend(&one);
@@ -215,7 +227,7 @@ impl HostSet {
     {
         let mut builder = Builder::default();
         for name in names {
-            parse::parse_into(name.as_ref(), 1, true, &mut builder)?;
+            eval::single_into(name.as_ref(), &mut builder)?;
         }
         Ok(builder.finish())
     }
@@ -281,6 +293,21 @@ impl HostSet {
                 out.groups.insert(key.clone(), left);
             }
         }
+        out
+    }
+
+    /// The names of `self` that `other` matches, by the rule of [`HostSet::difference`] (a name
+    /// of `other` without a user matches that host for every user): what `difference` would
+    /// remove, so the two split `self` in two.
+    pub fn intersection(&self, other: &HostSet) -> HostSet {
+        self.difference(&self.difference(other))
+    }
+
+    /// The names of either set that the other does not match ([`HostSet::difference`] both
+    /// ways, joined).
+    pub fn symmetric_difference(&self, other: &HostSet) -> HostSet {
+        let mut out = self.difference(other);
+        out.extend(&other.difference(self));
         out
     }
 
@@ -440,7 +467,7 @@ mod tests {
         assert_eq!(
             names(&s),
             [
-                "a", "b2", "b10", "h", "h1", "h01", "h9", "h10", "root@h1", "x1y2", "x1y10", "x2y1"
+                "a", "b2", "b10", "h", "h1", "h9", "h01", "h10", "root@h1", "x1y2", "x1y10", "x2y1"
             ]
         );
         assert_eq!(s.len(), 12);

@@ -116,6 +116,21 @@ pub(crate) fn check_private_dir(path: &Path, meta: &Metadata) -> Result<(), Leas
     Ok(())
 }
 
+/// Checks an existing socket directory as [`LeaseManager::new`](crate::LeaseManager::new)
+/// would, without creating or changing anything: `Ok(false)` when `root` does not exist,
+/// `Ok(true)` when it is a real directory (not a symlink) owned by the effective uid with mode
+/// exactly `0700`, else the error `new` would give ([`LeaseError::Symlink`],
+/// [`LeaseError::NotADirectory`], [`LeaseError::WrongOwner`], [`LeaseError::WrongMode`]).
+///
+/// For a caller that chooses a directory itself and wants to refuse a bad one early, saying
+/// why it chose it. `new` checks again when it runs: this is no substitute.
+pub fn check_root(root: &Path) -> Result<bool, LeaseError> {
+    match lstat(root)? {
+        None => Ok(false),
+        Some(meta) => check_private_dir(root, &meta).map(|()| true),
+    }
+}
+
 /// `lstat(path)`, `Ok(None)` when it does not exist.
 pub(crate) fn lstat(path: &Path) -> Result<Option<Metadata>, LeaseError> {
     match fs::symlink_metadata(path) {

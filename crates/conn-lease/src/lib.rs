@@ -10,8 +10,9 @@
 //! - [`Lease`]: the locked lock file and the socket path; [`Lease::release`] or drop gives it
 //!   back, and a process that dies releases its locks by itself (no janitor, no daemon).
 //! - [`inspect`], [`prune`]: look at or clean up a whole socket directory.
-//! - [`ttl_for_control_persist`], [`MAX_SOCKET_PATH_LEN`], [`MAX_CONTROL_PATH_LEN`]: the
-//!   numbers a caller needs.
+//! - [`ttl_for_control_persist`], [`MAX_SOCKET_PATH_LEN`], [`MAX_CONTROL_PATH_LEN`],
+//!   [`MAX_ROOT_LEN`]: the numbers a caller needs; [`check_root`]: whether an existing
+//!   directory would pass as a root.
 //! - [`namespace_hash`]: how namespaces (and parts of them) are hashed into short,
 //!   filename-safe names.
 //!
@@ -43,7 +44,7 @@ use std::time::Duration;
 
 pub use error::LeaseError;
 pub use inspect::{EntryReport, EntryState, NamespaceReport, inspect, prune};
-pub use layout::{NAME_LEN, NAMESPACE_DIR_LEN, namespace_dir_name, namespace_hash};
+pub use layout::{NAME_LEN, NAMESPACE_DIR_LEN, check_root, namespace_dir_name, namespace_hash};
 pub use lease::{Lease, LeaseManager};
 pub use probe::{SocketState, probe_socket};
 
@@ -70,9 +71,15 @@ pub const SSH_BIND_SUFFIX_LEN: usize = 17;
 /// [`SSH_BIND_SUFFIX_LEN`] (90 bytes on Linux, 86 elsewhere).
 ///
 /// Socket paths are `<root>/<43-byte namespace>/c/<12-byte name>`, so the root (socket
-/// directory) may be at most 31 bytes long on Linux (27 elsewhere);
-/// [`LeaseManager::new`] checks this before anything is created.
+/// directory) may be at most [`MAX_ROOT_LEN`] bytes long; [`LeaseManager::new`] checks this
+/// before anything is created.
 pub const MAX_CONTROL_PATH_LEN: usize = MAX_SOCKET_PATH_LEN - SSH_BIND_SUFFIX_LEN;
+
+/// The longest socket directory (the `root` of [`LeaseManager::new`]) whose socket paths
+/// `<root>/<ns>/c/<name>` fit [`MAX_CONTROL_PATH_LEN`]: 90 − 59 = 31 bytes on Linux (27
+/// elsewhere).
+pub const MAX_ROOT_LEN: usize =
+    MAX_CONTROL_PATH_LEN - ("/".len() + NAMESPACE_DIR_LEN + "/c/".len() + NAME_LEN);
 
 /// The pruning TTL for masters started with the given `ControlPersist`:
 /// `max(90 min, 2 × control_persist + 2 s)`.
@@ -117,7 +124,7 @@ mod tests {
             MAX_SOCKET_PATH_LEN
         );
         #[cfg(target_os = "linux")]
-        assert_eq!(MAX_CONTROL_PATH_LEN, 90);
+        assert_eq!((MAX_CONTROL_PATH_LEN, MAX_ROOT_LEN), (90, 31));
     }
 
     #[test]

@@ -19,8 +19,8 @@ use std::thread;
 use std::time::{Duration, Instant, SystemTime};
 
 use conn_lease::{
-    EntryState, LeaseError, LeaseManager, MAX_CONTROL_PATH_LEN, MAX_SOCKET_PATH_LEN, NAME_LEN,
-    inspect, namespace_dir_name, prune,
+    EntryState, LeaseError, LeaseManager, MAX_CONTROL_PATH_LEN, MAX_ROOT_LEN, MAX_SOCKET_PATH_LEN,
+    NAME_LEN, check_root, inspect, namespace_dir_name, prune,
 };
 use tempfile::TempDir;
 
@@ -612,6 +612,52 @@ fn wrong_owner_and_non_directories_are_rejected() {
 }
 
 #[test]
+fn check_root_judges_an_existing_root_as_new_would_and_creates_nothing() {
+    let tmp = tmp();
+    let missing = tmp.path().join("missing");
+    assert!(!check_root(&missing).unwrap());
+    assert!(!missing.exists(), "nothing created");
+
+    let root = tmp.path().join("r");
+    private_dir(&root);
+    assert!(check_root(&root).unwrap());
+
+    let link = tmp.path().join("l");
+    symlink(&root, &link).unwrap();
+    let err = check_root(&link).unwrap_err();
+    assert!(
+        matches!(&err, LeaseError::Symlink { path } if *path == link),
+        "{err:?}"
+    );
+    let file = tmp.path().join("f");
+    File::create(&file).unwrap();
+    let err = check_root(&file).unwrap_err();
+    assert!(matches!(err, LeaseError::NotADirectory { .. }), "{err:?}");
+    fs::set_permissions(&root, fs::Permissions::from_mode(0o755)).unwrap();
+    let err = check_root(&root).unwrap_err();
+    assert!(
+        matches!(err, LeaseError::WrongMode { mode: 0o755, .. }),
+        "{err:?}"
+    );
+    assert_eq!(mode(&root), 0o755, "nothing changed");
+
+    // Someone else's directory: as root, one chowned away; as anyone else, root's own `/`
+    // (the owner is checked before the mode).
+    let (theirs, owner) = if rustix::process::geteuid().is_root() {
+        fs::set_permissions(&root, fs::Permissions::from_mode(0o700)).unwrap();
+        std::os::unix::fs::chown(&root, Some(65534), None).unwrap();
+        (root.clone(), 65534)
+    } else {
+        (PathBuf::from("/"), 0)
+    };
+    let err = check_root(&theirs).unwrap_err();
+    assert!(
+        matches!(&err, LeaseError::WrongOwner { path, uid, .. } if *path == theirs && *uid == owner),
+        "{err:?}"
+    );
+}
+
+#[test]
 fn created_directories_are_0700() {
     let tmp = tmp();
     let root = tmp.path().join("a/r"); // the missing parent is created too
@@ -668,6 +714,7 @@ fn socket_path_length_is_checked_before_anything_is_created() {
     let base = tmp.path().as_os_str().len() + 1; // "<tmp>/"
     // socket path = root + "/" + 43 + "/c/" + 12 = root + 59 bytes.
     let max_root = MAX_CONTROL_PATH_LEN - 59;
+    assert_eq!(MAX_ROOT_LEN, max_root);
     assert!(
         base < max_root,
         "temp dir {} too long for this test",

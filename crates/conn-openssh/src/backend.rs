@@ -14,6 +14,16 @@ pub(crate) enum Backend {
     Native,
 }
 
+/// A connection with a control socket always has a master to ask for; kept as an error rather
+/// than a panic all the same.
+#[cfg(feature = "native-mux")]
+fn unreachable_no_master(conn: &OpenSshConnection) -> Error {
+    Error::Config(format!(
+        "no ssh master for {}: the native mux needs connection reuse",
+        conn.endpoint()
+    ))
+}
+
 impl Backend {
     /// The back end for `mux`, or the error that says how to get it.
     pub(crate) fn for_mux(mux: Mux) -> Result<Backend> {
@@ -37,10 +47,14 @@ impl Backend {
         cmd: &conn_core::Cmd,
         job: &dyn Job,
     ) -> Result<RemoteChild> {
+        // Each back end asks which master serves the session (`conn.master`) unless it is a
+        // dry run: its fate at the end tells a clean end from a death
+        // (docs/design.md#clean-end).
         match (self, &conn.control) {
             #[cfg(feature = "native-mux")]
             (Backend::Native, Some(control)) => {
-                crate::native_mux::spawn(&control.socket, &conn.endpoint(), cmd, job)
+                let master = || conn.master(job)?.ok_or_else(|| unreachable_no_master(conn));
+                crate::native_mux::spawn(&control.socket, master, &conn.endpoint(), cmd, job)
             }
             // Without connection reuse there is no master to speak to: every command is an ssh
             // process of its own (the builder refuses native without reuse).
@@ -48,29 +62,32 @@ impl Backend {
         }
     }
 
-    /// Asks the master behind `control` whether it is alive: `ssh -O check`, or
-    /// `MUX_C_ALIVE_CHECK` in-process with the native back end. An answer also restarts the
-    /// master's ControlPersist countdown.
+    /// Asks the master behind `control` whether it is alive, and its pid: `ssh -O check`, or
+    /// `MUX_C_ALIVE_CHECK` in-process with the native back end, within `job`. An answer also
+    /// restarts the master's ControlPersist countdown.
     pub(crate) fn check_master(
         self,
         conn: &OpenSshConnection,
         control: &Control,
         job: &dyn Job,
-    ) -> Result<()> {
+    ) -> Result<u32> {
         match self {
             #[cfg(feature = "native-mux")]
-            Backend::Native => {
-                let timeout = job
-                    .deadline()
-                    .map_or(std::time::Duration::from_secs(5), |d| d.remaining());
-                crate::native_mux::alive_check(&control.socket, timeout).map(|_| ())
-            }
+            Backend::Native => crate::native_mux::alive_check(&control.socket, job),
             Backend::Process => {
-                let _ = control;
                 let argv = conn.check_command_line();
                 let out = conn.run_ssh(&argv, conn_core::Stream::Piped, job)?;
                 if out.status.success() {
-                    return Ok(());
+                    // "Master running (pid=N)"; should the words ever change, ask in-process.
+                    let text = String::from_utf8_lossy(&out.stderr);
+                    return match text
+                        .split_once("(pid=")
+                        .and_then(|(_, rest)| rest.split_once(')'))
+                        .and_then(|(pid, _)| pid.parse().ok())
+                    {
+                        Some(pid) => Ok(pid),
+                        None => crate::native_mux::alive_check(&control.socket, job),
+                    };
                 }
                 Err(Error::Connect {
                     endpoint: conn.endpoint(),

@@ -1,7 +1,6 @@
 //! Options of the OpenSSH transport and their validation ([`OpenSshBuilder`]).
 
-use std::ffi::CStr;
-use std::path::{Path, PathBuf};
+use std::path::PathBuf;
 use std::time::Duration;
 
 use conn_core::{Error, Result, UserHost};
@@ -242,8 +241,11 @@ impl OpenSshBuilder {
         self
     }
 
-    /// Where the lease directories and control sockets live; default `~/.ssh/conn`, with the
-    /// home directory taken from the password database rather than `$HOME`.
+    /// Where the lease directories and control sockets live, at most
+    /// [`MAX_ROOT_LEN`](conn_lease::MAX_ROOT_LEN) (31) bytes long; default
+    /// [`default_socket_dir`](crate::default_socket_dir): `~/.ssh/conn`, with the home
+    /// directory from the password database rather than `$HOME`, or `/tmp/conn-<uid>` when a
+    /// long home would make `~/.ssh/conn` too long.
     pub fn socket_dir(mut self, dir: impl Into<PathBuf>) -> Self {
         self.socket_dir = Some(dir.into());
         self
@@ -317,12 +319,7 @@ impl OpenSshBuilder {
                 Some(abs)
             }
         };
-        let socket_dir = match self.socket_dir {
-            Some(d) => std::path::absolute(&d)
-                .map_err(|e| Error::Config(format!("socket directory {}: {e}", d.display())))?,
-            None => home_dir()?.join(".ssh").join("conn"),
-        };
-        check_socket_path_len(&socket_dir)?;
+        let socket_dir = crate::socket_dir::resolve(self.socket_dir)?;
 
         let mut base_args = vec![self.program.clone()];
         base_args.extend(self.extra_options.iter().cloned());
@@ -382,60 +379,6 @@ impl OpenSshBuilder {
             socket_dir,
             cache_namespace,
         }))
-    }
-}
-
-/// Checks, before ssh ever sees it, that every ControlPath a lease under `socket_dir` can have
-/// (`<dir>/<namespace>/c/<name>`) leaves room for the suffix ssh appends while it binds a
-/// master: conn-lease's [`MAX_CONTROL_PATH_LEN`](conn_lease::MAX_CONTROL_PATH_LEN).
-fn check_socket_path_len(socket_dir: &Path) -> Result<()> {
-    let fixed = 1 + conn_lease::NAMESPACE_DIR_LEN + "/c/".len() + conn_lease::NAME_LEN;
-    let len = socket_dir.as_os_str().len() + fixed;
-    let max = conn_lease::MAX_CONTROL_PATH_LEN;
-    if len > max {
-        return Err(Error::Config(format!(
-            "ControlPath under socket directory {} would be {len} bytes, over the {max}-byte limit \
-             (the Unix socket limit less the suffix ssh adds while binding): choose a shorter \
-             socket directory (at most {} bytes)",
-            socket_dir.display(),
-            max.saturating_sub(fixed)
-        )));
-    }
-    Ok(())
-}
-
-/// The effective user's home directory from the password database (not `$HOME`, which a
-/// caller's environment may point anywhere).
-fn home_dir() -> Result<PathBuf> {
-    let mut buf = vec![0u8; 4096];
-    loop {
-        // SAFETY: passwd is plain data; getpwuid_r writes into it and into buf, whose length we
-        // pass; the returned pointers point into buf, which outlives their use below.
-        #[allow(unsafe_code)]
-        unsafe {
-            let mut pwd: libc::passwd = std::mem::zeroed();
-            let mut result: *mut libc::passwd = std::ptr::null_mut();
-            let rc = libc::getpwuid_r(
-                libc::geteuid(),
-                &mut pwd,
-                buf.as_mut_ptr() as *mut libc::c_char,
-                buf.len(),
-                &mut result,
-            );
-            if rc == libc::ERANGE && buf.len() < 1 << 20 {
-                buf.resize(buf.len() * 2, 0);
-                continue;
-            }
-            if rc != 0 || result.is_null() || pwd.pw_dir.is_null() {
-                return Err(Error::Config(format!(
-                    "no home directory for uid {} in the password database: give a socket directory",
-                    libc::geteuid()
-                )));
-            }
-            let dir = CStr::from_ptr(pwd.pw_dir);
-            use std::os::unix::ffi::OsStrExt;
-            return Ok(PathBuf::from(std::ffi::OsStr::from_bytes(dir.to_bytes())));
-        }
     }
 }
 
@@ -545,11 +488,5 @@ mod tests {
             .unwrap()
             .cache_namespace();
         assert_eq!(verbose, a, "-v changes nothing the master is");
-    }
-
-    #[test]
-    fn home_comes_from_the_password_database() {
-        let home = home_dir().unwrap();
-        assert!(home.is_absolute());
     }
 }

@@ -16,16 +16,17 @@
 //! # Ok::<(), conn_core::Error>(())
 //! ```
 #![warn(missing_docs)]
-// One unsafe block: getpwuid_r(3) for the home directory (config.rs), allowed there.
+// One unsafe block: getpwuid_r(3) for the home directory (socket_dir.rs), allowed there.
 #![deny(unsafe_code)]
 
 mod backend;
 mod config;
 mod connection;
 mod location;
-#[cfg(feature = "native-mux")]
+mod master;
 mod native_mux;
 mod process_mux;
+mod socket_dir;
 
 use std::collections::HashMap;
 use std::sync::{Arc, Mutex};
@@ -39,10 +40,11 @@ pub use config::{
 };
 pub use connection::OpenSshConnection;
 pub use location::Location;
+pub use socket_dir::default_socket_dir;
 
 /// The check of the fuzz target `mux_decode`, for `cargo fuzz` only (it sets `cfg(fuzzing)`):
 /// no part of the API.
-#[cfg(all(fuzzing, feature = "native-mux"))]
+#[cfg(fuzzing)]
 pub use native_mux::fuzz_check::mux_decode as fuzz_mux_decode;
 
 use config::Config;

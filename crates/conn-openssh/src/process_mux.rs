@@ -8,14 +8,20 @@
 //! it. An inherited stdout is relayed the same way, so that a master never keeps the caller's
 //! own descriptors after a timeout killed the client.
 //!
-//! What exit 255 means here (docs/design.md#exit-255): when the first line ssh wrote that is not
-//! debug output is its own report of a failed mux session ("session request failed", a control
-//! socket it could not connect to, or the fallback connection that `ProxyCommand=false` makes
-//! fail at once), and nothing reached stdout, the command never started and the pool may run it
-//! again. Anything else is [`Started::Unknown`]: the remote command may have exited 255 itself,
-//! or ssh may have lost the master mid-command. Only the native mux tells the two apart.
+//! What exit 255 means here (docs/design.md#exit-255): ssh's mux client says on stderr, in its
+//! own words, where in the exchange with the master it failed (OpenSSH's `mux.c`), and every
+//! failure before the master had the whole session request and its three descriptors means
+//! the command never started: the pool may run it again. Anything else is
+//! [`Started::Unknown`]: the remote command may have exited 255 itself, or ssh may have lost the
+//! master mid-command. Only the native mux tells the two apart.
+//!
+//! Whatever the status, it counts only if the master was still alive once the client had
+//! exited and the pipes had closed ([`MasterId::fate`], docs/design.md#clean-end): a master
+//! that dies after forwarding the exit status but before writing all the output makes its
+//! client exit with that status all the same.
 
 use std::ffi::OsString;
+use std::path::PathBuf;
 
 use conn_core::transport::{ProcessOptions, Seen, StdioOptions, spawn_process};
 use conn_core::{Cmd, Error, ExitStatus, Job, RemoteChild, Result, Started};
@@ -24,6 +30,7 @@ use conn_core::{Cmd, Error, ExitStatus, Job, RemoteChild, Result, Started};
 use conn_core::Stream;
 
 use crate::connection::OpenSshConnection;
+use crate::master::{Fate, MasterId};
 
 /// How much of an ssh client's stderr is kept to classify its failure (room for `-v -v -v`
 /// debug output before the line that matters).
@@ -32,23 +39,53 @@ const STDERR_KEEP: usize = 256 * 1024;
 /// The first line ssh's mux client writes when the master refused the session (mux.c).
 const REFUSED_PREFIX: &str = "mux_client_request_session: session request failed:";
 
-/// First lines by which ssh says that it never reached a master: it could not connect to the
-/// control socket (mux.c), or it fell back to a connection of its own, which
-/// `ProxyCommand=false` ends before anything is sent (sshconnect.c, ssh.c).
-const NEVER_STARTED_PREFIXES: [&str; 4] = [
+/// First lines by which ssh's mux client says that the master never had the whole session
+/// request with its three descriptors, so that nothing was started (OpenSSH 9.2's `mux.c`,
+/// with where each is printed):
+///
+/// - it could not connect to the control socket, or it fell back to a connection of its own
+///   (a missing socket is only a debug line), which `ProxyCommand=false` ends before anything is
+///   sent: the fallback's banner exchange fails (`muxclient`, `sshconnect.c`, `kex.c`);
+/// - the hello exchange or the alive check failed (`muxclient`,
+///   `mux_client_request_alive`, `mux_client_request_session`), before any session request;
+/// - writing the session request failed (`mux_client_request_session: write packet:`): the
+///   master acts only on a whole packet;
+/// - passing a descriptor failed (`mm_send_fd: sendmsg(N):`, then `send fds failed`): the
+///   master starts nothing before it has all three;
+/// - the master went away while the client waited for its answer (`read from master
+///   failed:`), resetting the connection (it had not read the whole request: on Linux a socket
+///   closed with unread data resets its peer) or closing it (a master writes its answer to the
+///   mux client before the exec request leaves for sshd, in OpenSSH's `client_loop` from 8.4
+///   on: without an answer, no exec request was sent);
+/// - it refused the request (`Master refused session request:`).
+const NEVER_STARTED_PREFIXES: [&str; 13] = [
     "Control socket connect(",
     "kex_exchange_identification:",
     "Connection closed by UNKNOWN",
     "ssh_exchange_identification:",
+    "banner exchange: Connection to UNKNOWN",
+    "muxclient: master hello exchange failed",
+    "mux_client_request_alive:",
+    "mux_client_request_session: master alive request failed",
+    "mux_client_request_session: write packet:",
+    "mm_send_fd: sendmsg(",
+    "mux_client_request_session: send fds failed",
+    "mux_client_request_session: read from master failed:",
+    "Master refused session request:",
 ];
 
-/// Starts `cmd` as an `ssh -S` client of `conn`'s master.
+/// Starts `cmd` as an `ssh -S` client of `conn`'s master (when connections are reused).
 pub(crate) fn spawn(conn: &OpenSshConnection, cmd: &Cmd, job: &dyn Job) -> Result<RemoteChild> {
     let argv = conn.session_argv(cmd)?;
+    let master = if cmd.is_dry_run() {
+        None
+    } else {
+        conn.master(job)?
+    };
     let classify = Classify {
         endpoint: conn.endpoint(),
         argv: argv.clone(),
-        reuses_master: conn.control.is_some(),
+        master: master.zip(conn.control_path().map(PathBuf::from)),
     };
     spawn_process(
         &argv,
@@ -71,7 +108,8 @@ pub(crate) fn spawn(conn: &OpenSshConnection, cmd: &Cmd, job: &dyn Job) -> Resul
 pub(crate) struct Classify {
     pub(crate) endpoint: String,
     pub(crate) argv: Vec<OsString>,
-    pub(crate) reuses_master: bool,
+    /// The master and its socket, when the client goes through one.
+    pub(crate) master: Option<(MasterId, PathBuf)>,
 }
 
 impl Classify {
@@ -80,53 +118,116 @@ impl Classify {
         status: ExitStatus,
         seen: &Seen<'_>,
     ) -> Result<(ExitStatus, Started)> {
-        if status != ExitStatus::Code(255) {
-            return Ok((status, Started::Yes));
+        let Some((master, socket)) = &self.master else {
+            // A connection of its own: the client writes the output itself before it exits.
+            let started = match status {
+                ExitStatus::Code(255) | ExitStatus::Signal(_) => Started::Unknown,
+                ExitStatus::Code(_) => Started::Yes,
+            };
+            return Ok((status, started));
+        };
+        if status == ExitStatus::Code(255) {
+            self.never_started(seen)?;
         }
+        // The client's own 255, or its death by a signal somebody else sent (conn's own kills
+        // end as a timeout or a cancel before this): nothing says whether the command ran.
+        let ambiguous = matches!(status, ExitStatus::Code(255) | ExitStatus::Signal(_));
+        // The client exited after the control connection closed, and the pipes have closed:
+        // the master's fate now tells a clean end from a death.
+        match master.fate(socket) {
+            Fate::Alive if ambiguous => Ok((status, Started::Unknown)),
+            Fate::Alive => Ok((status, Started::Yes)),
+            Fate::Died => Err(Error::Transport {
+                endpoint: self.endpoint.clone(),
+                command: conn_core::display_line(&self.argv),
+                started: if ambiguous {
+                    Started::Unknown
+                } else {
+                    Started::Yes
+                },
+                reason: format!(
+                    "the ssh master (pid {}, {}) died before the output was complete (its \
+                     client exited with {status}; what the command wrote may be cut short)",
+                    master.pid,
+                    socket.display()
+                )
+                .into(),
+                stdout: Vec::new(),
+                stderr: Vec::new(),
+            }),
+        }
+    }
+
+    /// The error of an exit 255 that ssh's own first line shows never started anything.
+    fn never_started(&self, seen: &Seen<'_>) -> Result<()> {
         let stderr = seen.stderr.unwrap_or_default();
         let text = String::from_utf8_lossy(stderr);
         // With -v, ssh's own version banner and debug lines come first.
-        let first = text
+        let Some(line) = text
             .lines()
-            .find(|l| !l.starts_with("debug") && !l.starts_with("OpenSSH_"));
+            .map(|l| l.trim_end_matches('\r'))
+            .find(|l| !l.starts_with("debug") && !l.starts_with("OpenSSH_"))
+        else {
+            return Ok(());
+        };
         // A refused session never started, so nothing remote was written. (With stdout not
         // captured, the first stderr line is all there is to go by.)
-        let nothing_written = seen.stdout.is_none_or(<[u8]>::is_empty);
-        if self.reuses_master
-            && nothing_written
-            && let Some(line) = first
-        {
-            if let Some(reason) = line.strip_prefix(REFUSED_PREFIX) {
-                return Err(Error::SessionRefused {
-                    endpoint: self.endpoint.clone(),
-                    message: reason.trim().to_string(),
-                });
-            }
-            if NEVER_STARTED_PREFIXES.iter().any(|p| line.starts_with(p)) {
-                return Err(Error::Transport {
-                    endpoint: self.endpoint.clone(),
-                    command: conn_core::display_line(&self.argv),
-                    started: Started::No,
-                    stdout: Vec::new(),
-                    stderr: stderr.to_vec(),
-                });
-            }
+        if !seen.stdout.is_none_or(<[u8]>::is_empty) {
+            return Ok(());
         }
-        Ok((status, Started::Unknown))
+        if let Some(reason) = line.strip_prefix(REFUSED_PREFIX) {
+            return Err(Error::SessionRefused {
+                endpoint: self.endpoint.clone(),
+                message: reason.trim().to_string(),
+            });
+        }
+        if NEVER_STARTED_PREFIXES.iter().any(|p| line.starts_with(p)) {
+            return Err(Error::Transport {
+                endpoint: self.endpoint.clone(),
+                command: conn_core::display_line(&self.argv),
+                started: Started::No,
+                reason: format!("ssh never got a session from the master: {line}").into(),
+                stdout: Vec::new(),
+                stderr: Vec::new(),
+            });
+        }
+        Ok(())
     }
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
+    use std::os::unix::net::UnixListener;
 
-    fn classify(stdout: Option<&[u8]>, stderr: &[u8]) -> Result<(ExitStatus, Started)> {
+    /// A stand-in master: this very process, listening on a socket in a temporary directory.
+    struct Master {
+        _dir: tempfile::TempDir,
+        _listener: UnixListener,
+        socket: PathBuf,
+    }
+
+    fn master() -> Master {
+        let dir = tempfile::tempdir().unwrap();
+        let socket = dir.path().join("s");
+        let listener = UnixListener::bind(&socket).unwrap();
+        Master {
+            _dir: dir,
+            _listener: listener,
+            socket,
+        }
+    }
+
+    fn classifier(m: &Master) -> Classify {
         Classify {
             endpoint: "u@h".into(),
             argv: vec!["ssh".into()],
-            reuses_master: true,
+            master: Some((MasterId::of(std::process::id()).unwrap(), m.socket.clone())),
         }
-        .status(
+    }
+
+    fn classify(stdout: Option<&[u8]>, stderr: &[u8]) -> Result<(ExitStatus, Started)> {
+        classifier(&master()).status(
             ExitStatus::Code(255),
             &Seen {
                 stderr: Some(stderr),
@@ -187,12 +288,36 @@ mod tests {
     }
 
     #[test]
+    fn every_failure_before_the_master_had_the_request_never_started() {
+        // The lines OpenSSH 9.2's mux client prints before the master has the whole request
+        // and its descriptors (each followed, where ssh falls back, by the kex lines).
+        for first in [
+            "mux_client_request_alive: write packet: Broken pipe",
+            "muxclient: master hello exchange failed",
+            "mux_client_request_session: master alive request failed",
+            "mux_client_request_session: write packet: Broken pipe",
+            "mm_send_fd: sendmsg(0): Broken pipe",
+            "mux_client_request_session: read from master failed:",
+            "Master refused session request: Permission denied",
+            "banner exchange: Connection to UNKNOWN port 65535: Broken pipe",
+        ] {
+            let stderr = format!("{first}\r\nkex_exchange_identification: Connection closed\r\n");
+            let err = classify(Some(b""), stderr.as_bytes()).unwrap_err();
+            assert_eq!(err.started(), Started::No, "{first}: {err}");
+            assert!(err.is_retryable(), "{first}");
+            assert!(err.to_string().contains(first), "{err}");
+        }
+        // A silent 255 (the session had opened, then the master went): it may have run.
+        assert!(matches!(
+            classify(Some(b""), b""),
+            Ok((ExitStatus::Code(255), Started::Unknown))
+        ));
+    }
+
+    #[test]
     fn other_statuses_are_the_command_s_own() {
-        let c = Classify {
-            endpoint: "u@h".into(),
-            argv: vec![],
-            reuses_master: true,
-        };
+        let m = master();
+        let c = classifier(&m);
         let seen = Seen {
             stderr: None,
             stdout: None,
@@ -201,5 +326,30 @@ mod tests {
             c.status(ExitStatus::Code(3), &seen).unwrap(),
             (ExitStatus::Code(3), Started::Yes)
         );
+    }
+
+    #[test]
+    fn a_status_from_a_master_that_died_is_no_success() {
+        let m = master();
+        let mut c = classifier(&m);
+        let seen = Seen {
+            stderr: None,
+            stdout: None,
+        };
+        // No longer listening: the master went away.
+        c.master = Some((
+            MasterId::of(std::process::id()).unwrap(),
+            m.socket.with_extension("gone"),
+        ));
+        let err = c.status(ExitStatus::Code(0), &seen).unwrap_err();
+        assert_eq!(err.started(), Started::Yes);
+        assert!(!err.is_retryable());
+        assert!(
+            err.to_string()
+                .contains("died before the output was complete"),
+            "{err}"
+        );
+        let err = c.status(ExitStatus::Code(255), &seen).unwrap_err();
+        assert_eq!(err.started(), Started::Unknown);
     }
 }

@@ -10,7 +10,7 @@ Examples:
   conn run --hosts-file hosts.txt --parallel 64 --timeout 30 --retries 2 -- zfs list -H
   conn run --mux native -H db1 -- zfs list    sessions in-process over the master: no ssh spawn
   conn bench -n 500 -t 8,32 backup@db1       native and process mux vs hand-spawned `ssh -S`
-  conn leases --prune                        what ~/.ssh/conn holds; remove dead names
+  conn leases --prune                        what the socket directory holds; remove dead names
 
 Masters stay alive after `conn` exits (ControlPersist, 600 s by default), so the next `conn`
 attaches to them at once; `--exit-on-shutdown` ends them instead.";
@@ -32,6 +32,10 @@ Hosts (-w, -H, -x and every --hosts-file line take host-set expressions, as pdsh
   rack[1-2]-n[01-16]    several brackets make every combination (32 hosts)
   root@h[1-3]           user@ applies to each name of its item
   -x 'h[2-3]'           removes hosts (a name without user@ removes it for every user)
+  'h[1-9]!h5&h[1-6]'    ! removes, & intersects, ^ keeps one side only: left to right (nodeset)
+  @web  @slurm:gpu      ClusterShell node groups, from its own groups.conf (clush's -g/-X/-a:
+  -g web -X db -a       -w @web, -x @db, every host; --groupsource SOURCE): resolved first,
+                        an unknown group or a failing upcall is exit 2 (see docs/cli.md)
 Hosts run in the set's order (`conn hosts EXPR` lists it); duplicates run once.
 
 Output with several hosts (or with -b / --json):
@@ -92,15 +96,21 @@ pub(super) const HOSTS_AFTER_HELP: &str = "\
 Syntax (pdsh's and ClusterShell's): top-level commas separate items; [..] holds numbers,
 ranges a-b and stepped ranges a-b/s; every number of a-b has at least the digits of a
 (h[08-10] is h08 h09 h10); several brackets make the cartesian product; user@ applies to each
-name of its item. Names are sorted by their text parts, then user, then numerically; --fold
-writes the set back as short as nodeset -f does. A malformed expression exits 2 and shows a
-caret under the offending character.
+name of its item; ! & ^ remove, intersect, keep one side (left to right); @group, @src:group,
+@* are ClusterShell node groups (groups.conf as clush reads it). Names are sorted by their
+text parts, then user, then numbers (digits, then value: h9 h10 h01, as nodeset); --fold
+writes the set as nodeset -f does, -r with the groups it holds whole (nodeset -r), -l lists
+the groups (nodeset -l, -ll, -lll). A malformed expression, an unknown group or a failing
+upcall exits 2 and shows a caret under the offending character.
 
 Examples:
   conn hosts 'h[01-03],db1'                 db1 h01 h02 h03, one per line
   conn hosts --fold h01 h02 h03 h07         h[01-03,07]
   conn hosts 'rack[1-2]-n[01-16]' -x rack2-n16 --fold
-  conn hosts 'root@web[1-4]' -x 'web[2-3]'  root@web1 root@web4";
+  conn hosts 'root@web[1-4]' -x 'web[2-3]'  root@web1 root@web4
+  conn hosts -f @web -x web03               a node group, folded
+  conn hosts -r 'web[01-16],db1'            @web,db1
+  conn hosts -ll -s slurm                   the groups of source slurm, with their hosts";
 
 pub(super) const LEASES_AFTER_HELP: &str = "\
 Each namespace (one per location, endpoint and pool) holds socket names that are

@@ -100,6 +100,26 @@ pub struct Targets {
     /// for every user.
     #[arg(short = 'x', long = "exclude", value_name = "EXPR")]
     pub exclude: Vec<String>,
+
+    /// The hosts of these ClusterShell node groups (`-g web` is `-w @web`; `-g 'rack[1-2]'`,
+    /// `-g slurm:gpu`; repeatable), as clush's `-g`.
+    #[arg(short = 'g', long = "group", value_name = "GROUP")]
+    pub groups: Vec<String>,
+
+    /// Remove the hosts of these node groups (`-X db` is `-x @db`; repeatable), as clush's
+    /// `-X`.
+    #[arg(short = 'X', long = "exclude-group", value_name = "GROUP")]
+    pub exclude_groups: Vec<String>,
+
+    /// Every host of the default group source (its `all` upcall, or the union of its groups),
+    /// as clush's `-a`.
+    #[arg(short = 'a', long = "all")]
+    pub all: bool,
+
+    /// The group source that `@group` (without `source:`), `-g`, `-X` and `-a` use, instead of
+    /// groups.conf's default (clush's `-s`).
+    #[arg(long = "groupsource", value_name = "SOURCE")]
+    pub groupsource: Option<String>,
 }
 
 /// `conn run`.
@@ -108,7 +128,7 @@ pub struct Targets {
     ArgGroup::new("targets")
         .required(true)
         .multiple(true)
-        .args(["hosts", "hosts_file", "local"])
+        .args(["hosts", "hosts_file", "groups", "all", "local"])
 ))]
 pub struct RunArgs {
     /// The hosts.
@@ -116,7 +136,7 @@ pub struct RunArgs {
     pub targets: Targets,
 
     /// Run on this machine through conn-local (direct exec, no shell, no ssh).
-    #[arg(long, conflicts_with_all = ["hosts", "hosts_file", "exclude"])]
+    #[arg(long, conflicts_with_all = ["hosts", "hosts_file", "exclude", "groups", "exclude_groups", "all", "groupsource"])]
     pub local: bool,
 
     /// Gather: after all hosts end, print the hosts with identical stdout, stderr and status
@@ -172,12 +192,14 @@ pub struct RunArgs {
 
 /// `conn copy`.
 #[derive(Debug, Args)]
-#[command(override_usage = "conn copy [OPTIONS] (-w EXPR … | --hosts-file FILE) [-r] SRC… DEST")]
+#[command(
+    override_usage = "conn copy [OPTIONS] (-w EXPR … | --hosts-file FILE | -g GROUP … | -a) [-r] SRC… DEST"
+)]
 #[command(group(
     ArgGroup::new("targets")
         .required(true)
         .multiple(true)
-        .args(["hosts", "hosts_file"])
+        .args(["hosts", "hosts_file", "groups", "all"])
 ))]
 pub struct CopyArgs {
     /// The hosts.
@@ -290,23 +312,43 @@ pub struct BenchArgs {
 /// `conn hosts`.
 #[derive(Debug, Args)]
 pub struct HostsArgs {
-    /// Host-set expressions; the set is their union.
-    #[arg(value_name = "EXPR", required = true, num_args = 1..)]
+    /// Host-set expressions (`@group` too); the set is their union.
+    #[arg(value_name = "EXPR", required_unless_present_any = ["all", "list"], num_args = 1..)]
     pub exprs: Vec<String>,
 
     /// Remove these hosts (a host set; repeatable).
     #[arg(short = 'x', long = "exclude", value_name = "EXPR")]
     pub exclude: Vec<String>,
 
+    /// Add every host of the group source (`nodeset -a`).
+    #[arg(short = 'a', long = "all")]
+    pub all: bool,
+
     /// Print the set as one folded expression (`nodeset -f`) instead of one name per line.
-    #[arg(short = 'f', long)]
+    #[arg(short = 'f', long, conflicts_with_all = ["regroup", "list"])]
     pub fold: bool,
+
+    /// Print the set folded with the node groups that it holds whole (`nodeset -r`):
+    /// `@web,db1`.
+    #[arg(short = 'r', long, conflicts_with = "list")]
+    pub regroup: bool,
+
+    /// List the group source's groups (`nodeset -l`); with EXPR, those holding any of its
+    /// hosts. `-ll` adds their hosts, `-lll` their count.
+    #[arg(short = 'l', long = "list", action = clap::ArgAction::Count)]
+    pub list: u8,
+
+    /// The group source to use instead of groups.conf's default (`nodeset -s`); group names
+    /// are then printed `@SOURCE:group`.
+    #[arg(short = 's', long = "groupsource", value_name = "SOURCE")]
+    pub groupsource: Option<String>,
 }
 
 /// `conn leases`.
 #[derive(Debug, Args)]
 pub struct LeasesArgs {
-    /// The socket directory to inspect [default: ~/.ssh/conn, home from the password database].
+    /// The socket directory to inspect [default: ~/.ssh/conn, home from the password database,
+    /// or /tmp/conn-UID when that is too long for socket paths].
     #[arg(long, value_name = "DIR")]
     pub socket_dir: Option<PathBuf>,
 

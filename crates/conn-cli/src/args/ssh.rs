@@ -71,8 +71,9 @@ pub struct SshArgs {
           value_parser = clap::value_parser!(u32).range(1..=1000))]
     pub capacity: u32,
 
-    /// Where control sockets and their leases live [default: ~/.ssh/conn]. At most 31 bytes
-    /// long (Unix socket paths are short).
+    /// Where control sockets and their leases live, at most 31 bytes long (Unix socket paths
+    /// are short) [default: ~/.ssh/conn, or /tmp/conn-UID (checked: yours, mode 0700) when a
+    /// long home directory makes that too long].
     #[arg(long, value_name = "DIR")]
     pub socket_dir: Option<PathBuf>,
 

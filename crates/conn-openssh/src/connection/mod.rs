@@ -17,6 +17,7 @@ use conn_core::{
 use conn_lease::{Lease, SocketState, probe_socket};
 
 use crate::config::Config;
+use crate::master::MasterId;
 
 /// Upper bound for `ssh -O check`: a hung master must not hang the caller.
 const CHECK_TIMEOUT: Duration = Duration::from_secs(5);
@@ -51,6 +52,11 @@ pub(crate) struct Control {
     /// `refreshed` within their own deadlines.
     refresh: Mutex<RefreshState>,
     refreshed: Condvar,
+    /// The master process behind the socket, once known: learnt from its answer to an alive
+    /// check (the slow path's, or one asked for the first session of a connection that took
+    /// the fast path on a fresh stamp), forgotten when a new master is started. Sessions judge
+    /// their end by its fate (docs/design.md#clean-end).
+    master: Mutex<Option<MasterId>>,
 }
 
 #[derive(Debug, Default)]
@@ -119,6 +125,7 @@ impl OpenSshConnection {
             lease: Mutex::new(Some(lease)),
             refresh: Mutex::new(RefreshState::default()),
             refreshed: Condvar::new(),
+            master: Mutex::new(None),
         });
         OpenSshConnection { config, control }
     }
@@ -230,9 +237,18 @@ impl OpenSshConnection {
         // behind the pool's back. ProxyCommand=false makes such a fallback fail at once with
         // exit 255, which run() turns into a retryable error. Without reuse, the caller's own
         // ssh_config must not make each command a master either (a backgrounded master would
-        // hold the pipes we wait on).
+        // hold the pipes we wait on). LogLevel=INFO (ssh's own default, which a user's
+        // ssh_config may lower; `-v` and the caller's own `-oLogLevel` still win) keeps ssh's
+        // one-line reports of why it never got a session on stderr: a fallback that
+        // ProxyCommand=false ends is reported at INFO ("banner exchange: …"), and without it an
+        // exit 255 that never started anything would read as one that may have run
+        // (docs/design.md#exit-255).
         let mut extra: Vec<&str> = if self.control.is_some() {
-            vec!["-oControlMaster=no", "-oProxyCommand=false"]
+            vec![
+                "-oControlMaster=no",
+                "-oProxyCommand=false",
+                "-oLogLevel=INFO",
+            ]
         } else {
             vec!["-oControlMaster=no", "-oControlPath=none"]
         };
@@ -250,22 +266,76 @@ impl OpenSshConnection {
     }
 
     /// Asks the master whether it is alive (`ssh -O check`, or `MUX_C_ALIVE_CHECK` in-process
-    /// with the native back end): `None` when it answered, else why not. An answer also
+    /// with the native back end): `Ok(Ok(pid))` when it answered, else why not. An answer also
     /// restarts the master's ControlPersist countdown. The caller's own timeout or
     /// cancellation is an error, not a "no".
-    fn check_master(&self, control: &Control, job: &dyn Job) -> Result<Option<String>> {
+    fn check_master(
+        &self,
+        control: &Control,
+        job: &dyn Job,
+    ) -> Result<std::result::Result<u32, String>> {
         let capped = CappedJob::new(job, CHECK_TIMEOUT);
         let silence = || format!("no answer within {}s", CHECK_TIMEOUT.as_secs());
-        let failure = match self.config.backend.check_master(self, control, &capped) {
-            Ok(()) => None,
-            Err(Error::Timeout { .. }) => Some(silence()),
+        let answer = match self.config.backend.check_master(self, control, &capped) {
+            Ok(pid) => Ok(pid),
+            Err(Error::Timeout { .. }) => Err(silence()),
             Err(e @ (Error::Cancelled { .. } | Error::ProgramNotFound { .. })) => return Err(e),
-            Err(e) => Some(e.to_string()),
+            Err(e) => Err(e.to_string()),
         };
-        if failure.is_some() {
+        if answer.is_err() {
             job_still_running(job, &control.socket)?;
         }
-        Ok(failure)
+        Ok(answer)
+    }
+
+    /// The master serving this connection's socket now: known since its last check or start,
+    /// or asked for in-process (`MUX_C_ALIVE_CHECK`, one round trip) when the connection took
+    /// the fast path on a fresh stamp. `None` without connection reuse. A master that does not
+    /// answer is a retryable `Connect`: the command never started.
+    pub(crate) fn master(&self, job: &dyn Job) -> Result<Option<MasterId>> {
+        let Some(control) = &self.control else {
+            return Ok(None);
+        };
+        if let Some(id) = *lock(&control.master) {
+            return Ok(Some(id));
+        }
+        let capped = CappedJob::new(job, CHECK_TIMEOUT);
+        let pid =
+            crate::native_mux::alive_check(&control.socket, &capped).map_err(|e| match e {
+                e @ (Error::Cancelled { .. } | Error::Connect { .. }) => e,
+                Error::Timeout { .. }
+                    if job.is_cancelled() || job.deadline().is_some_and(|d| d.expired()) =>
+                {
+                    Error::Timeout {
+                        command: format!(
+                            "asking the ssh master on {} for its pid",
+                            control.socket.display()
+                        ),
+                        timeout: job.deadline().map(|d| d.duration()).unwrap_or_default(),
+                    }
+                }
+                e => Error::Connect {
+                    endpoint: self.endpoint(),
+                    message: format!(
+                        "the ssh master on {} does not say which process it is: {e}",
+                        control.socket.display()
+                    ),
+                },
+            })?;
+        Ok(Some(self.remember_master(control, pid)?))
+    }
+
+    /// Records `pid` as the master of `control`.
+    fn remember_master(&self, control: &Control, pid: u32) -> Result<MasterId> {
+        let id = MasterId::of(pid).map_err(|e| Error::Connect {
+            endpoint: self.endpoint(),
+            message: format!(
+                "the ssh master on {} answered as pid {pid}, which is gone: {e}",
+                control.socket.display()
+            ),
+        })?;
+        *lock(&control.master) = Some(id);
+        Ok(id)
     }
 
     /// Starts a backgrounded master on this connection's socket. Its stdout and stderr are
@@ -381,8 +451,11 @@ impl OpenSshConnection {
                 });
             }
             SocketState::Live | SocketState::Busy => match self.check_master(control, job)? {
-                None => true,
-                Some(why) => {
+                Ok(pid) => {
+                    self.remember_master(control, pid)?;
+                    true
+                }
+                Err(why) => {
                     // It did not answer: remove the socket only if nobody holds it now.
                     match probe_socket(&control.socket) {
                         SocketState::Stale => remove_stale_socket(&control.socket)?,
@@ -402,7 +475,10 @@ impl OpenSshConnection {
             },
         };
         if !alive {
+            *lock(&control.master) = None;
             self.start_master(control, job)?;
+            // Which process it is: one round trip in-process (sessions judge their end by it).
+            self.master(job)?;
         }
         touch(control);
         lock(&control.refresh).touched = Some(Instant::now());

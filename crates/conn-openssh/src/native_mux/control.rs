@@ -46,11 +46,12 @@ pub(super) enum Fail {
     Cancelled,
     /// Connecting to the control socket failed: nothing was sent, nothing started.
     Connect(io::Error),
-    /// The control connection broke or was closed by the master before the exit message.
+    /// The control connection broke or was closed by the master before its answer.
     Closed(String),
-    /// The master hung up after the whole session request (and its descriptors) went out and
-    /// before it confirmed the session: the command may have started.
-    Lost(String),
+    /// The master reset the connection (`ECONNRESET`): on Linux a Unix stream socket closed
+    /// with data it had not read resets its peer, so the master never read the whole request
+    /// and its descriptors, and started nothing.
+    Reset(String),
     /// The master broke the protocol.
     Protocol(String),
     /// The master answered the request with `MUX_S_FAILURE` or `MUX_S_PERMISSION_DENIED`.
@@ -230,6 +231,10 @@ impl Control {
                 Ok(Filled::Data)
             }
             Err(Errno::AGAIN) | Err(Errno::INTR) => Ok(Filled::Nothing),
+            Err(Errno::CONNRESET) => Err(Fail::Reset(format!(
+                "reading from the ssh master: {}",
+                Errno::CONNRESET
+            ))),
             Err(e) => Err(Fail::Closed(format!("reading from the ssh master: {e}"))),
         }
     }
@@ -302,7 +307,8 @@ impl Control {
 /// our own stdio descriptors being closed (`EBADF`).
 pub(super) fn send_failure(what: &'static str, e: Errno) -> Fail {
     match e {
-        Errno::PIPE | Errno::CONNRESET | Errno::NOTCONN => Fail::Closed(format!("{what}: {e}")),
+        Errno::CONNRESET => Fail::Reset(format!("{what}: {e}")),
+        Errno::PIPE | Errno::NOTCONN => Fail::Closed(format!("{what}: {e}")),
         _ => Fail::Local(what, e.into()),
     }
 }

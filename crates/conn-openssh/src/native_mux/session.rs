@@ -1,5 +1,5 @@
 //! A native session: one command per control connection, its end driven by `RemoteChild`'s
-//! poll loop; and the alive check.
+//! poll loop.
 //!
 //! A session goes: connect to the ControlPath (non-blocking, bounded by the job's deadline);
 //! send `MUX_MSG_HELLO` and `MUX_C_NEW_SESSION` in one write and then the three stdio
@@ -15,13 +15,17 @@
 //! early, the multiplex master will terminate early too (possibly losing data)"); and sshd frees
 //! the session slot only once that close exchange is done, so a caller that opens its next
 //! session right after we return is far less likely to overshoot `MaxSessions`.
+//!
+//! The exit message alone is not the end, though: a master forwards it as soon as sshd sends it,
+//! possibly before the last output is written, and a master that dies in between closes
+//! everything early. So the session's end is judged by the master's fate once everything has
+//! closed ([`MasterId::fate`], docs/design.md#clean-end).
 
 use std::io;
 use std::os::fd::{AsFd, BorrowedFd};
 use std::os::unix::ffi::OsStringExt;
 use std::path::Path;
 use std::sync::Arc;
-use std::time::Duration;
 
 use conn_core::transport::{
     ChildFd, ChildHandle, CommandName, Registration, Seen, Session, StdioOptions, StdioPlan,
@@ -31,6 +35,7 @@ use rustix::fs::{Mode, OFlags};
 
 use super::codec::{ClientMessage, MAX_PACKET, MUX_VERSION, NewSession, ServerMessage};
 use super::control::{Bound, Control, Fail, Filled, next_request_id};
+use crate::master::{Fate, MasterId};
 
 /// Starts `cmd` on `endpoint` over the ControlMaster listening on `socket`, in this process: no
 /// `ssh` client is spawned, and the command's descriptors go to the master with `SCM_RIGHTS`,
@@ -42,13 +47,17 @@ use super::control::{Bound, Control, Fail, Filled, next_request_id};
 /// [`Error::Connect`] when nothing listens on `socket`; [`Error::SessionRefused`] when sshd
 /// refused the session channel ("Session open refused by peer", e.g. `MaxSessions`);
 /// [`Error::Transport`] with [`Started::No`] when the master refused for another reason or
-/// hung up before confirming. [`Error::Timeout`] / [`Error::Cancelled`] when the job ends
+/// hung up before confirming (it sends the exec request to sshd only after the confirmation). [`Error::Timeout`] / [`Error::Cancelled`] when the job ends
 /// first (the control connection is closed), [`Error::Io`] for a protocol violation or a local
 /// failure. After that the [`RemoteChild`] reports the end: the exit status the master
-/// forwards (255 included: it is the remote command's own), or [`Error::Transport`] with
-/// [`Started::Unknown`] when the master died first.
+/// forwards (255 included: it is the remote command's own) once the master (`master()`,
+/// asked for only when something is to run) has closed the
+/// session itself; [`Error::Transport`] with [`Started::Yes`] when the status came but the
+/// master died before the output was complete, and with [`Started::Unknown`] when it died
+/// before the status.
 pub(crate) fn spawn(
     socket: &Path,
+    master: impl FnOnce() -> Result<MasterId>,
     endpoint: &str,
     cmd: &Cmd,
     job: &dyn Job,
@@ -76,6 +85,7 @@ pub(crate) fn spawn(
         return Ok(RemoteChild::dry_run(cmd, name));
     }
     conn_core::ensure_running(job, || name.to_string())?;
+    let master = master()?;
     let bound = Bound { job };
     tracing::debug!(endpoint, socket = %socket.display(), "Executing: {}", name.line);
 
@@ -125,11 +135,11 @@ pub(crate) fn spawn(
     let session = NativeSession {
         control: Some(control),
         socket: socket.to_path_buf(),
+        master,
         name: name.clone(),
         session_id,
         exit_value: None,
         closed: false,
-        no_status: false,
         registration: Some(registration),
     };
     Ok(RemoteChild::new(Box::new(session), plan, cmd, job, name))
@@ -157,22 +167,20 @@ pub(super) fn fail_error(fail: Fail, socket: &Path, name: &CommandName, job: &dy
             message: reason,
         },
         // The master acts only on a whole request with all three descriptors, and answered
-        // no or hung up before confirming: the command did not start.
-        Fail::Refused(why) | Fail::Closed(why) => Error::Transport {
+        // no, reset the connection (it closed with part of the request unread), or hung up
+        // before it confirmed the session: the command did not start. The last holds because
+        // a master writes the confirmation to us before the exec request leaves for sshd: it
+        // queues both in one callback at the top of its loop, and in that loop's turn flushes
+        // the mux clients first (`channel_after_poll`) and the connection to sshd last
+        // (`ssh_packet_write_poll`), in OpenSSH's `client_loop` from 8.4 to today. A master
+        // that died without confirming never sent the exec request.
+        Fail::Refused(why) | Fail::Closed(why) | Fail::Reset(why) => Error::Transport {
             endpoint: name.endpoint.clone(),
             command: name.line.clone(),
             started: Started::No,
+            reason: format!("ssh mux master {}: {why}", socket.display()).into(),
             stdout: Vec::new(),
-            stderr: format!("ssh mux master {}: {why}", socket.display()).into_bytes(),
-        },
-        // The master queues the exec request before it confirms the session: a hang-up after
-        // the whole request went out may come after the command started.
-        Fail::Lost(why) => Error::Transport {
-            endpoint: name.endpoint.clone(),
-            command: name.line.clone(),
-            started: Started::Unknown,
-            stdout: Vec::new(),
-            stderr: format!("ssh mux master {}: {why}", socket.display()).into_bytes(),
+            stderr: Vec::new(),
         },
         Fail::Protocol(why) => Error::Io {
             context: format!(
@@ -226,12 +234,7 @@ pub(super) fn open_session(
     // The master holds its own duplicates now. Dropping ours is what lets our read ends see
     // end of file once the master closes its copies.
     drop(fds);
-    let reply = control
-        .reply(request_id, bound, "before it confirmed the session")
-        .map_err(|fail| match fail {
-            Fail::Closed(why) => Fail::Lost(why),
-            other => other,
-        })?;
+    let reply = control.reply(request_id, bound, "before it confirmed the session")?;
     match reply {
         ServerMessage::SessionOpened { session_id, .. } => Ok((control, session_id)),
         other => Err(Fail::Protocol(format!(
@@ -252,8 +255,9 @@ fn dev_null() -> Result<BorrowedFd<'static>, Fail> {
     Ok(DEV_NULL.get_or_init(|| fd).as_fd())
 }
 
-/// An open session on the master, as [`RemoteChild`] drives it: its end is the exit message
-/// followed by the master closing the control connection.
+/// An open session on the master, as [`RemoteChild`] drives it: its end is the master closing
+/// the control connection (after the exit message, unless a signal killed the command), judged
+/// by whether the master itself closed it ([`MasterId::fate`]).
 ///
 /// Waiting for the close, not just for the exit message, matters twice: the master closes it
 /// only once the session channel is completely closed, so stdout and stderr have been flushed to
@@ -265,13 +269,12 @@ struct NativeSession {
     /// when the child is dropped.
     control: Option<Control>,
     socket: std::path::PathBuf,
+    /// The master serving the session: its fate decides how the session ended.
+    master: MasterId,
     name: CommandName,
     session_id: u32,
     exit_value: Option<u32>,
     closed: bool,
-    /// The session closed without an exit status while the master still answers: a signal
-    /// killed the remote command (masters forward only `exit-status`).
-    no_status: bool,
     /// In the job's registry while open: a cancel shuts the control connection down.
     registration: Option<Registration>,
 }
@@ -331,6 +334,7 @@ impl Session for NativeSession {
                     Error::Transport {
                         endpoint,
                         command,
+                        reason,
                         stdout,
                         stderr,
                         ..
@@ -338,6 +342,7 @@ impl Session for NativeSession {
                         endpoint,
                         command,
                         started: Started::Unknown,
+                        reason,
                         stdout,
                         stderr,
                     },
@@ -348,34 +353,11 @@ impl Session for NativeSession {
         if !self.closed {
             return Ok(None);
         }
-        if let Some(value) = self.exit_value {
-            // The master sends the u32 of sshd's exit-status; real values are 0..=255.
-            return Ok(Some(ExitStatus::Code(value as i32)));
-        }
-        // Masters forward only exit-status, never exit-signal: a session that closed without
-        // a status while the master still answers ran a command that a signal killed. Report
-        // 255 as ssh does; it is no transport failure, so nobody retries a command that ran.
-        if alive_check(&self.socket, SIGNAL_PROBE_TIMEOUT).is_ok() {
-            tracing::debug!(
-                socket = %self.socket.display(),
-                "session ended without an exit status; the master is alive: the remote \
-                 command was killed by a signal"
-            );
-            self.no_status = true;
-            return Ok(Some(ExitStatus::Code(255)));
-        }
-        Err(Error::Transport {
-            endpoint: self.name.endpoint.clone(),
-            command: self.name.line.clone(),
-            started: Started::Unknown,
-            stdout: Vec::new(),
-            stderr: format!(
-                "ssh mux master {}: closed the session without an exit status, and the master \
-                 no longer answers (it or its connection died)",
-                self.socket.display()
-            )
-            .into_bytes(),
-        })
+        // The master sends the u32 of sshd's exit-status; real values are 0..=255. Without
+        // one, `classify` tells a signal's death from the master's own.
+        Ok(Some(ExitStatus::Code(
+            self.exit_value.map_or(255, |value| value as i32),
+        )))
     }
 
     fn kill(&mut self) {
@@ -393,85 +375,60 @@ impl Session for NativeSession {
     }
 
     fn classify(&mut self, status: ExitStatus, seen: &Seen<'_>) -> Result<(ExitStatus, Started)> {
-        // The master reports a refused exec request on the session's stderr: then the command
-        // never ran (seen only when stderr was captured).
-        if self.no_status
-            && seen.stderr.is_some_and(|e| {
-                String::from_utf8_lossy(e).contains("exec request failed on channel")
-            })
-        {
-            return Err(Error::Transport {
-                endpoint: self.name.endpoint.clone(),
-                command: self.name.line.clone(),
-                started: Started::No,
-                stdout: Vec::new(),
-                stderr: seen.stderr.unwrap_or_default().to_vec(),
-            });
+        // Everything has closed by now (the control connection and the pipes): whether the
+        // master closed it or died decides what the status is worth.
+        let fate = self.master.fate(&self.socket);
+        let died = |started, what: &str| Error::Transport {
+            endpoint: self.name.endpoint.clone(),
+            command: self.name.line.clone(),
+            started,
+            reason: format!(
+                "the ssh master (pid {}, {}) died {what}",
+                self.master.pid,
+                self.socket.display()
+            )
+            .into(),
+            stdout: Vec::new(),
+            stderr: Vec::new(),
+        };
+        match (self.exit_value, fate) {
+            (Some(_), Fate::Alive) => Ok((status, Started::Yes)),
+            (Some(value), Fate::Died) => Err(died(
+                Started::Yes,
+                &format!(
+                    "before the output was complete (the command exited with {value}; what it \
+                     wrote may be cut short)"
+                ),
+            )),
+            // Masters forward only exit-status, never exit-signal: a session that the master
+            // closed without a status ran a command that a signal killed, reported as 255 as
+            // ssh does (no transport failure: nobody retries a command that ran); unless the
+            // master reported a refused exec request on the session's stderr (seen only when
+            // stderr was captured): then the command never ran.
+            (None, Fate::Alive) => {
+                if seen.stderr.is_some_and(|e| {
+                    String::from_utf8_lossy(e).contains("exec request failed on channel")
+                }) {
+                    return Err(Error::Transport {
+                        endpoint: self.name.endpoint.clone(),
+                        command: self.name.line.clone(),
+                        started: Started::No,
+                        reason: "the ssh master reports that sshd refused the exec request".into(),
+                        stdout: Vec::new(),
+                        stderr: seen.stderr.unwrap_or_default().to_vec(),
+                    });
+                }
+                tracing::debug!(
+                    socket = %self.socket.display(),
+                    "session ended without an exit status; the master is alive: the remote \
+                     command was killed by a signal"
+                );
+                Ok((status, Started::Yes))
+            }
+            (None, Fate::Died) => Err(died(
+                Started::Unknown,
+                "before the command's exit status came (the command may have run)",
+            )),
         }
-        Ok((status, Started::Yes))
-    }
-}
-
-/// How long to ask a master that closed a session without an exit status whether it lives.
-pub(super) const SIGNAL_PROBE_TIMEOUT: Duration = Duration::from_secs(1);
-
-/// Asks the master behind `socket` for its pid (`MUX_C_ALIVE_CHECK`), within `timeout`: a
-/// protocol-level liveness check that costs one round trip in this process, against a process
-/// spawn for `ssh -O check`.
-///
-/// Errors: [`Error::Timeout`] when the master does not answer in time; [`Error::Connect`] when
-/// nothing listens, the master hangs up or refuses; [`Error::Io`] for a protocol violation.
-pub(crate) fn alive_check(socket: &Path, timeout: Duration) -> Result<u32> {
-    let job = SimpleJob::with_timeout(timeout);
-    let bound = Bound { job: &job };
-    let request_id = next_request_id();
-    let mut request = ClientMessage::Hello {
-        version: MUX_VERSION,
-    }
-    .encode()
-    .expect("a hello always encodes");
-    request.extend(
-        ClientMessage::AliveCheck { request_id }
-            .encode()
-            .expect("an alive check always encodes"),
-    );
-    let what = format!("mux alive check of ssh master {}", socket.display());
-    let connect_error = |message: String| Error::Connect {
-        endpoint: socket.display().to_string(),
-        message,
-    };
-    match alive(socket, &request, request_id, &bound) {
-        Ok(pid) => Ok(pid),
-        Err(Fail::Timeout) | Err(Fail::Cancelled) => Err(Error::Timeout {
-            command: what,
-            timeout,
-        }),
-        Err(Fail::Connect(e)) => Err(connect_error(format!("no ssh master listens: {e}"))),
-        Err(Fail::Closed(why) | Fail::Lost(why)) => Err(connect_error(why)),
-        Err(Fail::Refused(why)) => Err(connect_error(format!("the master refused: {why}"))),
-        Err(Fail::Protocol(why)) => Err(Error::Io {
-            context: what,
-            source: io::Error::new(io::ErrorKind::InvalidData, why),
-        }),
-        Err(Fail::Local(step, source)) => Err(Error::Io {
-            context: format!("{step} for {what}"),
-            source,
-        }),
-    }
-}
-
-pub(super) fn alive(
-    socket: &Path,
-    request: &[u8],
-    request_id: u32,
-    bound: &Bound<'_>,
-) -> Result<u32, Fail> {
-    let mut control = Control::connect(socket, bound)?;
-    control.send_all(request, bound)?;
-    match control.reply(request_id, bound, "without answering")? {
-        ServerMessage::Alive { pid, .. } => Ok(pid),
-        other => Err(Fail::Protocol(format!(
-            "unexpected reply to an alive check: {other:?}"
-        ))),
     }
 }

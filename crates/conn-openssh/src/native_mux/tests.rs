@@ -1,7 +1,9 @@
 //! The client against a fake master on a Unix socket: the protocol paths sshd cannot be
 //! made to take on demand (malformed replies, refusals, a vanished master).
 
+use super::alive::alive_check;
 use super::session::*;
+use crate::master::MasterId;
 use std::io;
 use std::mem::MaybeUninit;
 use std::os::fd::OwnedFd;
@@ -22,8 +24,11 @@ use rustix::net::{RecvAncillaryBuffer, RecvAncillaryMessage, RecvFlags};
 
 use crate::native_mux::codec::{self, MAX_PACKET};
 
+/// A fake master: this process, listening on a socket of its own for as long as the `Fake`
+/// lives (so that a session's end finds its "master" alive and listening).
 struct Fake {
     _dir: tempfile::TempDir,
+    _listener: UnixListener,
     socket: PathBuf,
     thread: Option<JoinHandle<()>>,
 }
@@ -34,12 +39,14 @@ impl Fake {
         let dir = tempfile::tempdir().unwrap();
         let socket = dir.path().join("ctl");
         let listener = UnixListener::bind(&socket).unwrap();
+        let accepting = listener.try_clone().unwrap();
         let thread = std::thread::spawn(move || {
-            let (stream, _) = listener.accept().unwrap();
+            let (stream, _) = accepting.accept().unwrap();
             script(stream);
         });
         Fake {
             _dir: dir,
+            _listener: listener,
             socket,
             thread: Some(thread),
         }
@@ -107,10 +114,47 @@ fn job() -> SimpleJob {
     SimpleJob::with_timeout(Duration::from_secs(10))
 }
 
+/// The fake master's identity: this very process.
+fn this_process() -> Result<MasterId> {
+    Ok(MasterId::of(std::process::id()).unwrap())
+}
+
+/// A master that died: a process that existed, killed and reaped.
+fn dead_process() -> Result<MasterId> {
+    let mut child = std::process::Command::new("sleep")
+        .arg("60")
+        .stdin(std::process::Stdio::null())
+        .spawn()
+        .unwrap();
+    let id = MasterId::of(child.id()).unwrap();
+    child.kill().unwrap();
+    child.wait().unwrap();
+    Ok(id)
+}
+
 /// A whole command, as the pool runs it: spawn, then wait for the output (unchecked, so
 /// that a status comes back as it is).
 fn run_session(socket: &Path, endpoint: &str, cmd: &Cmd, job: &dyn Job) -> Result<Output> {
-    spawn(socket, endpoint, &cmd.clone().check(false), job)?.wait_with_output()
+    spawn(
+        socket,
+        this_process,
+        endpoint,
+        &cmd.clone().check(false),
+        job,
+    )?
+    .wait_with_output()
+}
+
+/// The same with a master that is dead by the time the session ends.
+fn run_session_on_a_dying_master(socket: &Path, cmd: &Cmd) -> Result<Output> {
+    spawn(
+        socket,
+        dead_process,
+        "u@h",
+        &cmd.clone().check(false),
+        &job(),
+    )?
+    .wait_with_output()
 }
 
 #[test]
@@ -194,13 +238,13 @@ fn other_failures_are_transport_errors() {
 }
 
 #[test]
-fn a_master_gone_after_the_whole_request_may_have_started_the_command() {
-    // mux.c queues the exec request before it confirms the session: a hang-up in between
-    // leaves a command that may run, never one that is safe to run again.
+fn a_master_gone_after_the_whole_request_but_before_confirming_never_started_it() {
+    // A master flushes the confirmation to its mux client before the exec request leaves for
+    // sshd: hanging up without confirming, it sent no exec request.
     let fake = Fake::start(|mut s| {
         send(&mut s, hello());
         let _session = accept_session(&mut s);
-        // Hangs up without confirming.
+        // Hangs up without confirming, having read everything (an end of file, no reset).
     });
     let err = run_session(&fake.socket, "u@h", &Cmd::new(["true"]), &job()).unwrap_err();
     fake.join();
@@ -208,13 +252,13 @@ fn a_master_gone_after_the_whole_request_may_have_started_the_command() {
         matches!(
             err,
             Error::Transport {
-                started: Started::Unknown,
+                started: Started::No,
                 ..
             }
         ),
         "{err:?}"
     );
-    assert!(!err.is_retryable(), "{err}");
+    assert!(err.is_retryable(), "{err}");
 }
 
 #[test]
@@ -232,22 +276,25 @@ fn master_gone_before_exit_status_is_a_transport_error_with_stderr() {
         std::fs::File::from(stderr).write_all(b"partial\n").unwrap();
         // Dropping the stream and the descriptors: the master died.
     });
-    let err = run_session(&fake.socket, "u@h", &Cmd::new(["true"]), &job()).unwrap_err();
+    let err = run_session_on_a_dying_master(&fake.socket, &Cmd::new(["true"])).unwrap_err();
     fake.join();
     match &err {
         Error::Transport {
             endpoint,
             command,
             started,
+            reason,
             stderr,
             ..
         } => {
             assert_eq!(endpoint, "u@h");
             assert_eq!(command, "true");
             assert_eq!(*started, Started::Unknown);
-            let text = String::from_utf8_lossy(stderr);
-            assert!(text.contains("partial"), "{text}");
-            assert!(text.contains("without an exit status"), "{text}");
+            assert!(String::from_utf8_lossy(stderr).contains("partial"), "{err}");
+            assert!(
+                reason.contains("died before the command's exit status"),
+                "{reason}"
+            );
         }
         other => panic!("expected Transport, got {other:?}"),
     }
@@ -255,6 +302,60 @@ fn master_gone_before_exit_status_is_a_transport_error_with_stderr() {
         !err.is_retryable(),
         "the session had opened: the command may have run"
     );
+}
+
+#[test]
+fn an_exit_status_from_a_master_that_then_died_is_no_success() {
+    // The master forwards the exit status as soon as sshd sends it, maybe before the last of
+    // the output: if it dies then, the status alone must not pass for a whole result.
+    let fake = Fake::start(|mut s| {
+        send(&mut s, hello());
+        let (req, [_i, stdout, _e]) = accept_session(&mut s);
+        send(
+            &mut s,
+            ServerMessage::SessionOpened {
+                request_id: req.request_id,
+                session_id: 1,
+            },
+        );
+        std::fs::File::from(stdout)
+            .write_all(b"the first half\n")
+            .unwrap();
+        send(
+            &mut s,
+            ServerMessage::ExitMessage {
+                session_id: 1,
+                exit_value: 0,
+            },
+        );
+    });
+    let err = run_session_on_a_dying_master(&fake.socket, &Cmd::new(["cat", "big"])).unwrap_err();
+    fake.join();
+    assert_eq!(err.started(), Started::Yes, "{err}");
+    assert!(!err.is_retryable());
+    assert!(
+        err.to_string()
+            .contains("died before the output was complete"),
+        "{err}"
+    );
+    match err {
+        Error::Transport { stdout, .. } => assert_eq!(stdout, b"the first half\n"),
+        other => panic!("{other:?}"),
+    }
+}
+
+#[test]
+fn a_reset_before_the_confirmation_never_started_the_command() {
+    // A master that closes with our request unread resets the connection (Linux): it never
+    // had the whole request, so the command is safe to run again.
+    let fake = Fake::start(|mut s| {
+        send(&mut s, hello());
+        // Goes without reading the request: the unread bytes make the close a reset.
+    });
+    let err = run_session(&fake.socket, "u@h", &Cmd::new(["true"]), &job()).unwrap_err();
+    fake.join();
+    assert_eq!(err.started(), Started::No, "{err}");
+    assert!(err.is_retryable(), "{err}");
 }
 
 fn protocol_error_for(reply: impl FnOnce(&mut UnixStream, u32) + Send + 'static) -> Error {
@@ -478,12 +579,9 @@ fn alive_check_returns_the_pid() {
             },
         );
     });
-    assert_eq!(
-        alive_check(&fake.socket, Duration::from_secs(5)).unwrap(),
-        4242
-    );
+    assert_eq!(alive_check(&fake.socket, &job()).unwrap(), 4242);
     fake.join();
-    let err = alive_check(Path::new("/nonexistent/x.sock"), Duration::from_secs(1)).unwrap_err();
+    let err = alive_check(Path::new("/nonexistent/x.sock"), &job()).unwrap_err();
     assert!(matches!(err, Error::Connect { .. }), "{err:?}");
 }
 

@@ -13,7 +13,7 @@ use super::{HOST_ALIASES, TestSshdBuilder};
 use crate::run_with_timeout;
 
 /// First line of every file the harness writes, so that whoever finds one knows its origin.
-const WRITTEN_BY: &str = "# written by conn-testkit (TestSshd)\n";
+const WRITTEN_BY: &str = "# written by conn-sshd (TestSshd)\n";
 
 pub(super) fn pub_path(key: &Path) -> PathBuf {
     let mut s = key.as_os_str().to_owned();

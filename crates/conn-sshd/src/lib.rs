@@ -1,4 +1,5 @@
-//! A throwaway OpenSSH server on 127.0.0.1, for integration tests and for `conn demo`.
+//! A throwaway OpenSSH server on 127.0.0.1, for demos and tests: `conn demo` runs one, and so
+//! do conn's integration tests (through `conn-testkit`, which re-exports it).
 //!
 //! [`TestSshd::builder`] writes host and client keys, an `sshd_config` (with an `sftp`
 //! subsystem), an `ssh_config` with the aliases `conn-test`, `conn-test2` and `conn-test3` (and
@@ -6,10 +7,11 @@
 //! and a pre-filled `known_hosts` into a
 //! fresh temporary directory, starts `/usr/sbin/sshd -D -e` on a free loopback port, and waits
 //! until a real `ssh … true` login succeeds. Dropping the [`TestSshd`] kills the daemon and every
-//! session process it forked, and reaps the daemon.
+//! session process it forked, and reaps the daemon; a watchdog does the same if the process that
+//! started it dies first.
 //!
 //! ```no_run
-//! let server = conn_testkit::TestSshd::start_default()?;
+//! let server = conn_sshd::TestSshd::start_default()?;
 //! let out = server.ssh_output(&["echo", "hi"])?;
 //! assert_eq!(out.stdout, b"hi\n");
 //! assert_eq!(server.accepted_logins(), 1);
@@ -18,17 +20,26 @@
 //!
 //! As root, logins go to the dedicated account `conntest` (login shell `/bin/sh`, so no slow
 //! shell start-up files run). As any other user, logins go to that same user (a non-root sshd
-//! can serve nobody else). The harness changes nothing outside its temporary directory: the
-//! OpenSSH programs, sshd's `/run/sshd` and the `conntest` account come from
-//! `scripts/setup.sh`, and [`TestSshdBuilder::start`] fails with a message naming that script
-//! when one is missing.
+//! can serve nobody else). The daemon listens on 127.0.0.1 only, accepts only its own throwaway
+//! key, and changes nothing outside its temporary directory: the OpenSSH programs, sshd's
+//! `/run/sshd` and the `conntest` account come from conn's `scripts/setup.sh`, and
+//! [`TestSshdBuilder::start`] fails with a message naming that script when one is missing.
 //!
 //! Environment overrides: `CONN_TEST_SSHD` (path of sshd), `CONN_TEST_SSH` (path of ssh),
 //! `CONN_TEST_USER` (the account used when running as root).
+//!
+//! [`run_with_timeout`] and [`wait_until`], the bounded waits the daemon's start and stop use,
+//! are public too: a caller that drives ssh against the daemon needs the same.
+#![warn(missing_docs)]
+#![forbid(unsafe_code)]
 
 mod daemon;
 mod files;
 mod machine;
+mod procs;
+mod run;
+
+pub use run::{run_with_timeout, wait_until};
 
 use std::ffi::OsString;
 use std::fs::{self, File};
@@ -39,8 +50,6 @@ use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Output, Stdio};
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::Duration;
-
-use crate::{procfs, run_with_timeout, wait_until};
 
 /// The account that logins use when the tests run as root.
 pub const DEFAULT_TEST_USER: &str = "conntest";
@@ -287,6 +296,22 @@ impl TestSshd {
         vec!["-F".into(), self.ssh_config_path().into_os_string()]
     }
 
+    /// Writes copies of the client files into `dir`: the private key (`id_ed25519`, mode
+    /// `0600`), `known_hosts`, and an `ssh_config` with the same host aliases that names those
+    /// copies; returns the path of that `ssh_config`.
+    ///
+    /// For a client that runs as another local account than the daemon's owner, which cannot
+    /// read the daemon's own directory: give `dir` and the files to that account.
+    pub fn write_client_files(&self, dir: &Path) -> io::Result<PathBuf> {
+        let key = dir.join("id_ed25519");
+        fs::copy(self.identity_path(), &key)?;
+        fs::set_permissions(&key, fs::Permissions::from_mode(0o600))?;
+        let host_pub =
+            fs::read_to_string(files::pub_path(&self.dir().join("ssh_host_ed25519_key")))?;
+        files::write_client_files(dir, self.port, &self.user, host_pub.trim())?;
+        Ok(dir.join("ssh_config"))
+    }
+
     /// The pid of the ssh master listening on `socket`, from `ssh -O check` ("Master running
     /// (pid=N)"); `None` when no master answers.
     pub fn master_pid(&self, socket: &Path) -> Option<u32> {
@@ -356,7 +381,7 @@ impl TestSshd {
 
     /// Pids of the per-connection sshd processes (one per open TCP connection).
     pub fn connection_pids(&self) -> Vec<u32> {
-        procfs::children(self.sshd.id())
+        procs::children(self.sshd.id())
     }
 
     /// Kills (SIGKILL) every per-connection sshd process and its descendants, as if the network
@@ -364,7 +389,7 @@ impl TestSshd {
     pub fn kill_connections(&self) {
         let listener = self.sshd.id();
         for _ in 0..3 {
-            let victims = procfs::descendants(listener);
+            let victims = procs::descendants(listener);
             if victims.is_empty() {
                 break;
             }

@@ -12,7 +12,7 @@ use std::thread;
 use std::time::{Duration, Instant};
 
 use super::HOST_ALIASES;
-use crate::{procfs, run_with_timeout, wait_until};
+use crate::{procs, run_with_timeout, wait_until};
 
 /// Polls until the daemon accepts a real login, or fails with its log. A daemon that lost the
 /// race for its port fails with [`io::ErrorKind::AddrInUse`], so that the caller tries another.
@@ -89,19 +89,19 @@ pub(super) fn stop_daemon(sshd: &mut Child, watchdog: Option<Child>) {
     }
     let listener = sshd.id();
     // Let each per-connection monitor shut its session down; the listener reaps it.
-    let conns = procfs::children(listener);
+    let conns = procs::children(listener);
     if !conns.is_empty() {
         for &pid in &conns {
             signal(pid, Signal::TERM);
         }
         wait_until(Duration::from_secs(1), || {
-            procfs::descendants(listener).is_empty()
+            procs::descendants(listener).is_empty()
         });
     }
     // Freeze the listener so that it forks no more, then kill whatever is left below it.
     signal(listener, Signal::STOP);
     for _ in 0..3 {
-        let rest = procfs::descendants(listener);
+        let rest = procs::descendants(listener);
         if rest.is_empty() {
             break;
         }

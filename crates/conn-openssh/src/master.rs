@@ -1,0 +1,183 @@
+//! Which process is a connection's master, and whether it was still alive when a session
+//! ended: the check that keeps a session cut short by a dying master from passing as a
+//! success (docs/design.md#clean-end).
+//!
+//! A master forwards the command's exit status (`MUX_S_EXIT_MESSAGE`) as soon as sshd sends it,
+//! which can be before it has written the last of the command's output into the session's
+//! descriptors. If it dies in between, the descriptors and the control connection close early
+//! and the status alone looks like success. At a normal end the master writes every byte,
+//! closes the session's descriptors and only then the control connection, all while it lives;
+//! at a death the kernel closes them for it. So a session ended cleanly exactly when, after the
+//! control connection and the pipes reached end of file, the master process is still the same
+//! live process and not exiting, and its socket still listens:
+//!
+//! - Linux sets `PF_EXITING` on a dying task (`exit_signals`) before it closes its files
+//!   (`exit_files`), and the task becomes a zombie only after; so an end of file caused by a
+//!   death is always seen after `/proc/<pid>/stat` shows the flag or a zombie (or nothing).
+//! - ssh's own orderly exits on a signal (`SIGTERM`, `SIGHUP`, `SIGINT`) or a lost server
+//!   connection remove the ControlPath before they exit: the socket probe sees it gone.
+//! - The start time (`/proc/<pid>/stat` field 22) tells the master from a process that took
+//!   its pid after it died.
+//!
+//! The cost is one read of `/proc/<pid>/stat` and one socket probe per session: microseconds.
+
+use std::io;
+use std::path::Path;
+
+use conn_lease::{SocketState, probe_socket};
+
+/// `PF_EXITING` of the kernel's task flags: set when a task starts to exit, before its files
+/// are closed (include/linux/sched.h).
+const PF_EXITING: u64 = 0x0000_0004;
+
+/// A master process: its pid (from the master's own answer to an alive check) and its start
+/// time, which together name one process for the machine's uptime.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub(crate) struct MasterId {
+    pub(crate) pid: u32,
+    start_ticks: u64,
+}
+
+/// How a master was found at the end of a session.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub(crate) enum Fate {
+    /// The same process, alive, not exiting, still listening: it closed the session itself.
+    Alive,
+    /// It died, is dying, or no longer listens: the session may have been cut short.
+    Died,
+}
+
+/// What one read of `/proc/<pid>/stat` says.
+struct Stat {
+    state: u8,
+    flags: u64,
+    start_ticks: u64,
+}
+
+impl MasterId {
+    /// The process `pid` as it is now. Fails when no such process exists (it died already).
+    pub(crate) fn of(pid: u32) -> io::Result<MasterId> {
+        let stat = read_stat(pid)?;
+        Ok(MasterId {
+            pid,
+            start_ticks: stat.start_ticks,
+        })
+    }
+
+    /// Whether this master was still serving after the session's descriptors and control
+    /// connection closed, with `socket` its ControlPath. Call it only after those ends of file
+    /// were seen (see the module's text for why that makes it exact).
+    pub(crate) fn fate(&self, socket: &Path) -> Fate {
+        let alive = match read_stat(self.pid) {
+            Ok(stat) => {
+                stat.start_ticks == self.start_ticks
+                    && !matches!(stat.state, b'Z' | b'X' | b'x')
+                    && stat.flags & PF_EXITING == 0
+            }
+            Err(_) => false,
+        };
+        // The listener last: an orderly exit removes the ControlPath before the process ends.
+        if alive && probe_socket(socket) == SocketState::Live {
+            Fate::Alive
+        } else {
+            Fate::Died
+        }
+    }
+}
+
+/// Reads the state, flags and start time of `pid` from `/proc/<pid>/stat`.
+fn read_stat(pid: u32) -> io::Result<Stat> {
+    let text = std::fs::read(format!("/proc/{pid}/stat"))?;
+    parse_stat(&text).ok_or_else(|| {
+        io::Error::new(
+            io::ErrorKind::InvalidData,
+            format!("unexpected contents of /proc/{pid}/stat"),
+        )
+    })
+}
+
+/// `pid (comm) state ppid … flags (9th) … starttime (22nd) …`; the command name may hold
+/// spaces and parentheses, so the fields are counted from the last `)`.
+fn parse_stat(text: &[u8]) -> Option<Stat> {
+    let close = text.iter().rposition(|&b| b == b')')?;
+    let rest = std::str::from_utf8(text.get(close + 2..)?).ok()?;
+    let fields: Vec<&str> = rest.split_ascii_whitespace().collect();
+    // fields[0] is field 3 (state): flags is field 9, starttime field 22.
+    Some(Stat {
+        state: *fields.first()?.as_bytes().first()?,
+        flags: fields.get(6)?.parse().ok()?,
+        start_ticks: fields.get(19)?.parse().ok()?,
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::os::unix::net::UnixListener;
+    use std::process::{Command, Stdio};
+
+    #[test]
+    fn stat_fields_are_counted_from_the_last_parenthesis() {
+        let line = b"4242 (ssh: /tmp/a (x) [mux]) S 1 4242 4242 0 -1 4194368 10 0 0 0 1 2 0 0 20 0 1 0 987654 1000 200 18446744073709551615\n";
+        let stat = parse_stat(line).unwrap();
+        assert_eq!(stat.state, b'S');
+        assert_eq!(stat.flags, 4194368);
+        assert_eq!(stat.start_ticks, 987654);
+        assert!(parse_stat(b"garbage").is_none());
+    }
+
+    #[test]
+    fn a_live_listening_process_is_alive_and_a_dead_one_died() {
+        let dir = tempfile::tempdir().unwrap();
+        let socket = dir.path().join("s");
+        let _listener = UnixListener::bind(&socket).unwrap();
+        let me = MasterId::of(std::process::id()).unwrap();
+        assert_eq!(me.fate(&socket), Fate::Alive);
+        assert_eq!(
+            me.fate(&dir.path().join("none")),
+            Fate::Died,
+            "not listening"
+        );
+        let wrong_start = MasterId {
+            start_ticks: me.start_ticks + 1,
+            ..me
+        };
+        assert_eq!(wrong_start.fate(&socket), Fate::Died, "a pid reused");
+
+        let mut child = Command::new("sleep")
+            .arg("60")
+            .stdin(Stdio::null())
+            .spawn()
+            .unwrap();
+        let id = MasterId::of(child.id()).unwrap();
+        child.kill().unwrap();
+        child.wait().unwrap();
+        assert_eq!(id.fate(&socket), Fate::Died, "reaped");
+        assert!(MasterId::of(child.id()).is_err());
+    }
+
+    #[test]
+    fn a_zombie_died() {
+        let dir = tempfile::tempdir().unwrap();
+        let socket = dir.path().join("s");
+        let _listener = UnixListener::bind(&socket).unwrap();
+        let mut child = Command::new("sleep")
+            .arg("60")
+            .stdin(Stdio::null())
+            .spawn()
+            .unwrap();
+        let id = MasterId::of(child.id()).unwrap();
+        assert_eq!(id.fate(&socket), Fate::Alive);
+        child.kill().unwrap(); // SIGKILL, not reaped: a zombie once the kernel is done
+        let deadline = std::time::Instant::now() + std::time::Duration::from_secs(10);
+        while read_stat(child.id()).is_ok_and(|s| s.state != b'Z') {
+            assert!(
+                std::time::Instant::now() < deadline,
+                "never became a zombie"
+            );
+            std::thread::yield_now();
+        }
+        assert_eq!(id.fate(&socket), Fate::Died);
+        child.wait().unwrap();
+    }
+}
