@@ -94,13 +94,15 @@ fn assert_group_gone(pgid: Pgid) {
 #[test]
 fn deadline_kills_the_whole_process_group() {
     let pool = pool();
+    // The deadline counts from the job's creation: so does `elapsed` (timed from later, it
+    // would read a little short of the deadline on a busy machine).
+    let start = Instant::now();
     let job = SimpleJob::with_timeout(Duration::from_millis(300));
     let cmd = sh("sleep 30 & sleep 30");
     let (result, elapsed, pgid) = thread::scope(|s| {
         // sh and the two sleeps (or, if sh execs the last one, the two sleeps): both sleeps
         // must be seen alive before the deadline for the test to mean anything.
         let watcher = s.spawn(|| running_group(&job, 2));
-        let start = Instant::now();
         let result = pool.run(&cmd, &job);
         (result, start.elapsed(), watcher.join().unwrap())
     });

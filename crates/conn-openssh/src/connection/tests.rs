@@ -122,7 +122,11 @@ fn a_shell_line_is_one_unquoted_argument_and_a_subsystem_is_dash_s() {
         assert_eq!(argv[prefix..prefix + 2], ["-S".into(), socket.clone()]);
         argv[prefix + 2..].to_vec()
     };
-    let session = ["-oControlMaster=no", "-oProxyCommand=false"];
+    let session = [
+        "-oControlMaster=no",
+        "-oProxyCommand=false",
+        "-oLogLevel=INFO",
+    ];
     let line = "printf '%s|' one 'two three' | tr a-z A-Z > \"$HOME/x\"";
     let mut expected: Vec<OsString> = session.iter().map(OsString::from).collect();
     expected.extend(["u@h", line].map(OsString::from));
