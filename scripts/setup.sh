@@ -8,7 +8,8 @@
 #   bash scripts/setup.sh --bench-tools   also pdsh (with clush, the fleet benchmark's peers)
 #   bash scripts/setup.sh --fuzz-tools    also cargo-fuzz (when a nightly toolchain is installed)
 #
-# As root (Debian/Ubuntu): installs openssh-server and openssh-client when missing (apt-get),
+# As root (Debian/Ubuntu): installs openssh-server, openssh-client, openssh-sftp-server, git and
+# rsync when missing (apt-get; the `conn ssh` tests run git, rsync, scp and sftp through conn),
 # creates /run/sshd (sshd's privilege-separation directory; /run is emptied at boot), and the
 # account `conntest` (or $CONN_TEST_USER) that the private sshd logs in as: login shell /bin/sh
 # (no slow start-up files), password field `*` (no password; sshd without PAM refuses key logins
@@ -51,7 +52,10 @@ is_root() { [ "$(id -u)" -eq 0 ]; }
 # Debian packages to install, each only when the program it provides is missing.
 packages=()
 [ -x /usr/sbin/sshd ] || packages+=(openssh-server)
-if ! have ssh || ! have ssh-keygen; then packages+=(openssh-client); fi
+if ! have ssh || ! have ssh-keygen || ! have scp || ! have sftp; then packages+=(openssh-client); fi
+[ -x /usr/lib/openssh/sftp-server ] || packages+=(openssh-sftp-server)
+have git || packages+=(git)
+have rsync || packages+=(rsync)
 # ClusterShell's nodeset (and clush, the fleet benchmark's peer): conn's folding and node groups
 # are tested against it.
 if ! have nodeset || ! have clush; then packages+=(clustershell); fi
@@ -96,6 +100,10 @@ else
         case "$p" in
             openssh-server | openssh-client)
                 echo "setup.sh: $p is missing: the private sshd of the demo and the tests needs it" >&2
+                missing=1
+                ;;
+            openssh-sftp-server | git | rsync)
+                echo "setup.sh: $p is missing: the conn ssh tests (crates/conn-cli/tests/ssh.rs) need it" >&2
                 missing=1
                 ;;
             clustershell)

@@ -31,8 +31,8 @@ mod endpoint;
 pub use conn_core::{
     CancelToken, CappedJob, ChildStderr, ChildStdin, ChildStdout, Cmd, ConnectionPool,
     ConnectionPools, ConnectionState, DEFAULT_CAPACITY, Deadline, Error, ExitStatus, Job, Output,
-    OutputSink, PooledConnection, RemoteChild, Result, RetryPolicy, SimpleJob, Started, Stdin,
-    Stream, StreamKind, UserHost, dquote, join_quoted, quote, retry,
+    OutputSink, PooledConnection, Program, RemoteChild, Result, RetryPolicy, SimpleJob, Started,
+    Stdin, Stream, StreamKind, UserHost, dquote, join_quoted, quote, retry,
 };
 
 /// For transport authors: the traits a back end implements and the helpers it builds on.

@@ -12,6 +12,8 @@
 //!   fresh `ssh`; liveness checks; a fresh process's first command; figures and their ratios.
 //! - `conn leases`: the leased control-socket names of a socket directory; `--prune`.
 //! - `conn demo`: a private sshd on 127.0.0.1, a short bench, master reuse, teardown.
+//! - `conn ssh`: a drop-in `ssh` over the pool (git, rsync, scp, sftp); what a pooled session
+//!   cannot serve is handed to ssh itself.
 //!
 //! Errors are one line on stderr (a malformed host set adds the expression and a caret under
 //! the bad character); usage errors (bad options, bad host names) exit with 2 before any
@@ -31,12 +33,13 @@ mod output;
 mod print;
 mod run;
 mod signals;
+mod ssh;
 
 use std::io::{self, IsTerminal};
 use std::process::ExitCode;
 
-use clap::Parser;
 use clap::error::ErrorKind;
+use clap::{CommandFactory, Parser};
 use tracing::level_filters::LevelFilter;
 
 use crate::args::{Cli, Command};
@@ -50,7 +53,15 @@ pub const POOL_NAME: &str = "shared";
 pub const LOG_ENV: &str = "CONN_LOG";
 
 fn main() -> ExitCode {
-    let cli = match Cli::try_parse() {
+    // `conn ssh` reads its words by ssh's rules, exactly as given: clap would drop a `--` that
+    // comes first, which ssh counts.
+    let raw: Vec<std::ffi::OsString> = std::env::args_os().collect();
+    if raw.get(1).is_some_and(|a| a == "ssh") {
+        signals::install();
+        init_tracing(false);
+        return ExitCode::from(ssh::main(&raw[2..], ssh_help));
+    }
+    let cli = match Cli::try_parse_from(raw) {
         Ok(cli) => cli,
         Err(e) => return clap_error(e),
     };
@@ -64,6 +75,8 @@ fn main() -> ExitCode {
         Command::Bench(a) => bench::main(a),
         Command::Leases(a) => leases::main(a),
         Command::Demo(a) => demo::main(a),
+        // `main` takes `conn ssh` before clap (above); this arm keeps the dispatch whole.
+        Command::Ssh(a) => return ExitCode::from(ssh::main(&a.args, ssh_help)),
     };
     match result {
         Ok(code) => ExitCode::from(code),
@@ -74,6 +87,16 @@ fn main() -> ExitCode {
             ExitCode::from(failure.code)
         }
     }
+}
+
+/// `conn ssh --help`, as clap renders it (the subcommand reads its own words, `--help` among
+/// them).
+fn ssh_help() -> String {
+    let mut cli = Cli::command();
+    cli.build();
+    cli.find_subcommand_mut("ssh")
+        .map(|c| c.render_help().to_string())
+        .unwrap_or_default()
 }
 
 /// Help and version go to stdout with exit 0 as clap prints them; every real usage error

@@ -1,5 +1,5 @@
-//! What to run and what came back: [`Cmd`], its stdio settings [`Stdin`] and [`Stream`],
-//! [`Output`], [`ExitStatus`] and [`Started`].
+//! What to run and what came back: [`Cmd`] with its [`Program`], its stdio settings [`Stdin`]
+//! and [`Stream`], [`Output`], [`ExitStatus`] and [`Started`].
 
 use std::ffi::{OsStr, OsString};
 use std::fmt;
@@ -203,27 +203,79 @@ impl Output {
     }
 }
 
+/// What a [`Cmd`] runs: an argv, one shell command line, or an ssh subsystem. One of the three,
+/// so that a command line is never taken for an argv (or the other way round) by mistake.
+/// More kinds may come, so a `match` needs a wildcard arm.
+#[derive(Clone, Debug, PartialEq, Eq)]
+#[non_exhaustive]
+pub enum Program {
+    /// A program and its arguments. Locally executed directly (no shell); remotely, every
+    /// element is quoted for the remote shell and the words are joined with spaces.
+    Argv(Vec<OsString>),
+    /// One command line for a shell, sent as it is: remotely the login shell parses it (what
+    /// `ssh host 'a | b'` sends); locally it runs as `sh -c <line>`.
+    Shell(OsString),
+    /// An ssh subsystem by name (`sftp`), requested instead of a command. Only ssh transports
+    /// have subsystems: the local transport refuses one with [`Error::Config`].
+    Subsystem(OsString),
+}
+
+impl Program {
+    /// The program as one line for logs and messages: an argv quoted as the remote shell would
+    /// read it ([`display_line`](crate::display_line)), a shell line as it is,
+    /// `subsystem <name>` for a subsystem (lossy UTF-8).
+    pub fn display(&self) -> String {
+        match self {
+            Program::Argv(argv) => crate::display_line(argv),
+            Program::Shell(line) => line.to_string_lossy().into_owned(),
+            Program::Subsystem(name) => format!("subsystem {}", name.to_string_lossy()),
+        }
+    }
+
+    /// The argv, if this is one.
+    pub fn argv(&self) -> Option<&[OsString]> {
+        match self {
+            Program::Argv(argv) => Some(argv),
+            _ => None,
+        }
+    }
+
+    /// The remote command line of an argv or a shell line: every argument quoted and joined
+    /// with spaces, or the line as it is; `None` for a subsystem, which has no command line.
+    pub fn remote_line(&self) -> Option<Result<OsString>> {
+        match self {
+            Program::Argv(argv) => Some(crate::join_quoted(argv)),
+            Program::Shell(line) => Some(Ok(line.clone())),
+            Program::Subsystem(_) => None,
+        }
+    }
+}
+
 /// A command to run, locally or on a remote host, with its I/O and error policy.
 ///
-/// The argv is never passed through a local shell. On a remote host every element is quoted
-/// for the remote POSIX shell, so `Cmd::new(["ls", "my file"])` lists one file on either side.
-/// Arguments are bytes (`OsStr`): a file or dataset name that is not UTF-8 reaches the other
-/// side unchanged.
+/// [`Cmd::new`] takes an argv, never passed through a local shell: on a remote host every
+/// element is quoted for the remote POSIX shell, so `Cmd::new(["ls", "my file"])` lists one
+/// file on either side. Arguments are bytes (`OsStr`): a file or dataset name that is not UTF-8
+/// reaches the other side unchanged. [`Cmd::shell`] takes one command line that is sent as it
+/// is (a pipeline), and [`Cmd::subsystem`] names an ssh subsystem ([`Program`]).
 ///
 /// ```
-/// use conn_core::{Cmd, Stream};
+/// use conn_core::{Cmd, Program, Stream};
 /// let cmd = Cmd::new(["zfs", "list", "-H"]).stderr(Stream::Inherit).check(true);
-/// assert_eq!(cmd.argv()[0], "zfs");
+/// assert!(matches!(cmd.program(), Program::Argv(argv) if argv[0] == "zfs"));
+/// let pipeline = Cmd::shell("zfs send -i @a p/fs@b | mbuffer -q");
+/// assert_eq!(pipeline.program().display(), "zfs send -i @a p/fs@b | mbuffer -q");
 /// ```
 #[derive(Clone, Debug, PartialEq)]
 pub struct Cmd {
-    argv: Vec<OsString>,
+    program: Program,
     stdin: Stdin,
     stdout: Stream,
     stderr: Stream,
     check: bool,
     dry_run: bool,
     retry: RetryPolicy,
+    send_env: bool,
 }
 
 impl Cmd {
@@ -234,20 +286,50 @@ impl Cmd {
         I: IntoIterator<Item = S>,
         S: AsRef<OsStr>,
     {
+        Self::with_program(Program::Argv(
+            argv.into_iter().map(|a| a.as_ref().to_owned()).collect(),
+        ))
+    }
+
+    /// A command from one shell command line, sent as it is: the remote login shell parses it
+    /// (pipes, redirections, `$VARIABLES` and all), as `ssh host '<line>'` would; the local
+    /// transport runs `sh -c <line>`. Nothing is quoted: the caller builds the line (with
+    /// [`quote`](crate::quote) for the words that need it). Same defaults as [`Cmd::new`].
+    pub fn shell(line: impl AsRef<OsStr>) -> Self {
+        Self::with_program(Program::Shell(line.as_ref().to_owned()))
+    }
+
+    /// An ssh subsystem by name (`sftp`) instead of a command, as `ssh -s host sftp` asks for
+    /// one: its stdin and stdout speak the subsystem's protocol. Same defaults as
+    /// [`Cmd::new`]; the local transport refuses it ([`Error::Config`]).
+    pub fn subsystem(name: impl AsRef<OsStr>) -> Self {
+        Self::with_program(Program::Subsystem(name.as_ref().to_owned()))
+    }
+
+    fn with_program(program: Program) -> Self {
         Cmd {
-            argv: argv.into_iter().map(|a| a.as_ref().to_owned()).collect(),
+            program,
             stdin: Stdin::Null,
             stdout: Stream::Piped,
             stderr: Stream::Piped,
             check: true,
             dry_run: false,
             retry: RetryPolicy::pool_default(),
+            send_env: false,
         }
     }
 
-    /// Appends an argument.
+    /// Appends an argument: to an argv as one more element (quoted remotely); to a shell line
+    /// after a space, as it is (the shell parses it, as ssh joins its arguments). A subsystem
+    /// takes no arguments: one appended to it makes [`Cmd::validate`] fail.
     pub fn arg(mut self, arg: impl AsRef<OsStr>) -> Self {
-        self.argv.push(arg.as_ref().to_owned());
+        match &mut self.program {
+            Program::Argv(argv) => argv.push(arg.as_ref().to_owned()),
+            Program::Shell(line) | Program::Subsystem(line) => {
+                line.push(" ");
+                line.push(arg.as_ref());
+            }
+        }
         self
     }
 
@@ -302,9 +384,24 @@ impl Cmd {
         &self.retry
     }
 
-    /// The argv as given.
-    pub fn argv(&self) -> &[OsString] {
-        &self.argv
+    /// Offers this process's environment to the session as an `ssh` client does: the ssh
+    /// master passes on the variables its `SendEnv` names (from ssh_config or `-o SendEnv=…`)
+    /// and the server keeps those its `AcceptEnv` names. Default false. The process back end's
+    /// `ssh -S` client always does this (it has the environment); the native back end does it
+    /// only when asked; a local command inherits the environment anyway.
+    pub fn send_env(mut self, send: bool) -> Self {
+        self.send_env = send;
+        self
+    }
+
+    /// Whether the environment is offered to the session ([`Cmd::send_env`]).
+    pub fn sends_env(&self) -> bool {
+        self.send_env
+    }
+
+    /// What the command runs: its argv, its shell line or its subsystem.
+    pub fn program(&self) -> &Program {
+        &self.program
     }
 
     /// The standard input setting.
@@ -332,18 +429,43 @@ impl Cmd {
         self.dry_run
     }
 
-    /// Fails before anything runs for an argv no back end can pass on: empty
-    /// ([`Error::EmptyCommand`]), or an argument holding a NUL byte ([`Error::Unquotable`],
-    /// naming it): neither `execve(2)` nor a remote shell can carry one.
+    /// Fails before anything runs for a program no back end can pass on: an empty argv or
+    /// shell line ([`Error::EmptyCommand`]); an argument or line holding a NUL byte
+    /// ([`Error::Unquotable`], naming it: neither `execve(2)` nor a remote shell can carry one);
+    /// a subsystem name that is empty or holds whitespace or a NUL ([`Error::Config`]: a
+    /// subsystem takes no arguments).
     pub fn validate(&self) -> Result<()> {
-        if self.argv.is_empty() {
-            return Err(Error::EmptyCommand);
-        }
-        if let Some(bad) = self.argv.iter().find(|a| a.as_bytes().contains(&0)) {
-            return Err(Error::Unquotable {
-                arg: bad.to_string_lossy().into_owned(),
-                reason: "it contains a NUL byte, which no command argument can hold".into(),
-            });
+        let nul = |arg: &OsStr, what: &str| Error::Unquotable {
+            arg: arg.to_string_lossy().into_owned(),
+            reason: format!("it contains a NUL byte, which no {what} can hold"),
+        };
+        match &self.program {
+            Program::Argv(argv) => {
+                if argv.is_empty() {
+                    return Err(Error::EmptyCommand);
+                }
+                if let Some(bad) = argv.iter().find(|a| a.as_bytes().contains(&0)) {
+                    return Err(nul(bad, "command argument"));
+                }
+            }
+            Program::Shell(line) => {
+                if line.is_empty() {
+                    return Err(Error::EmptyCommand);
+                }
+                if line.as_bytes().contains(&0) {
+                    return Err(nul(line, "command line"));
+                }
+            }
+            Program::Subsystem(name) => {
+                let bytes = name.as_bytes();
+                if bytes.is_empty() || bytes.iter().any(|b| b.is_ascii_whitespace() || *b == 0) {
+                    return Err(Error::Config(format!(
+                        "subsystem name {:?} is empty or holds whitespace: give one name, such \
+                         as \"sftp\" (a subsystem takes no arguments)",
+                        name.to_string_lossy()
+                    )));
+                }
+            }
         }
         Ok(())
     }
@@ -402,7 +524,7 @@ mod tests {
     fn non_utf8_arguments_are_kept_and_nul_is_refused_by_name() {
         let name = OsString::from_vec(b"tank/caf\xe9".to_vec());
         let cmd = Cmd::new([OsStr::new("zfs"), &name]);
-        assert_eq!(cmd.argv()[1], name);
+        assert_eq!(cmd.program().argv().unwrap()[1], name);
         cmd.validate().unwrap();
         let err = Cmd::new(["echo", "a\0b"]).validate().unwrap_err();
         assert!(matches!(err, Error::Unquotable { ref arg, .. } if arg == "a\0b"));
@@ -410,6 +532,46 @@ mod tests {
             Cmd::new(Vec::<&str>::new()).validate(),
             Err(Error::EmptyCommand)
         ));
+    }
+
+    #[test]
+    fn a_shell_line_is_sent_as_it_is_and_a_subsystem_takes_no_arguments() {
+        let cmd = Cmd::shell("printf '%s|' one")
+            .arg("'two three'")
+            .arg("$HOME");
+        assert_eq!(
+            cmd.program(),
+            &Program::Shell("printf '%s|' one 'two three' $HOME".into())
+        );
+        assert_eq!(
+            cmd.program().remote_line().unwrap().unwrap(),
+            "printf '%s|' one 'two three' $HOME"
+        );
+        cmd.validate().unwrap();
+        let argv = Cmd::new(["echo", "a b"]).arg("$HOME");
+        assert_eq!(
+            argv.program().remote_line().unwrap().unwrap(),
+            "echo 'a b' '$HOME'"
+        );
+        assert!(matches!(
+            Cmd::shell("").validate(),
+            Err(Error::EmptyCommand)
+        ));
+        assert!(matches!(
+            Cmd::shell("echo a\0b").validate(),
+            Err(Error::Unquotable { .. })
+        ));
+        let sftp = Cmd::subsystem("sftp");
+        sftp.validate().unwrap();
+        assert!(sftp.program().remote_line().is_none());
+        assert_eq!(sftp.program().display(), "subsystem sftp");
+        for bad in [Cmd::subsystem(""), Cmd::subsystem("sftp").arg("-e")] {
+            let err = bad.validate().unwrap_err();
+            assert!(
+                matches!(err, Error::Config(ref m) if m.contains("takes no arguments")),
+                "{err}"
+            );
+        }
     }
 
     #[test]

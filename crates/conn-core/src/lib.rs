@@ -32,7 +32,7 @@ mod traits;
 mod wait;
 
 pub use child::RemoteChild;
-pub use command::{Cmd, ExitStatus, Output, Started, Stdin, Stream};
+pub use command::{Cmd, ExitStatus, Output, Program, Started, Stdin, Stream};
 pub use error::{Error, Result};
 pub use host::UserHost;
 pub use job::{CancelToken, CappedJob, ChildRegistry, Deadline, Job, SimpleJob, ensure_running};

@@ -136,7 +136,7 @@ impl StdioPlan {
         Self::wire(cmd, options).map_err(|e| Error::Io {
             context: format!(
                 "setting up the standard streams of {}",
-                crate::display_line(cmd.argv())
+                cmd.program().display()
             ),
             source: e,
         })

@@ -111,7 +111,7 @@ fn fake_child(
     };
     let name = CommandName {
         endpoint: "u@h".into(),
-        line: conn_core::display_line(cmd.argv()),
+        line: cmd.program().display(),
     };
     RemoteChild::new(Box::new(session), plan, cmd, job, name)
 }
@@ -374,7 +374,7 @@ fn guards_dereference_to_their_connection() {
     let mut conn = MockConn::new();
     conn.expect_refresh().times(1).returning(|_| Ok(()));
     conn.expect_spawn()
-        .withf(|cmd, _| cmd.argv() == ["echo", "hi"])
+        .withf(|cmd, _| cmd.program().argv().is_some_and(|a| a == ["echo", "hi"]))
         .times(1)
         .returning(ran_ok);
     conn.expect_shutdown().times(1).return_const(());
@@ -643,7 +643,9 @@ fn run_retries_refused_sessions_within_the_deadline() {
         .in_sequence(&mut seq)
         .returning(|_, _| Err(refused()));
     conn.expect_spawn()
-        .withf(|cmd, job| cmd.argv() == ["zfs", "list"] && job.deadline().is_some())
+        .withf(|cmd, job| {
+            cmd.program().argv().is_some_and(|a| a == ["zfs", "list"]) && job.deadline().is_some()
+        })
         .times(1)
         .in_sequence(&mut seq)
         .returning(ran_ok);
@@ -772,7 +774,7 @@ fn run_restarts_a_command_that_did_not_start() {
             .in_sequence(&mut seq)
             .returning(first);
         conn.expect_spawn()
-            .withf(|cmd, _| cmd.argv() == ["zfs", "list"])
+            .withf(|cmd, _| cmd.program().argv().is_some_and(|a| a == ["zfs", "list"]))
             .times(1)
             .in_sequence(&mut seq)
             .returning(ran_ok);
@@ -934,7 +936,7 @@ fn a_dry_run_uses_no_refresh() {
                 cmd,
                 CommandName {
                     endpoint: "u@h".into(),
-                    line: conn_core::display_line(cmd.argv()),
+                    line: cmd.program().display(),
                 },
             ))
         });

@@ -94,13 +94,15 @@ fn assert_group_gone(pgid: Pgid) {
 #[test]
 fn deadline_kills_the_whole_process_group() {
     let pool = pool();
+    // The deadline counts from the job's creation: so does `elapsed` (timed from later, it
+    // would read a little short of the deadline on a busy machine).
+    let start = Instant::now();
     let job = SimpleJob::with_timeout(Duration::from_millis(300));
     let cmd = sh("sleep 30 & sleep 30");
     let (result, elapsed, pgid) = thread::scope(|s| {
         // sh and the two sleeps (or, if sh execs the last one, the two sleeps): both sleeps
         // must be seen alive before the deadline for the test to mean anything.
         let watcher = s.spawn(|| running_group(&job, 2));
-        let start = Instant::now();
         let result = pool.run(&cmd, &job);
         (result, start.elapsed(), watcher.join().unwrap())
     });
@@ -324,6 +326,27 @@ fn argv_is_not_passed_through_a_shell() {
         .run(&Cmd::new(["echo", "$HOME", "a  b", "*", "'q'"]), &job)
         .unwrap();
     assert_eq!(out.stdout, b"$HOME a  b * 'q'\n");
+}
+
+#[test]
+fn a_shell_line_runs_under_sh_c_and_a_subsystem_is_refused() {
+    let job = SimpleJob::with_timeout(SAFETY);
+    let out = pool()
+        .run(
+            &Cmd::shell("printf '%s|' one 'two three' | tr a-z A-Z; exit 3").check(false),
+            &job,
+        )
+        .unwrap();
+    assert_eq!(
+        (out.stdout.as_slice(), out.status),
+        (&b"ONE|TWO THREE|"[..], ExitStatus::Code(3))
+    );
+    let err = pool().run(&Cmd::subsystem("sftp"), &job).unwrap_err();
+    assert!(
+        matches!(err, Error::Config(ref m) if m.contains("subsystem \"sftp\"")),
+        "{err}"
+    );
+    assert!(job.cancel_token().children().is_empty());
 }
 
 #[test]

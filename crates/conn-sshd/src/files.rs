@@ -128,6 +128,20 @@ pub(super) fn write_client_files(
              \x20 LogLevel ERROR\n"
         ));
     }
+    // The bare address, for `ssh -p <port> -l <user> 127.0.0.1`: the key and the known host,
+    // but neither port nor user, which the command line must give.
+    cfg.push_str(&format!(
+        "Host 127.0.0.1\n\
+         \x20 IdentityFile {d}/id_ed25519\n\
+         \x20 IdentitiesOnly yes\n\
+         \x20 IdentityAgent none\n\
+         \x20 UserKnownHostsFile {d}/known_hosts\n\
+         \x20 GlobalKnownHostsFile /dev/null\n\
+         \x20 StrictHostKeyChecking yes\n\
+         \x20 UpdateHostKeys no\n\
+         \x20 BatchMode yes\n\
+         \x20 LogLevel ERROR\n"
+    ));
     let path = dir.join("ssh_config");
     fs::write(&path, cfg)?;
     // ssh rejects a config file that others may write.

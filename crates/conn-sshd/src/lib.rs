@@ -1,8 +1,10 @@
 //! A throwaway OpenSSH server on 127.0.0.1, for demos and tests: `conn demo` runs one, and so
 //! do conn's integration tests (through `conn-testkit`, which re-exports it).
 //!
-//! [`TestSshd::builder`] writes host and client keys, an `sshd_config`, an `ssh_config` with the
-//! aliases `conn-test`, `conn-test2` and `conn-test3`, and a pre-filled `known_hosts` into a
+//! [`TestSshd::builder`] writes host and client keys, an `sshd_config` (with an `sftp`
+//! subsystem), an `ssh_config` with the aliases `conn-test`, `conn-test2` and `conn-test3` (and
+//! the key and known host for the bare `127.0.0.1`, whose port and user the command line gives),
+//! and a pre-filled `known_hosts` into a
 //! fresh temporary directory, starts `/usr/sbin/sshd -D -e` on a free loopback port, and waits
 //! until a real `ssh … true` login succeeds. Dropping the [`TestSshd`] kills the daemon and every
 //! session process it forked, and reaps the daemon; a watchdog does the same if the process that

@@ -13,7 +13,7 @@ fn nothing(cmd: &Cmd) -> RemoteChild {
         cmd,
         CommandName {
             endpoint: String::new(),
-            line: conn_core::display_line(cmd.argv()),
+            line: cmd.program().display(),
         },
     )
 }

@@ -137,3 +137,34 @@ Examples:
   bash scripts/demo.sh
   cargo run --release -p conn-cli -- demo
   cargo run --release -p conn-cli -- demo --builtin   the bench runs the shell's builtin echo";
+
+pub(super) const SSH_AFTER_HELP: &str = "\
+ssh's own command line, read as ssh reads it (clustered flags, -p2222 or -p 2222, options
+before and after the destination, ssh://[user@]host[:port]); the remote command is the words
+joined with single spaces, sent as they are. stdin, stdout and stderr are conn's own (with the
+native mux the master reads and writes them itself). Exit status: the remote command's; 255
+when ssh or conn failed.
+
+conn's options (long ones, before the destination):
+  --mux native|process   how sessions reach the master [default: native]
+  --socket-dir DIR       control sockets and leases [default: ~/.ssh/conn]
+  --capacity N           sessions per master [default: 8]
+  --control-persist SECS how long an idle master lives on [default: 600]
+  --ssh-program PROGRAM  the ssh client (also the one handed over to) [default: ssh]
+  --location src|dst     part of the lease namespace [default: src]
+  --exit-on-shutdown     end the master when done
+CONN_LOG sets conn's log level.
+
+Served by the pool: a command (or -s subsystem) with any options that shape the master
+(-p -l -F -i -J -c -C -4 -6 -o Key=Value …, part of the master's identity) or only this
+session (-q -v -n -T -x -a -e -E, -o RequestTTY=no, BatchMode, LogLevel, ControlPath …).
+Handed to ssh (exec, same words): -t/-tt, RequestTTY=yes|force, -L -R -D -W -w -N -f -M -O -G
+-V -Q -y, agent or X11 forwarding, no command, a line ssh refuses; and, from a terminal, a
+master that cannot start without asking (a password, a host key). -v says so.
+
+Examples:
+  GIT_SSH_COMMAND='conn ssh' git clone db1:/srv/repo.git
+  rsync -a -e 'conn ssh' src/ db1:/backup/src/
+  scp -S conn-ssh f db1:/tmp/     conn-ssh: a script of two lines, #!/bin/sh and exec conn ssh \"$@\"
+  zfs send -i @a tank/fs@b | conn ssh backup@db1 'zfs receive -u tank/fs'
+  conn ssh --mux process -p 2222 ssh://admin@10.0.0.5 uptime";

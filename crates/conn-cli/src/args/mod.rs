@@ -1,6 +1,7 @@
 //! The command line: clap (derive) definitions of `conn` and its subcommands, and the mapping
 //! of the ssh options onto [`OpenSshBuilder`].
 
+use std::ffi::OsString;
 use std::path::PathBuf;
 use std::time::Duration;
 
@@ -52,6 +53,30 @@ pub enum Command {
     /// Start a private sshd on 127.0.0.1, benchmark it, show master reuse, tear it down.
     #[command(after_help = DEMO_AFTER_HELP)]
     Demo(DemoArgs),
+    /// A drop-in `ssh` whose sessions go through the pool (for git, rsync, scp, sftp,
+    /// scripts); what a pooled session cannot serve is handed to ssh itself.
+    #[command(
+        after_help = SSH_AFTER_HELP,
+        disable_help_flag = true,
+        override_usage = "conn ssh [--conn-option …] [ssh options] destination [command [argument …]]"
+    )]
+    Ssh(SshCmdArgs),
+}
+
+/// `conn ssh`: every word after `ssh` goes, unchanged, to ssh's own rules (`crate::ssh`).
+/// `main` reads them from the process's own arguments before clap, which would drop a `--`
+/// that comes first; this definition gives `conn --help` and `conn help ssh` their text.
+#[derive(Debug, Args)]
+pub struct SshCmdArgs {
+    /// conn's long options, then ssh's options, the destination and the remote command, as
+    /// for ssh (see below).
+    #[arg(
+        value_name = "ARGS",
+        num_args = 0..,
+        trailing_var_arg = true,
+        allow_hyphen_values = true
+    )]
+    pub args: Vec<OsString>,
 }
 
 /// The hosts of `conn run` and `conn copy`: host-set expressions (pdsh's and clush's flags).
@@ -675,6 +700,26 @@ mod tests {
             panic!("not run")
         };
         assert_eq!(r.ssh, b.ssh);
+    }
+
+    /// (clap drops a `--` that comes first, which ssh counts: `main` hands `conn ssh` its raw
+    /// words before clap sees them; the CLI tests run that path.)
+    #[test]
+    fn ssh_gets_every_word_unchanged_dashes_and_all() {
+        for words in [
+            &["-qT", "--mux", "process", "-p", "22", "h", "--", "-n", "x"][..],
+            &["h", "--help"][..],
+            &["--help"][..],
+            &["-h"][..],
+            &[][..],
+        ] {
+            let mut argv = vec!["conn", "ssh"];
+            argv.extend(words);
+            let Command::Ssh(s) = Cli::try_parse_from(&argv).unwrap().command else {
+                panic!("not ssh");
+            };
+            assert_eq!(s.args, words.iter().map(OsString::from).collect::<Vec<_>>());
+        }
     }
 
     #[test]

@@ -11,8 +11,8 @@ use std::ffi::OsString;
 use conn_core::text::tail;
 use conn_core::transport::{ProcessOptions, spawn_process};
 use conn_core::{
-    CappedJob, Cmd, Connection, Error, Job, Output, RemoteChild, Result, SimpleJob, Stream,
-    display_line, ensure_running, quote,
+    CappedJob, Cmd, Connection, Error, Job, Output, Program, RemoteChild, Result, SimpleJob,
+    Stream, display_line, ensure_running, quote,
 };
 use conn_lease::{Lease, SocketState, probe_socket};
 
@@ -191,8 +191,10 @@ impl OpenSshConnection {
     /// The whole command line the process back end spawns to run `cmd` on this connection:
     /// the program and its options, `-S <socket>` with the options that keep the client from
     /// becoming or bypassing a master, the host, then each argument of `cmd` quoted (as bytes)
-    /// for the remote shell (without connection reuse: the options that make it a connection of
-    /// its own). It refreshes the connection first, so the master behind the socket is live.
+    /// for the remote shell, or a [`Cmd::shell`] line unquoted as one argument, or `-s` and the
+    /// name of a [`Cmd::subsystem`] (without connection reuse: the options that make it a
+    /// connection of its own). It refreshes the connection first, so the master behind the
+    /// socket is live.
     ///
     /// For callers that build their own pipelines (`zfs send | ssh … zfs receive`), or a
     /// benchmark's hand-spawned baseline. Keep the connection (the pool's guard) until the
@@ -245,14 +247,28 @@ impl OpenSshConnection {
     }
 
     /// The full argv of the process back end for `cmd`: ssh's options, `-S <socket>`, the host,
-    /// and every argument quoted (as bytes) for the remote shell.
+    /// and the remote command: every argument of an argv quoted (as bytes) for the remote
+    /// shell, a shell line as it is (one argument: ssh sends it unchanged), or `-s` and a
+    /// subsystem's name. A `--` goes before a command whose first word starts with `-`, which
+    /// ssh would otherwise read as an option of its own.
     pub(crate) fn session_argv(&self, cmd: &Cmd) -> Result<Vec<OsString>> {
         cmd.validate()?;
-        let quoted = cmd
-            .argv()
-            .iter()
-            .map(|a| quote(a).map(|q| q.into_owned()))
-            .collect::<Result<Vec<_>>>()?;
+        let (remote, subsystem) = match cmd.program() {
+            Program::Argv(argv) => (
+                argv.iter()
+                    .map(|a| quote(a).map(|q| q.into_owned()))
+                    .collect::<Result<Vec<_>>>()?,
+                false,
+            ),
+            Program::Shell(line) => (vec![line.clone()], false),
+            Program::Subsystem(name) => (vec![name.clone()], true),
+            other => {
+                return Err(Error::Config(format!(
+                    "the OpenSSH transport cannot run {}",
+                    other.display()
+                )));
+            }
+        };
         // A session client must never become a master itself, nor fall back to a connection of
         // its own when the master refuses a session or is gone: that would authenticate anew
         // behind the pool's back. ProxyCommand=false makes such a fallback fail at once with
@@ -264,16 +280,26 @@ impl OpenSshConnection {
         // ProxyCommand=false ends is reported at INFO ("banner exchange: …"), and without it an
         // exit 255 that never started anything would read as one that may have run
         // (docs/design.md#exit-255).
-        let extra: &[&str] = if self.control.is_some() {
-            &[
+        let mut extra: Vec<&str> = if self.control.is_some() {
+            vec![
                 "-oControlMaster=no",
                 "-oProxyCommand=false",
                 "-oLogLevel=INFO",
             ]
         } else {
-            &["-oControlMaster=no", "-oControlPath=none"]
+            vec!["-oControlMaster=no", "-oControlPath=none"]
         };
-        Ok(self.ssh_argv(extra, quoted))
+        if subsystem {
+            extra.push("-s");
+        }
+        let dashes = remote
+            .first()
+            .is_some_and(|w| w.as_encoded_bytes().starts_with(b"-"));
+        let tail = dashes
+            .then(|| OsString::from("--"))
+            .into_iter()
+            .chain(remote);
+        Ok(self.ssh_argv(&extra, tail))
     }
 
     /// Asks the master whether it is alive (`ssh -O check`, or `MUX_C_ALIVE_CHECK` in-process

@@ -134,3 +134,43 @@ fn command_line_is_the_session_argv_with_each_argument_quoted() {
         Err(Error::EmptyCommand)
     ));
 }
+
+#[test]
+fn a_shell_line_is_one_unquoted_argument_and_a_subsystem_is_dash_s() {
+    let dir = tempfile::tempdir().unwrap();
+    let ssh = OpenSsh::builder("u@h")
+        .socket_dir(dir.path().join("s"))
+        .build()
+        .unwrap();
+    let conn = ssh.connect("shared").unwrap();
+    let socket = conn.control_path().unwrap().as_os_str().to_owned();
+    let tail = |cmd: &Cmd| -> Vec<OsString> {
+        let argv = conn.session_argv(cmd).unwrap();
+        let prefix = ssh.ssh_command_prefix().len();
+        assert_eq!(argv[prefix..prefix + 2], ["-S".into(), socket.clone()]);
+        argv[prefix + 2..].to_vec()
+    };
+    let session = [
+        "-oControlMaster=no",
+        "-oProxyCommand=false",
+        "-oLogLevel=INFO",
+    ];
+    let line = "printf '%s|' one 'two three' | tr a-z A-Z > \"$HOME/x\"";
+    let mut expected: Vec<OsString> = session.iter().map(OsString::from).collect();
+    expected.extend(["u@h", line].map(OsString::from));
+    assert_eq!(tail(&Cmd::shell(line)), expected);
+    let mut expected: Vec<OsString> = session.iter().map(OsString::from).collect();
+    expected.extend(["-s", "u@h", "sftp"].map(OsString::from));
+    assert_eq!(tail(&Cmd::subsystem("sftp")), expected);
+    // A first word that starts with '-' would be one of ssh's own options: `--` ends them.
+    let mut expected: Vec<OsString> = session.iter().map(OsString::from).collect();
+    expected.extend(["u@h", "--", "-weird", "x"].map(OsString::from));
+    assert_eq!(tail(&Cmd::new(["-weird", "x"])), expected);
+    let mut expected: Vec<OsString> = session.iter().map(OsString::from).collect();
+    expected.extend(["u@h", "--", "-n; true"].map(OsString::from));
+    assert_eq!(tail(&Cmd::shell("-n; true")), expected);
+    assert!(matches!(
+        conn.session_argv(&Cmd::shell("")),
+        Err(Error::EmptyCommand)
+    ));
+}

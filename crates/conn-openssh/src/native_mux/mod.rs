@@ -6,6 +6,8 @@
 //!   bound on every wait.
 //! - `alive`: `MUX_C_ALIVE_CHECK`, the master's pid. Always compiled: both back ends learn
 //!   which process their master is this way (docs/design.md#clean-end).
+//! - `env` (feature `native-mux`): the environment a session offers the master when the
+//!   command asks (`Cmd::send_env`), as an `ssh -S` client offers its own.
 //! - `session` (feature `native-mux`): `spawn`, one command per control connection whose
 //!   descriptors go to the master with `SCM_RIGHTS`, so that a command over a live master
 //!   costs no `ssh -S` client spawn.
@@ -17,6 +19,8 @@
 mod alive;
 pub(crate) mod codec;
 mod control;
+#[cfg(feature = "native-mux")]
+mod env;
 #[cfg(any(test, fuzzing))]
 pub(crate) mod fuzz_check;
 #[cfg(feature = "native-mux")]

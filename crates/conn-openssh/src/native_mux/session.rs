@@ -30,9 +30,7 @@ use std::sync::Arc;
 use conn_core::transport::{
     ChildFd, ChildHandle, CommandName, Registration, Seen, Session, StdioOptions, StdioPlan,
 };
-use conn_core::{
-    Cmd, Error, ExitStatus, Job, RemoteChild, Result, SimpleJob, Started, join_quoted,
-};
+use conn_core::{Cmd, Error, ExitStatus, Job, Program, RemoteChild, Result, SimpleJob, Started};
 use rustix::fs::{Mode, OFlags};
 
 use super::codec::{ClientMessage, MAX_PACKET, MUX_VERSION, NewSession, ServerMessage};
@@ -65,10 +63,23 @@ pub(crate) fn spawn(
     job: &dyn Job,
 ) -> Result<RemoteChild> {
     cmd.validate()?;
-    let line = join_quoted(cmd.argv())?;
+    // A command line (an argv quoted, or a shell line as it is), or a subsystem's name with
+    // the request's subsystem flag.
+    let (line, subsystem) = match cmd.program().remote_line() {
+        Some(line) => (line?, false),
+        None => match cmd.program() {
+            Program::Subsystem(name) => (name.clone(), true),
+            other => {
+                return Err(Error::Config(format!(
+                    "the native mux cannot run {}",
+                    other.display()
+                )));
+            }
+        },
+    };
     let name = CommandName {
         endpoint: endpoint.to_string(),
-        line: line.to_string_lossy().into_owned(),
+        line: cmd.program().display(),
     };
     if cmd.is_dry_run() {
         return Ok(RemoteChild::dry_run(cmd, name));
@@ -85,7 +96,12 @@ pub(crate) fn spawn(
     .encode()
     .expect("a hello always encodes");
     let line_len = line.len();
-    match ClientMessage::NewSession(NewSession::command(request_id, line.into_vec())).encode() {
+    let mut session = NewSession::command(request_id, line.into_vec());
+    session.subsystem = subsystem;
+    if cmd.sends_env() {
+        session.env = super::env::offered();
+    }
+    match ClientMessage::NewSession(session).encode() {
         Ok(frame) => request.extend_from_slice(&frame),
         Err(e) => {
             return Err(Error::Io {

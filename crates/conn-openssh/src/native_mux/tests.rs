@@ -584,3 +584,46 @@ fn alive_check_returns_the_pid() {
     let err = alive_check(Path::new("/nonexistent/x.sock"), &job()).unwrap_err();
     assert!(matches!(err, Error::Connect { .. }), "{err:?}");
 }
+
+#[test]
+fn a_shell_line_goes_as_it_is_and_a_subsystem_sets_the_flag() {
+    for (cmd, command, subsystem) in [
+        (
+            Cmd::shell("git-upload-pack '/srv/repo.git'"),
+            &b"git-upload-pack '/srv/repo.git'"[..],
+            false,
+        ),
+        (Cmd::subsystem("sftp").send_env(true), &b"sftp"[..], true),
+    ] {
+        let expected = command.to_vec();
+        let path = format!("PATH={}", std::env::var("PATH").unwrap());
+        let sends_env = cmd.sends_env();
+        let fake = Fake::start(move |mut s| {
+            send(&mut s, hello());
+            let (req, _fds) = accept_session(&mut s);
+            assert_eq!(req.command, expected);
+            assert_eq!(req.subsystem, subsystem);
+            // The environment only when asked for (the master then picks its SendEnv's).
+            assert_eq!(req.env.contains(&path), sends_env, "{:?}", req.env);
+            assert_eq!(req.env.is_empty(), !sends_env);
+            assert!(!req.want_tty && !req.want_agent && !req.want_x11);
+            send(
+                &mut s,
+                ServerMessage::SessionOpened {
+                    request_id: req.request_id,
+                    session_id: 3,
+                },
+            );
+            send(
+                &mut s,
+                ServerMessage::ExitMessage {
+                    session_id: 3,
+                    exit_value: 4,
+                },
+            );
+        });
+        let out = run_session(&fake.socket, "u@h", &cmd, &job()).unwrap();
+        assert_eq!(out.status, ExitStatus::Code(4));
+        fake.join();
+    }
+}
