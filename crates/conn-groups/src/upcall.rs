@@ -235,6 +235,11 @@ fn collect(
             exited = true;
         }
     }
+    // A cancel kills the group, which may end the loop above before it looks at the token:
+    // the child then "ended by a signal" that was the cancel's.
+    if cancelled() {
+        return Err(UpcallError::Interrupted);
+    }
     Ok((out, err))
 }
 
