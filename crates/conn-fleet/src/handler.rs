@@ -48,7 +48,8 @@ pub trait Handler: Sync {
     }
 }
 
-/// A handler that does nothing: for a run whose [`RunReport`] is all the caller wants.
+/// A handler that does nothing: for a run whose [`RunReport`](crate::RunReport) is all the
+/// caller wants.
 #[derive(Clone, Copy, Debug, Default)]
 pub struct Quiet;
 
