@@ -28,7 +28,12 @@
 
 // The README's code blocks, compiled by `cargo test --doc` so that they cannot rot (they
 // name hosts that do not exist here, so they are `no_run`).
-#[cfg(all(doctest, feature = "openssh", feature = "native-mux", feature = "fleet"))]
+#[cfg(all(
+    doctest,
+    feature = "openssh",
+    feature = "native-mux",
+    feature = "fleet"
+))]
 #[doc = include_str!("../README.md")]
 mod readme {}
 
