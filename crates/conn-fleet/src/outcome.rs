@@ -198,13 +198,28 @@ impl RunReport {
 
     /// The hosts whose output (stdout, stderr) and end are identical, grouped, in the order
     /// clush prints them: by exit code (successes first), then larger groups first, then by
-    /// their first host. Hosts without gathered output group by their end alone.
+    /// their first host. Outputs are compared as lines ([`Kept::lines_digest`]: a last line
+    /// without a newline is the same line with one). Hosts without gathered output group by
+    /// their end alone.
+    ///
+    /// [`Kept::lines_digest`]: crate::Kept::lines_digest
     pub fn groups(&self) -> Vec<Group> {
+        self.grouped(true)
+    }
+
+    /// [`RunReport::groups`] by stdout and end alone, whatever the hosts wrote on stderr
+    /// (clush's `-b` and `--diff`, which stream stderr as it comes).
+    pub fn groups_by_stdout(&self) -> Vec<Group> {
+        self.grouped(false)
+    }
+
+    fn grouped(&self, with_stderr: bool) -> Vec<Group> {
         let mut groups: Vec<Vec<usize>> = Vec::new();
         let mut index: HashMap<([u8; 32], [u8; 32], String), usize> = HashMap::new();
         for (i, h) in self.hosts.iter().enumerate() {
             let (out, err) = match &h.gathered {
-                Some(g) => (g.stdout.digest(), g.stderr.digest()),
+                Some(g) if with_stderr => (g.stdout.lines_digest(), g.stderr.lines_digest()),
+                Some(g) => (g.stdout.lines_digest(), [0; 32]),
                 None => ([0; 32], [0; 32]),
             };
             let key = (out, err, h.reason().unwrap_or_default());
