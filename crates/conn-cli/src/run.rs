@@ -165,7 +165,12 @@ impl Mode {
         } else if out.sorted {
             (quiet, After::Sorted)
         } else if out.diff {
-            (quiet, After::Diff)
+            // As clush: stderr as it comes, stdout compared at the end.
+            let live = Live::Lines {
+                stdout: false,
+                stderr: true,
+            };
+            (live, After::Diff)
         } else if hosts == 1 {
             (Live::PassThrough, After::Nothing)
         } else {
