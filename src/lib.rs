@@ -6,6 +6,7 @@
 //! | `openssh` | yes     | [`OpenSsh`]: ssh/hpnssh ControlMaster connections with leased sockets |
 //! | `local`   | yes     | [`Local`]: direct exec on this host, no shell, no ssh |
 //! | `native-mux` | yes  | [`Mux::Native`]: sessions over the master's socket in-process, no `ssh -S` spawn (`Mux::Process` stays the builder's default) |
+//! | `fleet`   | yes     | [`fleet`]: the fan-out engine (one command, copy or fetch over many hosts) and [`HostSet`] |
 //!
 //! Everything for the common case comes with one import:
 //!
@@ -27,6 +28,8 @@
 
 #[cfg(all(feature = "local", feature = "openssh"))]
 mod endpoint;
+#[cfg(feature = "fleet")]
+pub mod fleet;
 
 pub use conn_core::{
     CancelToken, CappedJob, ChildStderr, ChildStdin, ChildStdout, Cmd, ConnectionPool,
@@ -49,6 +52,9 @@ pub use conn_local::{Local, LocalConnection};
 
 #[cfg(feature = "openssh")]
 pub use conn_openssh::{Location, Mux, OpenSsh, OpenSshBuilder, OpenSshConnection};
+
+#[cfg(feature = "fleet")]
+pub use conn_hostset::HostSet;
 
 /// The types almost every caller needs.
 pub mod prelude {

@@ -5,15 +5,15 @@
 use std::fmt;
 use std::os::fd::BorrowedFd;
 
-use crate::command::{Cmd, ExitStatus, Output, Started};
+use crate::command::{Cmd, CommandName};
 #[cfg(doc)]
 use crate::command::{Stdin, Stream};
 use crate::error::{Error, Result};
 use crate::job::{CancelToken, Deadline, Job};
 use crate::pump::Pump;
 use crate::pump_thread::Pumping;
+use crate::status::{ExitStatus, Started};
 use crate::stdio::{ChildStderr, ChildStdin, ChildStdout, StdioPlan};
-use crate::wait::{Collect, OutputSink};
 
 /// A back end's running command, as [`RemoteChild`] drives it: a child process, or a session
 /// over an ssh master's socket. Implemented by transports; callers never see it.
@@ -57,25 +57,6 @@ pub struct Seen<'a> {
     pub stderr: Option<&'a [u8]>,
     /// The captured stdout; `None` when it went elsewhere.
     pub stdout: Option<&'a [u8]>,
-}
-
-/// Names a command in messages: the endpoint and the shell-quoted line.
-#[derive(Clone, Debug)]
-pub struct CommandName {
-    /// `user@host`; empty for the local host.
-    pub endpoint: String,
-    /// The command line (shell-quoted).
-    pub line: String,
-}
-
-impl fmt::Display for CommandName {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        if self.endpoint.is_empty() {
-            f.write_str(&self.line)
-        } else {
-            write!(f, "{}: {}", self.endpoint, self.line)
-        }
-    }
 }
 
 /// How the child ended, once known: what a later wait returns again.
@@ -127,7 +108,7 @@ pub struct RemoteChild {
     pub(crate) check: bool,
     pub(crate) deadline: Option<Deadline>,
     pub(crate) token: CancelToken,
-    stdin: Option<ChildStdin>,
+    pub(crate) stdin: Option<ChildStdin>,
     pub(crate) stdout: Option<ChildStdout>,
     pub(crate) stderr: Option<ChildStderr>,
     /// conn's own pipe ends; moved to `pumping` while a thread runs it.
@@ -267,48 +248,6 @@ impl RemoteChild {
                 self.pump = Some(pump);
             }
         }
-    }
-
-    /// Whether the command has ended; the status once it has (applying `check`).
-    /// Once it has ended, the output the caller did not take is read and dropped as for
-    /// [`RemoteChild::wait`].
-    pub fn try_wait(&mut self) -> Result<Option<ExitStatus>> {
-        let known = match self.ended {
-            Some(_) => None,
-            None => match self.session.try_finish() {
-                Ok(None) => return Ok(None),
-                Ok(Some(status)) => Some(status),
-                Err(e) => return Err(self.fail(e)),
-            },
-        };
-        drop(self.stdin.take());
-        self.finish(Collect::Discard, known).map(|o| Some(o.status))
-    }
-
-    /// Waits for the command to end (closing stdin first, as std does) and returns its status.
-    /// Output on pipes the caller did not take is read and dropped (the command is never cut
-    /// off by a closed pipe); use [`RemoteChild::wait_with_output`] to collect it.
-    pub fn wait(&mut self) -> Result<ExitStatus> {
-        drop(self.stdin.take());
-        self.finish(Collect::Discard, None).map(|o| o.status)
-    }
-
-    /// Waits for the command to end, collecting what it writes to the pipes the caller did not
-    /// take ([`Stream::Piped`]), and feeding [`Stdin::Bytes`].
-    pub fn wait_with_output(mut self) -> Result<Output> {
-        drop(self.stdin.take());
-        self.finish(Collect::Capture, None)
-    }
-
-    /// Waits for the command to end like [`RemoteChild::wait_with_output`], handing what it
-    /// writes to the pipes the caller did not take to `sink` as it arrives instead of collecting
-    /// it: output of any size in bounded memory. Stderr that may be the transport's own report
-    /// of a command that never started (the ssh process back end's) is held back until that is
-    /// known, and goes into the error instead of the sink. The returned `Output` has empty
-    /// `stdout` and `stderr`.
-    pub fn wait_streaming(mut self, sink: &mut dyn OutputSink) -> Result<Output> {
-        drop(self.stdin.take());
-        self.finish(Collect::Stream(sink), None)
     }
 
     /// How the command started: known once it has ended ([`Started::Unknown`] for the process

@@ -3,7 +3,7 @@
 use std::io;
 use std::time::Duration;
 
-use crate::command::{ExitStatus, Started};
+use crate::status::{ExitStatus, Started};
 
 /// Result alias used throughout conn.
 pub type Result<T, E = Error> = std::result::Result<T, E>;

@@ -26,13 +26,14 @@ mod pump;
 mod pump_thread;
 mod quote;
 mod retry;
+mod status;
 mod stdio;
 pub mod text;
 mod traits;
 mod wait;
 
 pub use child::RemoteChild;
-pub use command::{Cmd, ExitStatus, Output, Program, Started, Stdin, Stream};
+pub use command::{Cmd, Program, Stdin, Stream};
 pub use error::{Error, Result};
 pub use host::UserHost;
 pub use job::{CancelToken, CappedJob, ChildRegistry, Deadline, Job, SimpleJob, ensure_running};
@@ -41,6 +42,7 @@ pub use pool::{
 };
 pub use quote::{display_line, dquote, join_quoted, quote};
 pub use retry::{RetryPolicy, retry};
+pub use status::{ExitStatus, Output, Started};
 pub use stdio::{ChildStderr, ChildStdin, ChildStdout};
 pub use traits::{Connection, Remote, Transport};
 pub use wait::{OutputSink, StreamKind};
@@ -48,7 +50,8 @@ pub use wait::{OutputSink, StreamKind};
 /// For transport authors: the traits a back end implements and the helpers it builds on.
 /// Callers of conn need none of this.
 pub mod transport {
-    pub use crate::child::{CommandName, Seen, Session};
+    pub use crate::child::{Seen, Session};
+    pub use crate::command::CommandName;
     pub use crate::job::{ChildHandle, Pgid, Registration};
     pub use crate::poll::poll_until;
     pub use crate::process::{Classifier, ProcessOptions, spawn_process};

@@ -16,9 +16,10 @@ use std::sync::{Arc, Mutex, MutexGuard};
 use std::time::Duration;
 
 use crate::child::RemoteChild;
-use crate::command::{Cmd, Output};
+use crate::command::Cmd;
 use crate::error::{Error, Result};
 use crate::job::Job;
+use crate::status::Output;
 use crate::traits::{Connection, Transport};
 
 /// Sessions per connection unless told otherwise: below sshd's default `MaxSessions` of 10, to

@@ -14,10 +14,12 @@ use std::process::{Child, Command};
 
 use rustix::process::{Pid, PidfdFlags, Signal, WaitId, WaitIdOptions, pidfd_open, waitid};
 
-use crate::child::{CommandName, RemoteChild, Seen, Session};
-use crate::command::{Cmd, ExitStatus, Started};
+use crate::child::{RemoteChild, Seen, Session};
+use crate::command::Cmd;
+use crate::command::CommandName;
 use crate::error::{Error, Result};
 use crate::job::{ChildHandle, Job, Registration, ensure_running, kill_group};
+use crate::status::{ExitStatus, Started};
 use crate::stdio::{ChildFd, StdioOptions, StdioPlan};
 
 /// How a process back end maps a finished child's raw status to the caller's view (the ssh

@@ -11,9 +11,6 @@ use crate::command::{Cmd, Stdin, Stream};
 use crate::error::{Error, Result};
 use crate::pump::{Dest, Input, Pump, Sink};
 
-#[cfg(doc)]
-use crate::child::{RemoteChild, Session};
-
 macro_rules! handle {
     ($(#[$doc:meta])* $name:ident) => {
         $(#[$doc])*
@@ -106,13 +103,13 @@ pub struct StdioOptions {
     /// is done) never holds the caller's own. For ssh back ends.
     pub relay_inherit: bool,
     /// Always read stderr through a pipe of conn's, keeping its first bytes for
-    /// [`Session::classify`], and copy it where the caller wanted it. For back ends whose
+    /// [`Session::classify`](crate::transport::Session::classify), and copy it where the caller wanted it. For back ends whose
     /// client reports its own failures on stderr (ssh).
     pub watch_stderr: Option<usize>,
 }
 
 /// The three descriptors for the command, and conn's ends of the pipes that go with them:
-/// made from a [`Cmd`] by [`StdioPlan::new`], then handed to [`RemoteChild::new`].
+/// made from a [`Cmd`] by [`StdioPlan::new`], then handed to [`RemoteChild::new`](crate::RemoteChild::new).
 #[derive(Debug)]
 pub struct StdioPlan {
     /// Descriptors 0, 1 and 2 of the command.
@@ -226,7 +223,7 @@ impl StdioPlan {
     }
 
     /// Takes the command's three descriptors out, for the spawn (the rest of the plan goes to
-    /// [`RemoteChild::new`]). Dropping them after handing them over is what lets conn's ends see
+    /// [`RemoteChild::new`](crate::RemoteChild::new)). Dropping them after handing them over is what lets conn's ends see
     /// end of file.
     pub fn take_child_fds(&mut self) -> [ChildFd; 3] {
         std::mem::replace(

@@ -6,10 +6,11 @@
 //! [`spawn_process`](crate::transport::spawn_process).
 
 use crate::child::RemoteChild;
-use crate::command::{Cmd, Output};
+use crate::command::Cmd;
 use crate::error::Result;
 use crate::host::UserHost;
 use crate::job::Job;
+use crate::status::Output;
 
 /// The identity of an endpoint, for callers that hold endpoints of several kinds (a list read
 /// from a config file, say) and must name them or tell the local one apart.

@@ -7,10 +7,10 @@ use std::io;
 use rustix::event::{PollFd, PollFlags};
 
 use crate::child::{Ended, RemoteChild, Seen};
-use crate::command::{ExitStatus, Output, Started};
 use crate::error::{Error, Result};
 use crate::poll::poll_until;
 use crate::pump::{Dest, Pump, Sink};
+use crate::status::{ExitStatus, Output, Started};
 
 /// How often a wait looks at a session that has no descriptor to poll for its end.
 const TICK: std::time::Duration = std::time::Duration::from_millis(10);
@@ -151,7 +151,50 @@ impl Streamer<'_> {
     }
 }
 
+/// Every way of waiting for a [`RemoteChild`].
 impl RemoteChild {
+    /// Whether the command has ended; the status once it has (applying `check`).
+    /// Once it has ended, the output the caller did not take is read and dropped as for
+    /// [`RemoteChild::wait`].
+    pub fn try_wait(&mut self) -> Result<Option<ExitStatus>> {
+        let known = match self.ended {
+            Some(_) => None,
+            None => match self.session.try_finish() {
+                Ok(None) => return Ok(None),
+                Ok(Some(status)) => Some(status),
+                Err(e) => return Err(self.fail(e)),
+            },
+        };
+        drop(self.stdin.take());
+        self.finish(Collect::Discard, known).map(|o| Some(o.status))
+    }
+
+    /// Waits for the command to end (closing stdin first, as std does) and returns its status.
+    /// Output on pipes the caller did not take is read and dropped (the command is never cut
+    /// off by a closed pipe); use [`RemoteChild::wait_with_output`] to collect it.
+    pub fn wait(&mut self) -> Result<ExitStatus> {
+        drop(self.stdin.take());
+        self.finish(Collect::Discard, None).map(|o| o.status)
+    }
+
+    /// Waits for the command to end, collecting what it writes to the pipes the caller did not
+    /// take ([`Stream::Piped`]), and feeding [`Stdin::Bytes`].
+    pub fn wait_with_output(mut self) -> Result<Output> {
+        drop(self.stdin.take());
+        self.finish(Collect::Capture, None)
+    }
+
+    /// Waits for the command to end like [`RemoteChild::wait_with_output`], handing what it
+    /// writes to the pipes the caller did not take to `sink` as it arrives instead of collecting
+    /// it: output of any size in bounded memory. Stderr that may be the transport's own report
+    /// of a command that never started (the ssh process back end's) is held back until that is
+    /// known, and goes into the error instead of the sink. The returned `Output` has empty
+    /// `stdout` and `stderr`.
+    pub fn wait_streaming(mut self, sink: &mut dyn OutputSink) -> Result<Output> {
+        drop(self.stdin.take());
+        self.finish(Collect::Stream(sink), None)
+    }
+
     /// The one wait behind `wait`, `try_wait`, `wait_with_output` and `wait_streaming`.
     pub(crate) fn finish(
         &mut self,

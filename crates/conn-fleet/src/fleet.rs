@@ -12,7 +12,7 @@ use conn_core::{
 
 use crate::copy::{CopyPlan, FetchPlan};
 use crate::gather::Gather;
-use crate::handler::{Events, Handler};
+use crate::handler::Handler;
 use crate::limits;
 use crate::outcome::{Host, HostEnd, Outcome, Retried, RunReport, Skip};
 use crate::sink::HostSink;
@@ -42,7 +42,7 @@ struct Target<T> {
 /// takes the host, shut down when it is done), `fanout` hosts at once (fewer when descriptors
 /// are short), one deadline per host, one retry policy, and one run-wide [`CancelToken`] shared
 /// by every host's job, so that cancelling it (a signal handler, fail-fast, a dropped
-/// [`Events`]) ends every host at once.
+/// [`Events`](crate::Events)) ends every host at once.
 ///
 /// ```
 /// use conn_core::{Cmd, StreamKind};
@@ -264,12 +264,6 @@ impl<T: Transport> Fleet<T> {
                 .collect(),
             cancelled: self.cancel.is_cancelled(),
         }
-    }
-
-    /// The run as an iterator of owned events ([`Events`]); the fleet is shared with the
-    /// threads that run it.
-    pub fn events(self: Arc<Self>, task: Task) -> Events {
-        Events::start(self, task)
     }
 
     /// One host's work, from its pool's making to its shutdown.

@@ -53,6 +53,7 @@
 #![forbid(unsafe_code)]
 
 mod copy;
+mod events;
 mod fleet;
 mod gather;
 mod handler;
@@ -62,9 +63,10 @@ mod outcome;
 mod sink;
 
 pub use copy::{CopyPlan, FetchPlan, Item};
+pub use events::{Event, Events};
 pub use fleet::{Fleet, Task};
 pub use gather::{Gather, Gathered, Kept};
-pub use handler::{Event, Events, Handler, Quiet};
+pub use handler::{Handler, Quiet};
 pub use lines::{Lines, MAX_LINE};
 pub use outcome::{
     Group, Host, HostEnd, Outcome, Retried, RunReport, Skip, fold_hosts, one_line, without_host,

@@ -1,10 +1,63 @@
 //! Computing the set of an expression: operands made into sets (items expanded, groups asked
 //! of the resolver and parsed in turn), combined left to right by their operators.
 
+use crate::builder::Builder;
 use crate::error::ParseError;
-use crate::group::{GroupResolver, Resolved};
-use crate::parse::{self, GroupRef, Item, Op, Operand, RefKind};
-use crate::set::{Builder, HostSet};
+use crate::group::{GroupResolver, NoGroups, Resolved};
+use crate::parse::{self, DEFAULT_MAX_NAMES, GroupRef, Item, Op, Operand, RefKind};
+use crate::set::HostSet;
+
+/// The constructors that read expressions or names; they live beside the evaluator so that
+/// the set itself knows nothing of the syntax.
+impl HostSet {
+    /// Parses a host-set expression (`a,b,h[001-100,200]`, `root@rack[1-2]-n[01-16]`,
+    /// `h[1-9]!h5`) into the set of its names; more than [`DEFAULT_MAX_NAMES`] names is an
+    /// error, and so is a node group (`@web`): see [`HostSet::parse_with_groups`].
+    pub fn parse(expr: &str) -> Result<HostSet, ParseError> {
+        HostSet::parse_with_limit(expr, DEFAULT_MAX_NAMES)
+    }
+
+    /// [`HostSet::parse`] with another limit on the number of names the expression makes
+    /// (duplicates counted).
+    pub fn parse_with_limit(expr: &str, max_names: usize) -> Result<HostSet, ParseError> {
+        evaluate(expr, max_names, &mut NoGroups)
+    }
+
+    /// [`HostSet::parse_with_limit`] where node groups (`@web`, `@source:group`, `@*`,
+    /// `@@source`) are resolved by `groups`; a group that cannot be resolved is an error at
+    /// its `@`, with the resolver's message.
+    pub fn parse_with_groups(
+        expr: &str,
+        max_names: usize,
+        groups: &mut dyn GroupResolver,
+    ) -> Result<HostSet, ParseError> {
+        evaluate(expr, max_names, groups)
+    }
+
+    /// Adds one plain name (`host` or `user@host`: no brackets, no commas) and says whether it
+    /// was new. The name is checked by the same rules as in an expression.
+    pub fn insert(&mut self, name: &str) -> Result<bool, ParseError> {
+        let mut builder = Builder::default();
+        single_into(name, &mut builder)?;
+        let one = builder.finish();
+        let before = self.len();
+        self.extend(&one);
+        Ok(self.len() > before)
+    }
+
+    /// Builds the set of plain names (see [`HostSet::insert`]).
+    pub fn from_names<I, S>(names: I) -> Result<HostSet, ParseError>
+    where
+        I: IntoIterator<Item = S>,
+        S: AsRef<str>,
+    {
+        let mut builder = Builder::default();
+        for name in names {
+            single_into(name.as_ref(), &mut builder)?;
+        }
+        Ok(builder.finish())
+    }
+}
 
 /// Deepest nesting of groups in groups; deeper is taken for a loop the names did not show.
 const MAX_DEPTH: usize = 32;

@@ -3,8 +3,8 @@
 
 use std::collections::HashMap;
 
+use crate::members::{GroupKey, Members};
 use crate::name::Num;
-use crate::set::{GroupKey, Members};
 
 /// Above this many numbers per name, only the natural axis order is tried (the search costs
 /// about `dims!` passes over the names).

@@ -82,10 +82,12 @@
 #![forbid(unsafe_code)]
 #![warn(missing_docs)]
 
+mod builder;
 mod error;
 mod eval;
 mod fold;
 mod group;
+mod members;
 mod name;
 mod parse;
 #[cfg(test)]

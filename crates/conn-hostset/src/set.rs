@@ -1,174 +1,14 @@
 //! [`HostSet`]: an ordered, duplicate-free set of host names, stored as groups of names that
 //! share their text parts (and user), each group a sorted array of number vectors.
 
-use std::cmp::Ordering;
-use std::collections::{BTreeMap, HashMap};
+use std::collections::BTreeMap;
 use std::fmt;
 use std::str::FromStr;
 
 use crate::error::ParseError;
-use crate::eval;
 use crate::fold;
-use crate::group::{GroupResolver, NoGroups};
-use crate::name::{Num, split};
-use crate::parse::DEFAULT_MAX_NAMES;
-
-/// What the names of a group share: their text parts and their user. The derived order
-/// (segments, then user, `None` first) is the set's order of groups.
-#[derive(Clone, Debug, PartialEq, Eq, PartialOrd, Ord, Hash)]
-pub(crate) struct GroupKey {
-    pub segments: Vec<String>,
-    pub user: Option<String>,
-}
-
-impl GroupKey {
-    /// How many numbers each name of the group has.
-    pub fn dims(&self) -> usize {
-        self.segments.len() - 1
-    }
-
-    /// Writes the name made of this group's text parts and `numbers` into `out`.
-    pub fn write_name(&self, numbers: &[Num], out: &mut String) {
-        self.write_with(out, |i, out| numbers[i].push_to(out));
-    }
-
-    /// Writes `user@`, then the segments with `fill(i)` between segment i and i + 1.
-    pub fn write_with(&self, out: &mut String, mut fill: impl FnMut(usize, &mut String)) {
-        if let Some(user) = &self.user {
-            out.push_str(user);
-            out.push('@');
-        }
-        for (i, segment) in self.segments.iter().enumerate() {
-            if i > 0 {
-                fill(i - 1, out);
-            }
-            out.push_str(segment);
-        }
-    }
-}
-
-/// The names of one group: `len` vectors of `dims` numbers, sorted and distinct, flattened.
-/// A group without numbers (`dims == 0`) has exactly one name and an empty `flat`.
-#[derive(Clone, Debug, PartialEq, Eq)]
-pub(crate) struct Members {
-    pub dims: usize,
-    pub flat: Vec<Num>,
-    pub len: usize,
-}
-
-impl Members {
-    /// Sorts and deduplicates the vectors of `flat` (each `dims` long).
-    fn from_unsorted(dims: usize, flat: Vec<Num>) -> Members {
-        if dims == 0 {
-            return Members {
-                dims,
-                flat: Vec::new(),
-                len: 1,
-            };
-        }
-        let n = flat.len() / dims;
-        let at = |i: usize| &flat[i * dims..(i + 1) * dims];
-        // Expansion of a bracketed item usually produces sorted vectors already.
-        if (1..n).all(|i| at(i - 1) < at(i)) {
-            return Members { dims, len: n, flat };
-        }
-        let mut order: Vec<usize> = (0..n).collect();
-        order.sort_unstable_by(|&a, &b| at(a).cmp(at(b)));
-        order.dedup_by(|a, b| at(*a) == at(*b));
-        let mut sorted = Vec::with_capacity(order.len() * dims);
-        for &i in &order {
-            sorted.extend_from_slice(at(i));
-        }
-        Members {
-            dims,
-            len: order.len(),
-            flat: sorted,
-        }
-    }
-
-    /// The `i`-th vector.
-    pub fn get(&self, i: usize) -> &[Num] {
-        &self.flat[i * self.dims..(i + 1) * self.dims]
-    }
-
-    fn push(&mut self, v: &[Num]) {
-        self.flat.extend_from_slice(v);
-        self.len += 1;
-    }
-
-    fn empty(dims: usize) -> Members {
-        Members {
-            dims,
-            flat: Vec::new(),
-            len: 0,
-        }
-    }
-
-    /// The vectors of either (a sorted merge).
-    fn union(&self, other: &Members) -> Members {
-        if self.dims == 0 {
-            return self.clone();
-        }
-        let mut out = Members::empty(self.dims);
-        out.flat.reserve(self.flat.len() + other.flat.len());
-        let (mut i, mut j) = (0, 0);
-        while i < self.len && j < other.len {
-            match self.get(i).cmp(other.get(j)) {
-                Ordering::Less => {
-                    out.push(self.get(i));
-                    i += 1;
-                }
-                Ordering::Greater => {
-                    out.push(other.get(j));
-                    j += 1;
-                }
-                Ordering::Equal => {
-                    out.push(self.get(i));
-                    i += 1;
-                    j += 1;
-                }
-            }
-        }
-        (i..self.len).for_each(|i| out.push(self.get(i)));
-        (j..other.len).for_each(|j| out.push(other.get(j)));
-        out
-    }
-
-    /// The vectors of `self` that `other` lacks (a sorted merge).
-    fn difference(&self, other: &Members) -> Members {
-        if self.dims == 0 {
-            return Members::empty(0);
-        }
-        let mut out = Members::empty(self.dims);
-        let mut j = 0;
-        for i in 0..self.len {
-            let v = self.get(i);
-            while j < other.len && other.get(j) < v {
-                j += 1;
-            }
-            if j >= other.len || other.get(j) != v {
-                out.push(v);
-            }
-        }
-        out
-    }
-
-    fn contains(&self, v: &[Num]) -> bool {
-        if self.dims == 0 {
-            return true;
-        }
-        let (mut lo, mut hi) = (0, self.len);
-        while lo < hi {
-            let mid = (lo + hi) / 2;
-            match self.get(mid).cmp(v) {
-                Ordering::Less => lo = mid + 1,
-                Ordering::Greater => hi = mid,
-                Ordering::Equal => return true,
-            }
-        }
-        false
-    }
-}
+use crate::members::{GroupKey, Members};
+use crate::name::split;
 
 /// An ordered, duplicate-free set of host names (`[user@]host`), built from host-set
 /// expressions; see the crate documentation for the syntax, the order and the folding rules.
@@ -184,52 +24,10 @@ impl HostSet {
         HostSet::default()
     }
 
-    /// Parses a host-set expression (`a,b,h[001-100,200]`, `root@rack[1-2]-n[01-16]`,
-    /// `h[1-9]!h5`) into the set of its names; more than [`DEFAULT_MAX_NAMES`] names is an
-    /// error, and so is a node group (`@web`): see [`HostSet::parse_with_groups`].
-    pub fn parse(expr: &str) -> Result<HostSet, ParseError> {
-        HostSet::parse_with_limit(expr, DEFAULT_MAX_NAMES)
-    }
-
-    /// [`HostSet::parse`] with another limit on the number of names the expression makes
-    /// (duplicates counted).
-    pub fn parse_with_limit(expr: &str, max_names: usize) -> Result<HostSet, ParseError> {
-        eval::evaluate(expr, max_names, &mut NoGroups)
-    }
-
-    /// [`HostSet::parse_with_limit`] where node groups (`@web`, `@source:group`, `@*`,
-    /// `@@source`) are resolved by `groups`; a group that cannot be resolved is an error at
-    /// its `@`, with the resolver's message.
-    pub fn parse_with_groups(
-        expr: &str,
-        max_names: usize,
-        groups: &mut dyn GroupResolver,
-    ) -> Result<HostSet, ParseError> {
-        eval::evaluate(expr, max_names, groups)
-    }
-
-    /// Adds one plain name (`host` or `user@host`: no brackets, no commas) and says whether it
-    /// was new. The name is checked by the same rules as in an expression.
-    pub fn insert(&mut self, name: &str) -> Result<bool, ParseError> {
-        let mut builder = Builder::default();
-        eval::single_into(name, &mut builder)?;
-        let one = builder.finish();
-        let before = self.len;
-        self.extend(&one);
-        Ok(self.len > before)
-    }
-
-    /// Builds the set of plain names (see [`HostSet::insert`]).
-    pub fn from_names<I, S>(names: I) -> Result<HostSet, ParseError>
-    where
-        I: IntoIterator<Item = S>,
-        S: AsRef<str>,
-    {
-        let mut builder = Builder::default();
-        for name in names {
-            eval::single_into(name.as_ref(), &mut builder)?;
-        }
-        Ok(builder.finish())
+    /// The set of these groups (each non-empty).
+    pub(crate) fn from_groups(groups: BTreeMap<GroupKey, Members>) -> HostSet {
+        let len = groups.values().map(|m| m.len).sum();
+        HostSet { groups, len }
     }
 
     /// Number of names.
@@ -387,65 +185,6 @@ impl Iterator for Expand<'_> {
             self.current = Some(self.groups.next()?);
             self.index = 0;
         }
-    }
-}
-
-/// Collects names (as whole strings) into groups, then sorts them into a [`HostSet`]. Names
-/// arrive in runs of the same group (the names of one bracketed item), so the group of the
-/// previous name is kept at hand instead of hashing every name's key.
-#[derive(Default)]
-pub(crate) struct Builder {
-    groups: HashMap<GroupKey, Vec<Num>>,
-    last: Option<GroupKey>,
-    last_flat: Vec<Num>,
-    segments: Vec<(usize, usize)>,
-    numbers: Vec<Num>,
-}
-
-impl Builder {
-    /// Adds the name `host` (already checked) for `user`.
-    pub fn add(&mut self, user: Option<&str>, host: &str) {
-        split(host, &mut self.segments, &mut self.numbers);
-        let same = self.last.as_ref().is_some_and(|k| {
-            k.user.as_deref() == user
-                && k.segments.len() == self.segments.len()
-                && k.segments
-                    .iter()
-                    .zip(&self.segments)
-                    .all(|(s, &(a, b))| s == &host[a..b])
-        });
-        if !same {
-            self.flush();
-            self.last = Some(GroupKey {
-                segments: self
-                    .segments
-                    .iter()
-                    .map(|&(a, b)| host[a..b].to_string())
-                    .collect(),
-                user: user.map(str::to_string),
-            });
-        }
-        self.last_flat.extend_from_slice(&self.numbers);
-    }
-
-    fn flush(&mut self) {
-        if let Some(key) = self.last.take() {
-            self.groups
-                .entry(key)
-                .or_default()
-                .append(&mut self.last_flat);
-        }
-    }
-
-    pub fn finish(mut self) -> HostSet {
-        self.flush();
-        let mut set = HostSet::new();
-        for (key, flat) in self.groups {
-            let members = Members::from_unsorted(key.dims(), flat);
-            set.len += members.len;
-            set.groups.insert(key, members);
-        }
-        set
     }
 }
 

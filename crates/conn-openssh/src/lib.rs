@@ -24,6 +24,7 @@ mod config;
 mod connection;
 mod location;
 mod master;
+#[cfg(feature = "native-mux")]
 mod native_mux;
 mod process_mux;
 mod socket_dir;
@@ -44,7 +45,7 @@ pub use socket_dir::default_socket_dir;
 
 /// The check of the fuzz target `mux_decode`, for `cargo fuzz` only (it sets `cfg(fuzzing)`):
 /// no part of the API.
-#[cfg(fuzzing)]
+#[cfg(all(fuzzing, feature = "native-mux"))]
 pub use native_mux::fuzz_check::mux_decode as fuzz_mux_decode;
 
 use config::Config;

@@ -337,28 +337,27 @@ impl OpenSshConnection {
             return Ok(Some(id));
         }
         let capped = CappedJob::new(job, CHECK_TIMEOUT);
-        let pid =
-            crate::native_mux::alive_check(&control.socket, &capped).map_err(|e| match e {
-                e @ (Error::Cancelled { .. } | Error::Connect { .. }) => e,
-                Error::Timeout { .. }
-                    if job.is_cancelled() || job.deadline().is_some_and(|d| d.expired()) =>
-                {
-                    Error::Timeout {
-                        command: format!(
-                            "asking the ssh master on {} for its pid",
-                            control.socket.display()
-                        ),
-                        timeout: job.deadline().map(|d| d.duration()).unwrap_or_default(),
-                    }
-                }
-                e => Error::Connect {
-                    endpoint: self.endpoint(),
-                    message: format!(
-                        "the ssh master on {} does not say which process it is: {e}",
+        let pid = crate::backend::master_pid(self, control, &capped).map_err(|e| match e {
+            e @ (Error::Cancelled { .. } | Error::Connect { .. }) => e,
+            Error::Timeout { .. }
+                if job.is_cancelled() || job.deadline().is_some_and(|d| d.expired()) =>
+            {
+                Error::Timeout {
+                    command: format!(
+                        "asking the ssh master on {} for its pid",
                         control.socket.display()
                     ),
-                },
-            })?;
+                    timeout: job.deadline().map(|d| d.duration()).unwrap_or_default(),
+                }
+            }
+            e => Error::Connect {
+                endpoint: self.endpoint(),
+                message: format!(
+                    "the ssh master on {} does not say which process it is: {e}",
+                    control.socket.display()
+                ),
+            },
+        })?;
         Ok(Some(self.remember_master(control, pid)?))
     }
 

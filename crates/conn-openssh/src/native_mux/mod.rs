@@ -23,11 +23,9 @@ mod control;
 mod env;
 #[cfg(any(test, fuzzing))]
 pub(crate) mod fuzz_check;
-#[cfg(feature = "native-mux")]
 mod session;
-#[cfg(all(test, feature = "native-mux"))]
+#[cfg(test)]
 mod tests;
 
 pub(crate) use alive::alive_check;
-#[cfg(feature = "native-mux")]
 pub(crate) use session::spawn;
