@@ -10,7 +10,8 @@ use conn_core::{
     SimpleJob, Started, Transport,
 };
 
-use crate::copy::{CopyPlan, FetchPlan};
+use crate::copy::CopyPlan;
+use crate::fetch::FetchPlan;
 use crate::gather::Gather;
 use crate::handler::Handler;
 use crate::limits;

@@ -54,6 +54,7 @@
 
 mod copy;
 mod events;
+mod fetch;
 mod fleet;
 mod gather;
 mod handler;
@@ -62,8 +63,9 @@ mod lines;
 mod outcome;
 mod sink;
 
-pub use copy::{CopyPlan, FetchPlan, Item};
+pub use copy::{CopyPlan, Item};
 pub use events::{Event, Events};
+pub use fetch::FetchPlan;
 pub use fleet::{Fleet, Task};
 pub use gather::{Gather, Gathered, Kept};
 pub use handler::{Handler, Quiet};
