@@ -87,8 +87,9 @@ impl FetchPlan {
     ) -> Result<()> {
         for source in &self.sources {
             let final_path = self.final_path(source, host);
-            let described =
-                pool.run(&shell(DESCRIBE, "conn-stat").arg(source).retry(retry), job)?;
+            let described = pool
+                .run(&shell(DESCRIBE, "conn-stat").arg(source).retry(retry), job)
+                .map_err(|e| said_by_host(e, host, source, Said::Reason))?;
             let remote = Remote::parse(&described.stdout).ok_or_else(|| {
                 local_error(
                     &format!("reading what {host} says of {}", source.to_string_lossy()),
@@ -103,7 +104,7 @@ impl FetchPlan {
                     self.fetch_file(pool, host, source, &remote, &final_path, job, retry)?
                 }
                 Kind::Dir if self.recursive => {
-                    self.fetch_tree(pool, source, &final_path, job, retry)?
+                    self.fetch_tree(pool, host, source, &final_path, job, retry)?
                 }
                 Kind::Dir => {
                     return Err(host_error(
@@ -142,7 +143,8 @@ impl FetchPlan {
             .map_err(|e| local_error("opening a temporary file", e))?;
         let cat =
             Cmd::new([OsStr::new("cat"), OsStr::new("--"), source]).stdout(Stream::from(file));
-        pool.run(&cat.retry(retry), job)?;
+        pool.run(&cat.retry(retry), job)
+            .map_err(|e| said_by_host(e, host, source, Said::Whole))?;
         let got = fs::metadata(tmp.path())
             .map_err(|e| local_error("reading a temporary file", e))?
             .len();
@@ -175,9 +177,11 @@ impl FetchPlan {
         Ok(())
     }
 
+    #[allow(clippy::too_many_arguments)]
     fn fetch_tree<T: Transport>(
         &self,
         pool: &ConnectionPool<T>,
+        host: &str,
         source: &OsStr,
         final_path: &Path,
         job: &dyn Job,
@@ -195,7 +199,8 @@ impl FetchPlan {
             .arg("--")
             .arg(name)
             .stdout(Stream::from(file));
-        pool.run(&tar.retry(retry), job)?;
+        pool.run(&tar.retry(retry), job)
+            .map_err(|e| said_by_host(e, host, source, Said::Whole))?;
         let unpack = tempfile::Builder::new()
             .prefix(&format!(".{}.conn-", base_of(final_path)))
             .tempdir_in(self.dest.as_path())
@@ -247,6 +252,35 @@ fn base_of(path: &Path) -> String {
     path.file_name()
         .map(|n| n.to_string_lossy().into_owned())
         .unwrap_or_default()
+}
+
+/// How much of a remote tool's stderr to keep in [`said_by_host`].
+#[derive(Clone, Copy)]
+enum Said {
+    /// The part after its last `: ` (`stat: cannot statx 'f': No such file or directory`).
+    Reason,
+    /// All of it, on one line.
+    Whole,
+}
+
+/// A remote command of the fetch that exited unsuccessfully (`stat` of a missing file, `cat`
+/// of an unreadable one, `tar` of a tree), as that host's error about `source` in the tool's
+/// own words, without the fetch's internal command line; other errors stay.
+fn said_by_host(e: Error, host: &str, source: &OsStr, said: Said) -> Error {
+    let Error::Exited { status, stderr, .. } = &e else {
+        return e;
+    };
+    let text = crate::one_line(&String::from_utf8_lossy(stderr));
+    let reason = match said {
+        Said::Reason => text.rsplit(": ").next().unwrap_or_default().to_string(),
+        Said::Whole => text,
+    };
+    let reason = if reason.is_empty() {
+        format!("the host could not read it ({status})")
+    } else {
+        reason
+    };
+    host_error(host, source, &reason)
 }
 
 /// A source the host has but cannot be fetched as asked: that host's error (exit 1), not a
@@ -378,6 +412,50 @@ mod tests {
             Kind::Other("symbolic link".into())
         );
         assert!(Remote::parse(b"nonsense").is_none());
+    }
+
+    #[test]
+    fn a_tool_that_failed_on_the_host_is_said_in_its_own_words() {
+        let exited = |stderr: &[u8]| Error::Exited {
+            command: "sh -c 'stat …' conn-stat f".into(),
+            status: conn_core::ExitStatus::Code(2),
+            stdout: Vec::new(),
+            stderr: stderr.to_vec(),
+        };
+        let f = OsStr::new("/srv/f");
+        let said = |e, how| said_by_host(e, "web1", f, how).to_string();
+        assert_eq!(
+            said(
+                exited(b"stat: cannot statx '/srv/f': No such file or directory\n"),
+                Said::Reason
+            ),
+            "fetching web1:/srv/f: No such file or directory"
+        );
+        assert_eq!(
+            said(
+                exited(b"tar: f: Cannot open: Permission denied\ntar: Exiting\n"),
+                Said::Whole
+            ),
+            "fetching web1:/srv/f: tar: f: Cannot open: Permission denied | tar: Exiting"
+        );
+        assert_eq!(
+            said(exited(b""), Said::Reason),
+            "fetching web1:/srv/f: the host could not read it (exit code 2)"
+        );
+        let other = said_by_host(
+            Error::Timeout {
+                command: "cat".into(),
+                timeout: Duration::from_secs(1),
+            },
+            "web1",
+            f,
+            Said::Whole,
+        );
+        assert!(matches!(other, Error::Timeout { .. }), "other errors stay");
+        assert!(matches!(
+            said_by_host(exited(b"x"), "web1", f, Said::Whole),
+            Error::Io { .. }
+        ));
     }
 
     #[test]
