@@ -1086,3 +1086,100 @@ fn outdir_takes_1_gib_from_one_host_in_bounded_memory() {
         "conn's peak RSS {peak} KiB ≥ {LIMIT_KIB} KiB"
     );
 }
+
+// ---------------------------------------------------------------------------------------------
+// The help that translates them
+// ---------------------------------------------------------------------------------------------
+
+/// `conn run --help` carries the pdsh and clush letters, what differs, and how a pdsh command
+/// string translates; the letters it lists are all taken at once (a dry run: nothing is
+/// contacted); `conn copy --help` explains --rcopy.
+#[test]
+fn the_help_translates_pdsh_and_clush_command_lines() {
+    let out = run_conn(["run", "--help"]);
+    assert_eq!(out.status.code(), Some(0));
+    let help = text(&out.stdout);
+    let section = help
+        .split_once("From pdsh and clush")
+        .expect("a section for pdsh and clush users")
+        .1;
+    for needle in [
+        "-w HOSTS",
+        "-g G",
+        "-f N",
+        "-l USER",
+        "-t SECS",
+        "-u SECS",
+        "-N  -S  -q",
+        "-b  -B  -L  --diff",
+        "dshbak -c",
+        "-P  --color=WHEN",
+        "-k ",
+        "-o \"-oKey=Value -p N\"",
+        "--outdir  --errdir",
+        "conn copy --rcopy",
+        "--stdin-all",
+        "-c is ssh's cipher",
+        "-p is ssh's port",
+        "-v is ssh's",
+        "sh -c 'ls | wc -l'",
+    ] {
+        assert!(
+            section.contains(needle),
+            "{needle:?} missing from:\n{section}"
+        );
+    }
+    let dir = conn_testkit::socket_dir();
+    let out = run_conn([
+        "run",
+        "--socket-dir",
+        &dir.path().display().to_string(),
+        "--dry-run",
+        "-f",
+        "2",
+        "-l",
+        "admin",
+        "-t",
+        "3",
+        "-u",
+        "1.5",
+        "-N",
+        "-S",
+        "-q",
+        "-k",
+        "-P",
+        "--color=never",
+        "-o",
+        "-oCompression=yes -p 2222",
+        "-o",
+        "BatchMode=yes",
+        "--outdir",
+        &dir.path().join("out").display().to_string(),
+        "-w",
+        "h[1-2]",
+        "--",
+        "true",
+    ]);
+    let stderr = text(&out.stderr);
+    assert_eq!(out.status.code(), Some(0), "{stderr}");
+    assert_eq!(stderr.matches("Would execute").count(), 2, "{stderr}");
+    let sockets = dir.path().display().to_string();
+    for (flags, ok) in [
+        (&["-b", "-B"][..], false),
+        (&["-L", "--diff"][..], false),
+        (&["-b", "-N"][..], true),
+    ] {
+        let mut args = vec!["run", "--socket-dir", &sockets, "--dry-run", "-w", "h1"];
+        args.extend(flags);
+        args.extend(["--", "true"]);
+        let out = run_conn(&args);
+        assert_eq!(out.status.success(), ok, "{flags:?}: {}", text(&out.stderr));
+    }
+
+    let out = run_conn(["copy", "--help"]);
+    let help = text(&out.stdout);
+    assert!(
+        help.contains("--rcopy (clush --rcopy, pdsh's rpdcp)") && help.contains("DIR/NAME.HOST"),
+        "{help}"
+    );
+}

@@ -47,7 +47,8 @@ pub enum Command {
     /// Show (or prune) the leased control-socket names under a socket directory.
     #[command(after_help = LEASES_AFTER_HELP)]
     Leases(LeasesArgs),
-    /// Copy files (with -r, directory trees) to every host through the pooled masters.
+    /// Copy files (with -r, directory trees) to every host, or with --rcopy from every host,
+    /// through the pooled masters.
     #[command(after_help = COPY_AFTER_HELP)]
     Copy(CopyArgs),
     /// Start a private sshd on 127.0.0.1, benchmark it, show master reuse, tear it down.
@@ -173,7 +174,8 @@ pub struct FanoutArgs {
     pub quiet: bool,
 
     /// Colour the host prefixes and headers, stderr lines in red: `auto` (on a terminal, unless
-    /// NO_COLOR is set or CLICOLOR=0; CLICOLOR_FORCE forces it), `always`, `never`.
+    /// NO_COLOR is set or CLICOLOR=0; CLICOLOR_FORCE forces it, unless NO_COLOR), `always`,
+    /// `never`.
     #[arg(long, value_name = "WHEN", default_value = "auto", value_parser = ["auto", "always", "never"])]
     pub color: String,
 }
@@ -195,8 +197,8 @@ pub struct OutputArgs {
     #[arg(short = 'L', long = "sorted", conflicts_with_all = ["gather", "gather_all"])]
     pub sorted: bool,
 
-    /// At the end, a unified diff of each differing output against the most common one
-    /// (clush --diff).
+    /// At the end, a unified diff of each other stdout against the first block's (of the
+    /// lowest exit status, the largest), as clush --diff prints it; stderr is streamed.
     #[arg(long, conflicts_with_all = ["gather", "gather_all", "sorted"])]
     pub diff: bool,
 
@@ -204,7 +206,8 @@ pub struct OutputArgs {
     #[arg(long, conflicts_with_all = ["gather", "gather_all", "sorted", "diff"])]
     pub json: bool,
 
-    /// No `host: ` prefix on streamed lines (pdsh -N).
+    /// No `host: ` prefix on streamed lines and -L lines; -b and -B print their blocks without
+    /// headers (pdsh and clush -N).
     #[arg(short = 'N', long = "no-prefix")]
     pub no_prefix: bool,
 
@@ -246,18 +249,19 @@ pub struct RunArgs {
     /// Send conn's standard input (a pipe or a file, not a terminal) to every host: read once
     /// to its end first (kept in a temporary file, not in memory), then each host reads it
     /// from its own descriptor at its own pace.
-    #[arg(long)]
+    #[arg(long, help_heading = "Run options")]
     pub stdin_all: bool,
 
     /// Print the command lines (on stderr) instead of running anything.
-    #[arg(long)]
+    #[arg(long, help_heading = "Run options")]
     pub dry_run: bool,
 
     /// How sessions reach the master: `native` (the default) speaks OpenSSH's mux protocol
     /// from conn itself (no spawn per command, and a remote exit 255 is told apart from an ssh
     /// failure); `process` spawns an `ssh -S` client per command, as OpenSSH users know it.
     /// The master is `ssh -M` either way.
-    #[arg(long, value_name = "native|process", default_value = "native", value_parser = parse_mux)]
+    #[arg(long, value_name = "native|process", default_value = "native", value_parser = parse_mux,
+          help_heading = "Run options")]
     pub mux: Mux,
 
     /// The pdsh and clush options.
@@ -305,8 +309,8 @@ pub struct CopyArgs {
     #[arg(long, value_name = "DIR", requires = "rcopy")]
     pub dest: Option<PathBuf>,
 
-    /// With --rcopy: keep the modes and modification times (pdcp's and clush's `-p`, which is
-    /// the port in conn).
+    /// With --rcopy: keep the modification times too, and the modes within trees (a fetched
+    /// file keeps its mode anyway); pdcp's and clush's `-p`, which is the port in conn.
     #[arg(long, requires = "rcopy")]
     pub preserve: bool,
 
