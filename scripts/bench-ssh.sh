@@ -85,97 +85,13 @@ if [ -z "$CONN_BIN" ]; then
     CONN_BIN="$ROOT/target/release/conn"
 fi
 
-# Short: control sockets live under it, and Unix socket paths are limited.
-WORK="$(mktemp -d /tmp/cbs.XXXXXX)"
-chmod 0755 "$WORK" # sshd reads authorized_keys as the login user
-mkdir -m 0700 "$WORK/s" "$WORK/cm"
-SSHD_PID=""
-CLEANED=0
-cleanup() {
-    [ "$CLEANED" -eq 1 ] && return
-    CLEANED=1
-    local s
-    for s in $(find "$WORK" -type s 2>/dev/null); do
-        timeout 5 ssh -F /dev/null -o ControlPath="$s" -O exit x >/dev/null 2>&1 || true
-    done
-    if [ -n "$SSHD_PID" ]; then
-        pkill -KILL -P "$SSHD_PID" 2>/dev/null || true
-        kill -KILL "$SSHD_PID" 2>/dev/null || true
-        wait "$SSHD_PID" 2>/dev/null || true
-    fi
-    rm -rf -- "$WORK"
-}
-trap cleanup EXIT
-trap 'echo "bench-ssh: interrupted, cleaning up" >&2; cleanup; exit 130' INT
-trap 'cleanup; exit 143' TERM HUP
-
-ssh-keygen -q -t ed25519 -N '' -C bench-ssh-host -f "$WORK/host_key" </dev/null
-ssh-keygen -q -t ed25519 -N '' -C bench-ssh-client -f "$WORK/id_ed25519" </dev/null
-cp "$WORK/id_ed25519.pub" "$WORK/authorized_keys"
-chmod 0644 "$WORK/authorized_keys"
-
-free_port() {
-    "$PY" -c 'import socket; s = socket.socket(); s.bind(("127.0.0.1", 0)); print(s.getsockname()[1])'
-}
-
-start_sshd() {
-    local attempt
-    for attempt in 1 2 3 4 5; do
-        PORT="$(free_port)"
-        cat >"$WORK/sshd_config" <<EOF
-# written by scripts/bench-ssh.sh
-ListenAddress 127.0.0.1
-Port $PORT
-HostKey $WORK/host_key
-PidFile $WORK/sshd.pid
-AuthorizedKeysFile $WORK/authorized_keys
-PasswordAuthentication no
-KbdInteractiveAuthentication no
-PubkeyAuthentication yes
-UsePAM no
-StrictModes no
-LogLevel ERROR
-AllowUsers $LOGIN_USER
-PermitRootLogin no
-PrintMotd no
-PrintLastLog no
-UseDNS no
-X11Forwarding no
-EOF
-        echo "[127.0.0.1]:$PORT $(cut -d' ' -f1,2 "$WORK/host_key.pub")" >"$WORK/known_hosts"
-        cat >"$WORK/ssh_config" <<EOF
-# written by scripts/bench-ssh.sh
-Host bench
-  HostName 127.0.0.1
-  Port $PORT
-  User $LOGIN_USER
-  IdentityFile $WORK/id_ed25519
-  IdentitiesOnly yes
-  IdentityAgent none
-  UserKnownHostsFile $WORK/known_hosts
-  GlobalKnownHostsFile /dev/null
-  StrictHostKeyChecking yes
-  UpdateHostKeys no
-  BatchMode yes
-  LogLevel ERROR
-EOF
-        chmod 0644 "$WORK/ssh_config"
-        "$SSHD" -D -e -f "$WORK/sshd_config" </dev/null >>"$WORK/sshd.log" 2>&1 &
-        SSHD_PID=$!
-        local deadline=$((SECONDS + 10))
-        while [ $SECONDS -lt $deadline ] && kill -0 "$SSHD_PID" 2>/dev/null; do
-            if timeout 10 ssh -F "$WORK/ssh_config" bench true </dev/null >/dev/null 2>&1; then
-                return 0
-            fi
-            sleep 0.1
-        done
-        kill -KILL "$SSHD_PID" 2>/dev/null || true
-        wait "$SSHD_PID" 2>/dev/null || true
-        SSHD_PID=""
-    done
-    die "sshd did not start: $(tail -5 "$WORK/sshd.log")"
-}
-start_sshd
+# shellcheck source=scripts/lib/sshd.sh
+. "$ROOT/scripts/lib/sshd.sh"
+sshd_workdir
+trap sshd_cleanup EXIT
+trap 'echo "bench-ssh: interrupted, cleaning up" >&2; sshd_cleanup; exit 130' INT
+trap 'sshd_cleanup; exit 143' TERM HUP
+sshd_start "$LOGIN_USER"
 say "private sshd on 127.0.0.1:$PORT, logins as $LOGIN_USER; $RUNS runs of each after $WARMUP warm-up runs"
 
 # The three commands, as argv lists (no shell in the timed runs).

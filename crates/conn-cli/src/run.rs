@@ -108,7 +108,11 @@ fn configured<T: Transport>(fleet: Fleet<T>, ssh: &SshArgs, fanout: &FanoutArgs)
 /// `--retries N` and `--idempotent`: one budget for everything a host's pool tries again
 /// (docs/cli.md#retries).
 pub(crate) fn retry_policy(fanout: &FanoutArgs) -> RetryPolicy {
-    RetryPolicy::new(fanout.retries as usize).idempotent(fanout.idempotent)
+    match fanout.retries {
+        Some(n) => RetryPolicy::new(n as usize),
+        None => RetryPolicy::pool_default(),
+    }
+    .idempotent(fanout.idempotent)
 }
 
 /// Copies our standard input to an unnamed temporary file; returns it and a path that opens

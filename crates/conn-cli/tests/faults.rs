@@ -308,12 +308,16 @@ fn idempotent_runs_again_what_a_dying_master_cut_short() {
     assert_eq!(warm.status.code(), Some(0), "{}", text(&warm.stderr));
     let mark = format!("conn-idem-{}", std::process::id());
     let script = format!("seq 1 200000; exit 0 # {mark}");
+    let outdir = tempfile::tempdir().unwrap();
+    let outdir_arg = outdir.path().to_str().unwrap().to_string();
     let mut child = conn()
         .args(fleet.args(
             "run",
             &[
                 "-w",
                 "i1,i2",
+                "--outdir",
+                &outdir_arg,
                 "--idempotent",
                 "--retries",
                 "1",
@@ -353,10 +357,16 @@ fn idempotent_runs_again_what_a_dying_master_cut_short() {
         "the summary counts the retries: {stderr}"
     );
     let stdout = text(&stdout);
+    let expected: Vec<u8> = (1..=200000)
+        .flat_map(|i| format!("{i}\n").into_bytes())
+        .collect();
     for host in ["i1", "i2"] {
         assert!(
             stdout.contains(&format!("{host}: 200000\n")),
             "{host}'s output came whole in the end"
         );
+        // The host's file holds the last attempt only, once.
+        let file = fs::read(outdir.path().join(host)).unwrap();
+        assert_eq!(file, expected, "{host}'s --outdir file");
     }
 }

@@ -154,10 +154,11 @@ pub struct FanoutArgs {
 
     /// Retry a host up to N times in all when its command never started (a connection or a
     /// master that failed, a refused session), with jittered exponential backoff from 100 ms
-    /// to 5 s; never a command that ran, unless --idempotent.
-    #[arg(long, value_name = "N", default_value_t = 0,
+    /// to 5 s; never a command that ran, unless --idempotent. Without it: up to 3 retries of
+    /// a command whose master died before the session, none of a connection that failed.
+    #[arg(long, value_name = "N",
           value_parser = clap::value_parser!(u32).range(0..=100))]
-    pub retries: u32,
+    pub retries: Option<u32>,
 
     /// The command is safe to run twice: --retries may also retry a host whose command may
     /// have run, or ran and lost its connection before its output was complete (counted in

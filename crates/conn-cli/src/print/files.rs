@@ -78,6 +78,20 @@ impl Files {
         }
     }
 
+    /// Starts `host`'s files afresh: its command is being run again (`--idempotent`), and the
+    /// files hold the last attempt only. A file is truncated when the new attempt first writes
+    /// to it, or at [`Files::close`].
+    pub fn restart(&self, host: &Host) {
+        let mut slots = self.open[host.index]
+            .lock()
+            .unwrap_or_else(|e| e.into_inner());
+        for slot in slots.iter_mut() {
+            if let Slot::Open(_) = slot {
+                *slot = Slot::Closed;
+            }
+        }
+    }
+
     /// Closes `host`'s files (creating empty ones for the streams that printed nothing).
     pub fn close(&self, host: &Host) {
         let mut slots = self.open[host.index]

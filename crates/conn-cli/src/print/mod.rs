@@ -130,6 +130,12 @@ impl Handler for Printer {
         self.write(stream, &out);
     }
 
+    fn retrying(&self, host: &Host) {
+        if let Some(files) = &self.files {
+            files.restart(host);
+        }
+    }
+
     fn end(&self, end: &HostEnd) {
         if let Some(files) = &self.files {
             files.close(&end.host);
