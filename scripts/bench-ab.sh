@@ -23,7 +23,6 @@ THREADS=8
 OLD_BIN=""
 NEW_BIN=""
 REV=""
-TEST_USER="${CONN_TEST_USER:-conntest}"
 SSHD="${CONN_TEST_SSHD:-/usr/sbin/sshd}"
 PY=/usr/bin/python3
 
@@ -47,17 +46,9 @@ Options:
 Environment: CONN_TEST_USER (login account when root, default conntest), CONN_TEST_SSHD.
 EOF
 }
-die_usage() {
-    echo "bench-ab: $*" >&2
-    echo "bench-ab: see scripts/bench-ab.sh --help" >&2
-    exit 2
-}
-die() {
-    echo "bench-ab: error: $*" >&2
-    exit 1
-}
-say() { printf '==> %s\n' "$*" >&2; }
-is_uint() { [[ "$1" =~ ^[0-9]+$ ]] && [ "$1" -ge 1 ]; }
+PROG=bench-ab
+# shellcheck source=scripts/lib/cli.sh
+. "$ROOT/scripts/lib/cli.sh"
 
 while [ $# -gt 0 ]; do
     case "$1" in
@@ -83,13 +74,7 @@ done
 command -v ssh >/dev/null && command -v ssh-keygen >/dev/null || die "no ssh client: run scripts/setup.sh"
 [ -x "$PY" ] || die "no $PY (it gathers the figures)"
 
-if [ "$(id -u)" -eq 0 ]; then
-    id "$TEST_USER" >/dev/null 2>&1 || die "no account $TEST_USER: run scripts/setup.sh"
-    [ -d /run/sshd ] || die "no /run/sshd: run scripts/setup.sh"
-    LOGIN_USER="$TEST_USER"
-else
-    LOGIN_USER="$(id -un)" # a non-root sshd logs in only its own user
-fi
+LOGIN_USER="$(login_user)"
 
 if [ -n "$REV" ] || [ -z "$NEW_BIN" ]; then
     command -v cargo >/dev/null || die "cargo not found: install Rust, or pass --old and --new"

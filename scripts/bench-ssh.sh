@@ -20,7 +20,6 @@ ROOT="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
 RUNS=20
 WARMUP=3
 CONN_BIN=""
-TEST_USER="${CONN_TEST_USER:-conntest}"
 SSHD="${CONN_TEST_SSHD:-/usr/sbin/sshd}"
 PY=/usr/bin/python3
 
@@ -42,17 +41,9 @@ Options:
 Environment: CONN_TEST_USER (login account when root, default conntest), CONN_TEST_SSHD.
 EOF
 }
-die_usage() {
-    echo "bench-ssh: $*" >&2
-    echo "bench-ssh: see scripts/bench-ssh.sh --help" >&2
-    exit 2
-}
-die() {
-    echo "bench-ssh: error: $*" >&2
-    exit 1
-}
-say() { printf '==> %s\n' "$*" >&2; }
-is_uint() { [[ "$1" =~ ^[0-9]+$ ]] && [ "$1" -ge 1 ]; }
+PROG=bench-ssh
+# shellcheck source=scripts/lib/cli.sh
+. "$ROOT/scripts/lib/cli.sh"
 
 while [ $# -gt 0 ]; do
     case "$1" in
@@ -70,13 +61,7 @@ is_uint "$WARMUP" || die_usage "--warmup wants a positive integer, got '$WARMUP'
 command -v ssh >/dev/null && command -v ssh-keygen >/dev/null || die "no ssh client: run scripts/setup.sh"
 [ -x "$PY" ] || die "no $PY (it times the runs)"
 
-if [ "$(id -u)" -eq 0 ]; then
-    id "$TEST_USER" >/dev/null 2>&1 || die "no account $TEST_USER: run scripts/setup.sh"
-    [ -d /run/sshd ] || die "no /run/sshd: run scripts/setup.sh"
-    LOGIN_USER="$TEST_USER"
-else
-    LOGIN_USER="$(id -un)" # a non-root sshd logs in only its own user
-fi
+LOGIN_USER="$(login_user)"
 
 if [ -z "$CONN_BIN" ]; then
     command -v cargo >/dev/null || die "cargo not found: install Rust, or pass --conn PATH"

@@ -26,6 +26,17 @@
 #![warn(missing_docs)]
 #![forbid(unsafe_code)]
 
+// The README's code blocks, compiled by `cargo test --doc` so that they cannot rot (they
+// name hosts that do not exist here, so they are `no_run`).
+#[cfg(all(
+    doctest,
+    feature = "openssh",
+    feature = "native-mux",
+    feature = "fleet"
+))]
+#[doc = include_str!("../README.md")]
+mod readme {}
+
 #[cfg(all(feature = "local", feature = "openssh"))]
 mod endpoint;
 #[cfg(feature = "fleet")]

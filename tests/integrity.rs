@@ -14,7 +14,7 @@ use std::os::fd::OwnedFd;
 use std::path::{Path, PathBuf};
 use std::sync::Mutex;
 use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use conn::prelude::*;
 use conn_testkit::{TestSshd, procfs, wait_until};
@@ -249,8 +249,9 @@ fn a_paused_reader_without_a_kill_gets_everything(backend: Backend) {
     assert!(out.status.success(), "{backend:?}: {out:?}");
 }
 
-/// Kills a random master of `fx` every 150 ms until `stop`; returns how many it killed.
-fn killer(fx: &Fixture, stop: &AtomicBool) -> usize {
+/// Kills a random master of `fx` every 150 ms until `stop`, counting in `kills`; returns how
+/// many it killed.
+fn killer(fx: &Fixture, stop: &AtomicBool, killed: &AtomicUsize) -> usize {
     let mut kills = 0;
     let mut seed = 0x2545_f491_4f6c_dd1d_u64;
     while !stop.load(Ordering::Relaxed) {
@@ -264,9 +265,20 @@ fn killer(fx: &Fixture, stop: &AtomicBool) -> usize {
         seed ^= seed << 17;
         sigkill(masters[(seed % masters.len() as u64) as usize]);
         kills += 1;
+        killed.store(kills, Ordering::Relaxed);
     }
     kills
 }
+
+/// Whether a chaos worker goes on after its `i` commands: until it has run `at_least` and the
+/// killer has killed `kills` masters (a fast machine runs the commands before enough kills), but
+/// never past `until`, so that the run stays bounded (the test then fails on the kill count).
+fn go_on(i: usize, at_least: usize, killed: &AtomicUsize, kills: usize, until: Instant) -> bool {
+    (i < at_least || killed.load(Ordering::Relaxed) < kills) && Instant::now() < until
+}
+
+/// How long a chaos run may go on for its kills.
+const CHAOS_AT_MOST: Duration = Duration::from_secs(120);
 
 /// What a chaos run saw.
 #[derive(Debug, Default)]
@@ -282,16 +294,20 @@ struct Tally {
 fn large_outputs_under_chaos_are_whole_or_errors(backend: Backend) {
     let fx = Fixture::new(backend, 4);
     fx.warm();
-    let (threads, per_thread) = (16, 20);
+    let (threads, per_thread, min_kills) = (16, 20, 3);
     let stop = AtomicBool::new(false);
+    let killed = AtomicUsize::new(0);
+    let until = Instant::now() + CHAOS_AT_MOST;
     let tally = Mutex::new(Tally::default());
     let kills = std::thread::scope(|scope| {
-        let killing = scope.spawn(|| killer(&fx, &stop));
+        let killing = scope.spawn(|| killer(&fx, &stop, &killed));
         let workers: Vec<_> = (0..threads)
             .map(|t| {
-                let (fx, tally) = (&fx, &tally);
+                let (fx, tally, killed) = (&fx, &tally, &killed);
                 scope.spawn(move || {
-                    for i in 0..per_thread {
+                    let mut i = 0;
+                    while go_on(i, per_thread, killed, min_kills, until) {
+                        i += 1;
                         let token = format!("token-{t}-{i}");
                         let cmd = Cmd::new([
                             "sh".to_string(),
@@ -330,7 +346,7 @@ fn large_outputs_under_chaos_are_whole_or_errors(backend: Backend) {
     let tally = tally.into_inner().unwrap();
     eprintln!("{backend:?}: {kills} masters killed; {tally:?}");
     assert!(
-        kills >= 3,
+        kills >= min_kills,
         "{backend:?}: the chaos happened ({kills} kills)"
     );
     assert!(
@@ -351,7 +367,7 @@ enum Verdict {
     Failed(Started, String),
 }
 
-/// 1,280 commands that each append their token to a log on the remote side and then print it,
+/// At least 1,280 commands (and 10 kills) that each append their token to a log on the remote side and then print it,
 /// while a master is killed every 150 ms; then every verdict is held against the log: a success
 /// ran exactly once, "never started" never ran, "ran" ran, and of the "may have run" verdicts at
 /// most 10 % never ran.
@@ -364,16 +380,20 @@ fn no_verdict_lies_under_chaos(backend: Backend) {
         std::fs::set_permissions(logs.path(), std::fs::Permissions::from_mode(0o777)).unwrap();
     }
     let log: PathBuf = logs.path().join("ran");
-    let (threads, per_thread) = (32, 40);
+    let (threads, per_thread, min_kills) = (32, 40, 10);
     let stop = AtomicBool::new(false);
+    let killed = AtomicUsize::new(0);
+    let until = Instant::now() + CHAOS_AT_MOST;
     let verdicts = Mutex::new(Vec::new());
     let kills = std::thread::scope(|scope| {
-        let killing = scope.spawn(|| killer(&fx, &stop));
+        let killing = scope.spawn(|| killer(&fx, &stop, &killed));
         let workers: Vec<_> = (0..threads)
             .map(|t| {
-                let (fx, verdicts, log) = (&fx, &verdicts, &log);
+                let (fx, verdicts, log, killed) = (&fx, &verdicts, &log, &killed);
                 scope.spawn(move || {
-                    for i in 0..per_thread {
+                    let mut i = 0;
+                    while go_on(i, per_thread, killed, min_kills, until) {
+                        i += 1;
                         let token = format!("t{t}-{i}");
                         let cmd = Cmd::new([
                             "sh".to_string(),
@@ -461,7 +481,7 @@ fn no_verdict_lies_under_chaos(backend: Backend) {
         eprintln!("  {r:4} {n:4}  {shape}");
     }
     assert!(
-        kills >= 10,
+        kills >= min_kills,
         "{backend:?}: the chaos happened ({kills} kills)"
     );
     assert!(lies.is_empty(), "{backend:?}: verdicts that lie: {lies:#?}");

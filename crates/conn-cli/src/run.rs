@@ -1,13 +1,10 @@
 //! `conn run`: the hosts, the command and the output mode from the command line, handed to the
 //! fan-out engine ([`conn_fleet::Fleet`]); this module spawns no thread and makes no pool.
 
-use std::fs::File;
 use std::io::{self, IsTerminal};
-use std::os::fd::AsRawFd;
-use std::path::PathBuf;
 
 use conn_core::{Cmd, RetryPolicy, Stdin, Transport};
-use conn_fleet::{Fleet, Gather, Task};
+use conn_fleet::{Broadcast, Fleet, Gather, Task};
 use conn_local::Local;
 use conn_openssh::OpenSsh;
 
@@ -48,8 +45,10 @@ pub fn main(args: &RunArgs) -> Result<u8, Failure> {
     // from its own descriptor, at its own pace (`Stdin::Path` opens it anew for each), and
     // memory stays bounded (the bytes wait on disk, not in conn).
     let (_spill, stdin) = if args.stdin_all {
-        let (file, path) = spill_stdin()?;
-        (Some(file), Stdin::Path(path))
+        let input = Broadcast::read_from(io::stdin().lock())
+            .map_err(|e| Failure::other(format!("--stdin-all: cannot keep standard input: {e}")))?;
+        let stdin = input.stdin();
+        (Some(input), stdin)
     } else if mode.live == Live::PassThrough && !io::stdin().is_terminal() {
         // One host passed through: our stdin is its stdin (from a terminal it gets
         // /dev/null: a child in its own process group that reads the terminal is stopped).
@@ -113,17 +112,6 @@ pub(crate) fn retry_policy(fanout: &FanoutArgs) -> RetryPolicy {
         None => RetryPolicy::pool_default(),
     }
     .idempotent(fanout.idempotent)
-}
-
-/// Copies our standard input to an unnamed temporary file; returns it and a path that opens
-/// it anew (with an offset of its own) for each host.
-fn spill_stdin() -> Result<(File, PathBuf), Failure> {
-    let mut spill = tempfile::tempfile()
-        .map_err(|e| Failure::other(format!("--stdin-all: cannot make a temporary file: {e}")))?;
-    io::copy(&mut io::stdin().lock(), &mut spill)
-        .map_err(|e| Failure::other(format!("--stdin-all: cannot read standard input: {e}")))?;
-    let path = PathBuf::from(format!("/proc/self/fd/{}", spill.as_raw_fd()));
-    Ok((spill, path))
 }
 
 /// What is shown of the hosts' output, while they run and at the end.

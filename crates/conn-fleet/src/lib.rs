@@ -5,6 +5,7 @@
 //!   a worker takes it), the fanout (bounded by the descriptors left too: [`limits`]), one
 //!   deadline per host, one [`RetryPolicy`], fail-fast, gathering, and one run-wide
 //!   [`CancelToken`]: cancelling it, or dropping [`Events`], ends every host at once.
+//! - [`Broadcast`]: one input for every host, read once and kept on disk.
 //! - [`Task`]: [`Task::Run`] a command, [`Task::Copy`] files and trees to every host
 //!   ([`CopyPlan`]), [`Task::Fetch`] them from every host ([`FetchPlan`]), never leaving a
 //!   partial file under a final name.
@@ -52,6 +53,7 @@
 #![warn(missing_docs)]
 #![forbid(unsafe_code)]
 
+mod broadcast;
 mod copy;
 mod events;
 mod fetch;
@@ -63,6 +65,7 @@ mod lines;
 mod outcome;
 mod sink;
 
+pub use broadcast::Broadcast;
 pub use copy::{CopyPlan, Item};
 pub use events::{Event, Events};
 pub use fetch::FetchPlan;

@@ -21,12 +21,15 @@ Exit status:
   several    the largest status of any host (-S asks for nothing more); a summary of the
              failed hosts goes to stderr
   2          usage error, bad host name or option: nothing was started
-  124        -u/--timeout expired (the host's session was ended)
+  124        -u/--timeout expired (the host's session was ended; the remote command may go on)
   127        the ssh program was not found
-  130        interrupted by SIGINT, SIGTERM or SIGHUP (every child was killed)
-  255        ssh itself failed (connection, authentication, master), as with plain ssh;
-             with --mux process also a remote exit 255 (ssh cannot tell them apart), with
-             --mux native only a real transport failure
+  130        interrupted by SIGINT, SIGTERM or SIGHUP: every host's session ended at once
+             (local ssh clients killed and reaped, native sessions closed, leases released)
+  255        ssh itself failed (connection, authentication, master), as with plain ssh, or a
+             master died before the host's output was complete (what was printed may be cut
+             short); with --mux native a remote exit 255 is passed through as the command's,
+             with --mux process too unless ssh's own words show a failure (it cannot always
+             tell them apart)
 
 Hosts (-w, -H, -x and every --hosts-file line take host-set expressions, as pdsh and clush do):
   a,b,h[1-3]            comma lists; [..] ranges, also 1-10/2; h[001-100,200] keeps the padding
@@ -98,7 +101,7 @@ Examples:
   conn run -F ~/.ssh/lab_config -H lab1 -o Compression=yes -- cat /etc/os-release
   conn run --mux process -H db1 -- true    an `ssh -S` client per command, as OpenSSH users know
   conn run --local -- ls -l /tmp           same code path, no ssh (direct exec, no shell)
-  conn run --dry-run -H db1 -- rm -rf /scratch   prints the ssh command line, runs nothing";
+  conn run --dry-run -H db1 -- rm -rf /scratch   prints what would run, runs nothing";
 
 pub(super) const BENCH_AFTER_HELP: &str = "\
 Rows (each runs `/bin/echo hello` on HOST, or with --builtin the remote shell's builtin
@@ -200,7 +203,7 @@ when ssh or conn failed.
 
 conn's options (long ones, before the destination):
   --mux native|process   how sessions reach the master [default: native]
-  --socket-dir DIR       control sockets and leases [default: ~/.ssh/conn]
+  --socket-dir DIR       control sockets and leases [default: ~/.ssh/conn, or /tmp/conn-UID]
   --capacity N           sessions per master [default: 8]
   --control-persist SECS how long an idle master lives on [default: 600]
   --ssh-program PROGRAM  the ssh client (also the one handed over to) [default: ssh]

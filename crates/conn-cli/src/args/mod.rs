@@ -253,7 +253,9 @@ pub struct RunArgs {
     #[arg(long, help_heading = "Run options")]
     pub stdin_all: bool,
 
-    /// Print the command lines (on stderr) instead of running anything.
+    /// Print what would run instead of running it, on stderr: with --mux native the endpoint
+    /// and the remote command line, with --mux process the whole `ssh -S …` command line. No
+    /// master is started.
     #[arg(long, help_heading = "Run options")]
     pub dry_run: bool,
 

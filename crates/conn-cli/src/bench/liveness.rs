@@ -27,16 +27,20 @@ pub enum Check {
     ProbeWarm,
     /// A spawned `ssh <options> -S <socket> -O check <host>`.
     SpawnedSsh,
+    /// `OpenSshConnection::master_still_serving`: the clean-end check that ends every session
+    /// (the master's `/proc` entry and a probe), right after a probe.
+    CleanEnd,
 }
 
 impl Check {
     /// Every check, in table order.
-    pub const ALL: [Check; 5] = [
+    pub const ALL: [Check; 6] = [
         Check::FastPathCold,
         Check::FastPathWarm,
         Check::ProbeCold,
         Check::ProbeWarm,
         Check::SpawnedSsh,
+        Check::CleanEnd,
     ];
 
     /// Stable identifier for JSON.
@@ -47,6 +51,7 @@ impl Check {
             Check::ProbeCold => "probe_cold",
             Check::ProbeWarm => "probe_warm",
             Check::SpawnedSsh => "ssh_check",
+            Check::CleanEnd => "clean_end_check",
         }
     }
 
@@ -58,6 +63,7 @@ impl Check {
             Check::ProbeCold => "probe (master_is_listening), cold",
             Check::ProbeWarm => "probe (master_is_listening), warm",
             Check::SpawnedSsh => "ssh -O check (spawned)",
+            Check::CleanEnd => "clean-end check (ends every session)",
         }
     }
 }
@@ -78,6 +84,8 @@ pub struct Liveness {
     pub probe_warm: Vec<Duration>,
     /// [`Check::SpawnedSsh`], sorted.
     pub ssh_check: Vec<Duration>,
+    /// [`Check::CleanEnd`], sorted.
+    pub clean_end: Vec<Duration>,
 }
 
 impl Liveness {
@@ -89,6 +97,7 @@ impl Liveness {
             Check::ProbeCold => &self.probe_cold,
             Check::ProbeWarm => &self.probe_warm,
             Check::SpawnedSsh => &self.ssh_check,
+            Check::CleanEnd => &self.clean_end,
         }
     }
 
@@ -127,6 +136,21 @@ pub fn measure_liveness(pool: &ConnectionPool<OpenSsh>, n: usize) -> Result<Live
             )))
         }
     };
+    let clean_end = |into: &mut Vec<Duration>| -> Result<(), Failure> {
+        let t0 = Instant::now();
+        let serving = conn.master_still_serving(&job)?;
+        into.push(t0.elapsed());
+        if serving {
+            Ok(())
+        } else {
+            Err(Failure::other(format!(
+                "the master on {} is no longer serving",
+                socket.display()
+            )))
+        }
+    };
+    // The first call may ask the master for its pid; every later one is what a session pays.
+    conn.master_still_serving(&job)?;
     let fast_path = |into: &mut Vec<Duration>| -> Result<(), Failure> {
         let t0 = Instant::now();
         conn.refresh(&job)?;
@@ -160,6 +184,7 @@ pub fn measure_liveness(pool: &ConnectionPool<OpenSsh>, n: usize) -> Result<Live
             probe(&mut l.probe_cold)?;
             fast_path(&mut l.fast_path_warm)?;
         }
+        clean_end(&mut l.clean_end)?;
     }
     for v in [
         &mut l.fast_path_cold,
@@ -167,6 +192,7 @@ pub fn measure_liveness(pool: &ConnectionPool<OpenSsh>, n: usize) -> Result<Live
         &mut l.probe_cold,
         &mut l.probe_warm,
         &mut l.ssh_check,
+        &mut l.clean_end,
     ] {
         v.sort();
     }

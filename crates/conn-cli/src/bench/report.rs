@@ -47,6 +47,17 @@ pub struct Ratios {
 }
 
 impl Report {
+    /// The clean-end check's median as a share of each pool back end's sequential per-command
+    /// median in this run: what the check adds to a command (`None` without both figures).
+    pub fn clean_end_share(&self, mux: Mux) -> Option<f64> {
+        let check = median(self.liveness.as_ref()?.of(Check::CleanEnd));
+        let row = self
+            .rows
+            .iter()
+            .find(|r| r.backend == Backend::Pool(mux) && r.mode == Mode::Sequential)?;
+        ratio(check, row.median())
+    }
+
     /// The baseline row a row compares to: same mode (fresh connections compare to the
     /// sequential baseline).
     fn baseline_of(&self, row: &Row) -> Option<&Row> {
@@ -150,6 +161,14 @@ pub fn to_json(r: &Report) -> serde_json::Value {
             obj.insert(check.key().into(), stats_json(l.of(check)));
         }
         obj.insert("speedup".into(), json!(l.speedup()));
+        obj.insert(
+            "clean_end_share_of_native_command".into(),
+            json!(r.clean_end_share(Mux::Native)),
+        );
+        obj.insert(
+            "clean_end_share_of_process_command".into(),
+            json!(r.clean_end_share(Mux::Process)),
+        );
         serde_json::Value::Object(obj)
     });
     let fresh_processes: Vec<_> = r
@@ -240,6 +259,7 @@ pub(super) mod fixtures {
             liveness: Some(Liveness {
                 fast_path_cold: vec![Duration::from_micros(20)],
                 ssh_check: vec![ms(3)],
+                clean_end: vec![Duration::from_micros(30)],
                 ..Liveness::default()
             }),
             fresh_processes: vec![FreshProcess {
@@ -298,6 +318,10 @@ mod tests {
         assert_eq!(json["failures"], 1);
         assert_eq!(json["liveness"]["speedup"], 150.0);
         assert_eq!(json["liveness"]["ssh_check"]["median_ns"], 3_000_000);
+        // The clean-end check (30 µs) against the sequential rows: native 3 ms, process 10 ms.
+        let share = |key: &str| json["liveness"][key].as_f64().unwrap();
+        assert!((share("clean_end_share_of_native_command") - 0.01).abs() < 1e-9);
+        assert!((share("clean_end_share_of_process_command") - 0.003).abs() < 1e-9);
         assert_eq!(json["fresh_processes"][0]["speedup_vs_fresh_ssh"], 8.0);
         assert!(json.get("targets").is_none(), "{json}");
         assert!(!json.to_string().contains("\"met\""), "{json}");

@@ -4,6 +4,8 @@
 use std::io::{self, Write};
 use std::time::Duration;
 
+use conn_openssh::Mux;
+
 use super::liveness::{Check, Liveness};
 use super::plan::Mode;
 use super::report::Report;
@@ -59,6 +61,7 @@ pub fn write_table(out: &mut impl Write, r: &Report) -> io::Result<()> {
     write_rows(out, r)?;
     if let Some(l) = &r.liveness {
         write_liveness(out, l)?;
+        write_clean_end_share(out, r)?;
     }
     if !r.fresh_processes.is_empty() {
         write_fresh_processes(out, r)?;
@@ -186,6 +189,20 @@ fn write_liveness(out: &mut impl Write, l: &Liveness) -> io::Result<()> {
         )?;
     }
     Ok(())
+}
+
+/// What the clean-end check adds to a command, against the sequential rows of this run.
+fn write_clean_end_share(out: &mut impl Write, r: &Report) -> io::Result<()> {
+    let share = |mux| {
+        r.clean_end_share(mux)
+            .map_or("-".to_string(), |x| format!("{:.2} %", x * 100.0))
+    };
+    writeln!(
+        out,
+        "The clean-end check is {} of a native and {} of a process command (sequential medians).",
+        share(Mux::Native),
+        share(Mux::Process)
+    )
 }
 
 fn write_fresh_processes(out: &mut impl Write, r: &Report) -> io::Result<()> {

@@ -17,7 +17,7 @@ use conn_core::{
 use conn_lease::{Lease, SocketState, probe_socket};
 
 use crate::config::Config;
-use crate::master::MasterId;
+use crate::master::{Fate, MasterId};
 
 /// Upper bound for `ssh -O check`: a hung master must not hang the caller.
 const CHECK_TIMEOUT: Duration = Duration::from_secs(5);
@@ -183,6 +183,18 @@ impl OpenSshConnection {
             .is_some_and(|control| probe_socket(&control.socket) == SocketState::Live)
     }
 
+    /// Whether this connection's master is still serving: the same process (its pid, from its
+    /// answer to an alive check, and its start time) alive, not exiting, and listening on the
+    /// socket. It is the check that ends every session, telling a clean end from a master's
+    /// death (docs/design.md#clean-end), public for diagnostics and `conn bench`. Asks the
+    /// master for its pid first when it is not known yet; `false` without connection reuse.
+    pub fn master_still_serving(&self, job: &dyn Job) -> Result<bool> {
+        let (Some(control), Some(master)) = (&self.control, self.master(job)?) else {
+            return Ok(false);
+        };
+        Ok(master.fate(&control.socket) == Fate::Alive)
+    }
+
     /// The log file of this connection's master (ssh's `-E`), if connections are reused.
     pub fn master_log_path(&self) -> Option<&Path> {
         self.control.as_ref().map(|c| c.log.as_path())
@@ -333,7 +345,7 @@ impl OpenSshConnection {
         let Some(control) = &self.control else {
             return Ok(None);
         };
-        if let Some(id) = *lock(&control.master) {
+        if let Some(id) = lock(&control.master).clone() {
             return Ok(Some(id));
         }
         let capped = CappedJob::new(job, CHECK_TIMEOUT);
@@ -370,7 +382,7 @@ impl OpenSshConnection {
                 control.socket.display()
             ),
         })?;
-        *lock(&control.master) = Some(id);
+        *lock(&control.master) = Some(id.clone());
         Ok(id)
     }
 

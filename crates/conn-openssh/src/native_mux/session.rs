@@ -47,7 +47,8 @@ use crate::master::{Fate, MasterId};
 /// [`Error::Connect`] when nothing listens on `socket`; [`Error::SessionRefused`] when sshd
 /// refused the session channel ("Session open refused by peer", e.g. `MaxSessions`);
 /// [`Error::Transport`] with [`Started::No`] when the master refused for another reason or
-/// hung up before confirming (it sends the exec request to sshd only after the confirmation). [`Error::Timeout`] / [`Error::Cancelled`] when the job ends
+/// reset or hung up before confirming (it writes the confirmation to us before the exec
+/// request leaves for sshd); [`Error::Timeout`] / [`Error::Cancelled`] when the job ends
 /// first (the control connection is closed), [`Error::Io`] for a protocol violation or a local
 /// failure. After that the [`RemoteChild`] reports the end: the exit status the master
 /// forwards (255 included: it is the remote command's own) once the master (`master()`,
