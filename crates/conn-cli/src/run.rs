@@ -157,7 +157,12 @@ impl Mode {
         } else if out.sorted {
             (quiet, After::Sorted)
         } else if out.diff {
-            (quiet, After::Diff)
+            // As clush: stderr as it comes, stdout compared at the end.
+            let live = Live::Lines {
+                stdout: false,
+                stderr: true,
+            };
+            (live, After::Diff)
         } else if hosts == 1 {
             (Live::PassThrough, After::Nothing)
         } else {
@@ -203,9 +208,14 @@ impl Run<'_> {
         let (mut out, mut err) = (io::stdout().lock(), io::stderr().lock());
         // A closed stdout (`conn run -b … | head`) is not worth a failure of the run.
         let _ = match self.mode.after {
-            After::Gathered { with_stderr } => {
-                write_gathered(&mut out, &mut err, &report, palette, with_stderr)
-            }
+            After::Gathered { with_stderr } => write_gathered(
+                &mut out,
+                &mut err,
+                &report,
+                palette,
+                with_stderr,
+                !self.output.no_prefix,
+            ),
             After::Sorted => {
                 write_sorted(&mut out, &mut err, &report, palette, !self.output.no_prefix)
             }

@@ -307,7 +307,18 @@ fn idempotent_runs_again_what_a_dying_master_cut_short() {
     .unwrap();
     assert_eq!(warm.status.code(), Some(0), "{}", text(&warm.stderr));
     let mark = format!("conn-idem-{}", std::process::id());
-    let script = format!("seq 1 200000; exit 0 # {mark}");
+    // Each run of the command leaves a file once all its output is written: the remote command
+    // lives only milliseconds (its 1.3 MB fit in the channel's window), too short to be caught
+    // in a process listing.
+    let done = tempfile::Builder::new()
+        .prefix("idem")
+        .tempdir_in("/tmp")
+        .unwrap();
+    fs::set_permissions(done.path(), fs::Permissions::from_mode(0o777)).unwrap();
+    let script = format!(
+        "seq 1 200000; mktemp -p {} >/dev/null; exit 0 # {mark}",
+        done.path().display()
+    );
     let outdir = tempfile::tempdir().unwrap();
     let outdir_arg = outdir.path().to_str().unwrap().to_string();
     let mut child = conn()
@@ -333,7 +344,10 @@ fn idempotent_runs_again_what_a_dying_master_cut_short() {
         .unwrap();
     // Nobody reads conn's stdout yet: the hosts' output piles up in their masters. Once both
     // remote commands are done, kill every master.
-    assert!(wait_until(SETTLE, || !procfs::find("sh", &mark).is_empty()));
+    assert!(
+        wait_until(SETTLE, || fs::read_dir(done.path()).unwrap().count() >= 2),
+        "both remote commands wrote all their output"
+    );
     assert!(wait_until(SETTLE, || procfs::find("sh", &mark).is_empty()));
     fleet.end_masters();
     let mut stdout = Vec::new();

@@ -10,7 +10,8 @@ use conn_core::{
     SimpleJob, Started, Transport,
 };
 
-use crate::copy::{CopyPlan, FetchPlan};
+use crate::copy::CopyPlan;
+use crate::fetch::FetchPlan;
 use crate::gather::Gather;
 use crate::handler::Handler;
 use crate::limits;
@@ -152,7 +153,9 @@ impl<T: Transport> Fleet<T> {
         self
     }
 
-    /// After the first host that does not succeed, start no new host and end the running ones.
+    /// After the first host that does not succeed, start no new host and end the running ones:
+    /// those it ends are [`Outcome::Stopped`], those it never starts
+    /// [`Skip::FailFast`]. A failure that a cancel of the run caused (a signal) does not count.
     pub fn fail_fast(mut self, yes: bool) -> Self {
         self.fail_fast = yes;
         self
@@ -215,11 +218,18 @@ impl<T: Transport> Fleet<T> {
                     skipped(host, skip)
                 } else {
                     let end = self.run_host(host, task, handler);
-                    if self.fail_fast && !end.is_success() && !stop.swap(true, Ordering::AcqRel) {
-                        // The first failure: end the others, start nobody new.
+                    if !self.fail_fast || end.is_success() {
+                        end
+                    } else if !self.cancel.is_cancelled() && !stop.swap(true, Ordering::AcqRel) {
+                        // The first failure of its own (not one that a signal's cancel
+                        // caused): end the others, start nobody new.
                         self.cancel.cancel();
+                        end
+                    } else if stop.load(Ordering::Acquire) {
+                        stopped_by_fail_fast(end)
+                    } else {
+                        end
                     }
-                    end
                 };
                 handler.end(&end);
                 *slots[i].lock().unwrap_or_else(|e| e.into_inner()) = Some(end);
@@ -306,6 +316,17 @@ impl<T: Transport> Fleet<T> {
             gathered: gathered.map(Arc::new),
         }
     }
+}
+
+/// `end` as fail-fast left it: a host whose run the fail-fast cancel ended is
+/// [`Outcome::Stopped`], not a failure of its own (nor an interruption); any other end stays.
+fn stopped_by_fail_fast(mut end: HostEnd) -> HostEnd {
+    if let Outcome::Failed(e) = &end.outcome
+        && matches!(**e, Error::Cancelled { .. })
+    {
+        end.outcome = Outcome::Stopped(Arc::clone(e));
+    }
+    end
 }
 
 /// A host's end that never started.

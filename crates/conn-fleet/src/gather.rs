@@ -142,6 +142,16 @@ impl Kept {
         self.digest.clone().finalize().into()
     }
 
+    /// The SHA-256 of the stream as lines: with a newline added when its last line has none,
+    /// so that `a` and `a\n` (printed alike by `-b`) are the same output, as for clush.
+    pub fn lines_digest(&self) -> [u8; 32] {
+        let mut digest = self.digest.clone();
+        if self.last.is_some_and(|b| b != b'\n') {
+            digest.update(b"\n");
+        }
+        digest.finalize().into()
+    }
+
     /// The first bytes, those kept in memory.
     pub fn head(&self) -> &[u8] {
         &self.head
@@ -203,6 +213,21 @@ mod tests {
             kept.digest(),
             same.digest(),
             "the digest ignores where bytes are kept"
+        );
+        let mut line = Kept::new(Gather::default());
+        line.push(b"0123456789abcdef\n").unwrap();
+        assert_ne!(line.digest(), kept.digest());
+        assert_eq!(
+            line.lines_digest(),
+            kept.lines_digest(),
+            "a last newline or not"
+        );
+        assert_eq!(line.lines_digest(), line.digest());
+        let empty = Kept::new(Gather::default());
+        assert_eq!(
+            empty.lines_digest(),
+            empty.digest(),
+            "nothing stays nothing"
         );
     }
 

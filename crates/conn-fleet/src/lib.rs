@@ -56,6 +56,7 @@
 mod broadcast;
 mod copy;
 mod events;
+mod fetch;
 mod fleet;
 mod gather;
 mod handler;
@@ -65,8 +66,9 @@ mod outcome;
 mod sink;
 
 pub use broadcast::Broadcast;
-pub use copy::{CopyPlan, FetchPlan, Item};
+pub use copy::{CopyPlan, Item};
 pub use events::{Event, Events};
+pub use fetch::FetchPlan;
 pub use fleet::{Fleet, Task};
 pub use gather::{Gather, Gathered, Kept};
 pub use handler::{Handler, Quiet};

@@ -39,6 +39,9 @@ pub enum Outcome {
     Failed(Arc<Error>),
     /// It never started.
     Skipped(Skip),
+    /// Fail-fast ended it while it ran, because another host failed first. The error is the
+    /// cancellation it saw ([`Error::started`] says whether the command may have run).
+    Stopped(Arc<Error>),
 }
 
 /// The retries of one host, by kind.
@@ -94,14 +97,15 @@ impl HostEnd {
     pub fn started(&self) -> Started {
         match &self.outcome {
             Outcome::Exited(out) => out.started,
-            Outcome::Failed(e) => e.started(),
+            Outcome::Failed(e) | Outcome::Stopped(e) => e.started(),
             Outcome::Skipped(_) => Started::No,
         }
     }
 
     /// A short, stable name of how it ended when it did not succeed: `exited` (a non-zero
-    /// code), `signal`, the error's [`Error::kind`], `interrupted` (skipped by a cancel) or
-    /// `skipped` (by fail-fast); `None` on success.
+    /// code), `signal`, the error's [`Error::kind`], `interrupted` (skipped by a cancel),
+    /// `skipped` (not started, by fail-fast) or `stopped` (ended, by fail-fast); `None` on
+    /// success.
     pub fn failure_kind(&self) -> Option<&'static str> {
         match &self.outcome {
             Outcome::Exited(out) if out.status.success() => None,
@@ -112,6 +116,7 @@ impl HostEnd {
             Outcome::Failed(e) => Some(e.kind()),
             Outcome::Skipped(Skip::Cancelled) => Some("interrupted"),
             Outcome::Skipped(Skip::FailFast) => Some("skipped"),
+            Outcome::Stopped(_) => Some("stopped"),
         }
     }
 
@@ -126,6 +131,7 @@ impl HostEnd {
             Outcome::Skipped(Skip::FailFast) => {
                 Some("not started: another host failed first (fail-fast)".into())
             }
+            Outcome::Stopped(_) => Some("ended: another host failed first (fail-fast)".into()),
         }
     }
 
@@ -192,13 +198,28 @@ impl RunReport {
 
     /// The hosts whose output (stdout, stderr) and end are identical, grouped, in the order
     /// clush prints them: by exit code (successes first), then larger groups first, then by
-    /// their first host. Hosts without gathered output group by their end alone.
+    /// their first host. Outputs are compared as lines ([`Kept::lines_digest`]: a last line
+    /// without a newline is the same line with one). Hosts without gathered output group by
+    /// their end alone.
+    ///
+    /// [`Kept::lines_digest`]: crate::Kept::lines_digest
     pub fn groups(&self) -> Vec<Group> {
+        self.grouped(true)
+    }
+
+    /// [`RunReport::groups`] by stdout and end alone, whatever the hosts wrote on stderr
+    /// (clush's `-b` and `--diff`, which stream stderr as it comes).
+    pub fn groups_by_stdout(&self) -> Vec<Group> {
+        self.grouped(false)
+    }
+
+    fn grouped(&self, with_stderr: bool) -> Vec<Group> {
         let mut groups: Vec<Vec<usize>> = Vec::new();
         let mut index: HashMap<([u8; 32], [u8; 32], String), usize> = HashMap::new();
         for (i, h) in self.hosts.iter().enumerate() {
             let (out, err) = match &h.gathered {
-                Some(g) => (g.stdout.digest(), g.stderr.digest()),
+                Some(g) if with_stderr => (g.stdout.lines_digest(), g.stderr.lines_digest()),
+                Some(g) => (g.stdout.lines_digest(), [0; 32]),
                 None => ([0; 32], [0; 32]),
             };
             let key = (out, err, h.reason().unwrap_or_default());
@@ -231,7 +252,7 @@ fn exit_rank(h: &HostEnd) -> (u8, i32) {
             ExitStatus::Signal(s) => (0, 128 + s),
         },
         Outcome::Failed(_) => (1, 0),
-        Outcome::Skipped(_) => (2, 0),
+        Outcome::Stopped(_) | Outcome::Skipped(_) => (2, 0),
     }
 }
 

@@ -159,6 +159,69 @@ fn fail_fast_starts_nobody_after_the_first_failure_and_ends_the_running() {
     assert!(statuses.iter().filter(|s| **s == "exited").count() <= 2);
 }
 
+/// One of the first two hosts takes a ticket and sleeps, the other fails: fail-fast ends the
+/// sleeper (`Stopped`, not a failure of its own) and starts nobody else (`Skipped(FailFast)`).
+#[test]
+fn fail_fast_stops_the_running_and_skips_the_rest() {
+    let _serial = serial();
+    let dir = tempfile::tempdir().unwrap();
+    let ticket = dir.path().join("ticket");
+    let fleet = local_fleet(6).fanout(2).fail_fast(true);
+    let start = Instant::now();
+    let report = fleet.run(
+        &Task::Run(Cmd::new([
+            "sh",
+            "-c",
+            "if mkdir \"$1\" 2>/dev/null; then sleep 30; else sleep 0.2; exit 4; fi",
+            "sh",
+            ticket.to_str().unwrap(),
+        ])),
+        &Quiet,
+    );
+    assert!(
+        start.elapsed() < Duration::from_secs(10),
+        "the sleeper was ended"
+    );
+    let kinds: Vec<&str> = report
+        .hosts
+        .iter()
+        .map(|h| h.failure_kind().unwrap_or("ok"))
+        .collect();
+    let mut first_two = kinds[..2].to_vec();
+    first_two.sort();
+    assert_eq!(first_two, ["exited", "stopped"], "{kinds:?}");
+    assert_eq!(kinds[2..], ["skipped"; 4], "{kinds:?}");
+    let stopped = report
+        .hosts
+        .iter()
+        .find(|h| matches!(h.outcome, Outcome::Stopped(_)))
+        .unwrap();
+    assert_eq!(
+        stopped.failure().as_deref(),
+        Some("ended: another host failed first (fail-fast)")
+    );
+}
+
+/// With fail-fast on, a cancel from outside (a signal's) is still an interruption: the hosts it
+/// ends are cancelled, not stopped by fail-fast, and those not started are skipped as
+/// cancelled.
+#[test]
+fn a_cancel_is_no_fail_fast_failure() {
+    let _serial = serial();
+    let fleet = local_fleet(6).fanout(2).fail_fast(true);
+    let handler = CancelOnFirstLine(fleet.cancel_token().clone());
+    let report = fleet.run(&sh("echo up; sleep 30"), &handler);
+    for h in &report.hosts {
+        assert!(
+            matches!(&h.outcome, Outcome::Failed(e) if matches!(**e, Error::Cancelled { .. }))
+                || matches!(h.outcome, Outcome::Skipped(Skip::Cancelled)),
+            "{}: {:?}",
+            h.host.name,
+            h.outcome
+        );
+    }
+}
+
 #[test]
 fn hosts_that_never_started_are_retried_within_the_budget() {
     let _serial = serial();

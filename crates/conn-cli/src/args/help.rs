@@ -18,9 +18,10 @@ attaches to them at once; `--exit-on-shutdown` ends them instead.";
 pub(super) const RUN_AFTER_HELP: &str = "\
 Exit status:
   one host   the remote command's own status (128+N if it was killed by signal N)
-  several    the largest status of any host; a summary of the failed hosts goes to stderr
+  several    the largest status of any host (-S asks for nothing more); a summary of the
+             failed hosts goes to stderr
   2          usage error, bad host name or option: nothing was started
-  124        --timeout expired (the host's session was ended; the remote command may go on)
+  124        -u/--timeout expired (the host's session was ended; the remote command may go on)
   127        the ssh program was not found
   130        interrupted by SIGINT, SIGTERM or SIGHUP: every host's session ended at once
              (local ssh clients killed and reaped, native sessions closed, leases released)
@@ -42,26 +43,63 @@ Hosts (-w, -H, -x and every --hosts-file line take host-set expressions, as pdsh
 Hosts run in the set's order (`conn hosts EXPR` lists it); duplicates run once.
 
 Output with several hosts (or with -b, -B, -L, --diff, --json):
-  default    each line prefixed \"host: \" (stdout to stdout, stderr to stderr), as each line arrives
-  -b         stderr lines as they arrive; at the end, hosts with identical stdout and status
-             once, under a header with their folded set and count (clush -b, dshbak -c)
-  -B         the same, stderr gathered too (clush -B)
-  -L         at the end, every host's lines in host order (clush -L)
-  --diff     at the end, a unified diff of each output against the most common one (clush)
-  --outdir DIR, --errdir DIR   also each host's stdout (stderr) in DIR/HOST, whole
+  default    each line prefixed \"host: \" (stdout to stdout, stderr to stderr), as it arrives
+  -N         no \"host: \" prefix (-L too); -b and -B print their blocks without headers
+  -b         stderr streamed, prefixed; at the end the hosts with identical stdout and status
+             once, under a header with their folded set and count (clush -b, dshbak -c):
+             successes first, then larger groups, then by first host
+  -B         the same, stderr gathered too: each block's stderr follows its stdout
+  -L         nothing while the hosts run; at the end every host's lines, prefixed, host after
+             host in the set's order (clush -L)
+  --diff     stderr streamed; at the end each other stdout as a unified diff against the
+             first block's, as clush --diff prints it: `--- REF_HOSTS (N)`, `+++ HOSTS`, `@@`
   --json     one object per host per line when it ends: host, exit_code, signal, duration_s,
              stdout, stderr (or stdout_base64/stderr_base64 when not UTF-8), failure
              (kind, command_ran: ran | not_started | unknown, message) or null
-The summary on stderr folds the failed hosts by reason: `conn: h[03,07]: exit code 1`.
+  --outdir DIR, --errdir DIR   also each host's whole stdout, stderr in DIR/HOST (any mode)
+The summary on stderr folds the failed hosts by reason: `conn: h[03,07]: exit code 1`; -q
+leaves it out; after -k it also names the hosts fail-fast ended or never started.
+--color=auto colours a terminal unless NO_COLOR (not empty) or CLICOLOR=0; CLICOLOR_FORCE
+(not 0) colours a pipe too, unless NO_COLOR.
+
+From pdsh and clush (their letters, with their meaning, unless said otherwise):
+  -w HOSTS  -x HOSTS     the same host sets (pdsh -w ^FILE: --hosts-file FILE)
+  -g G  -X G  -a         ClusterShell node groups, as clush (pdsh's are genders: not read)
+  -f N                   hosts at once (--parallel N)
+  -l USER                login user of every host given without user@
+  -t SECS                connect timeout of a new master
+  -u SECS                deadline per host (--timeout SECS), exit 124
+  -N  -S  -q             no prefix; the largest status (always); no summary (clush -q: pdsh
+                         -q lists its settings, use --dry-run)
+  -b  -B  -L  --diff     clush's gathering (pdsh -b is its batch mode, pdsh -L lists modules)
+  pdsh ... | dshbak -c   -b
+  -P  --color=WHEN       clush's progress bar (a terminal only) and colours
+  -k                     fail fast (pdsh 2.34 and clush 1.9 have no such letter)
+  -o \"-oKey=Value -p N\"  clush's ssh options, and ssh's own -o Key=Value
+  --outdir  --errdir     clush's and pssh's files per host
+  -R ssh                 always: sessions go through pooled ssh masters (--mux); --local runs
+                         on this machine
+  clush -c, pdcp         conn copy [-r] SRC… DEST
+  clush --rcopy, rpdcp   conn copy --rcopy [-r] [--preserve] SRC… --dest DIR
+  clush -s SOURCE        --groupsource SOURCE;  clush --hostfile FILE: --hosts-file FILE
+  clush's stdin          to every host with --stdin-all (else /dev/null; one host gets a
+                         piped stdin as it is)
+Letters that mean something else in conn: -c is ssh's cipher (clush -c copies: conn copy),
+-p is ssh's port (pdcp and clush -p preserve: conn copy --rcopy --preserve), -v is ssh's
+verbosity (clush -v is its verbose mode), -F is an ssh_config (pdsh -F a genders file), -s is
+not taken. The command is argv, each word quoted for the remote shell: pdsh's one string
+`'ls | wc -l'` is `-- sh -c 'ls | wc -l'`.
 
 Examples:
   conn run -H db1 -- zfs list -H -o name
-  conn run -w 'node[001-128]' -x node042 --parallel 64 -b -- uname -r
+  conn run -w 'node[001-128]' -x node042 -f 64 -b -- uname -r       pdsh … | dshbak -c
+  conn run -g web -l admin -u 30 -k -- systemctl is-active app
+  conn run -w @db --diff -- cat /etc/app.conf                      clush -w @db --diff
+  conn run -w 'web[01-16]' -o \"-p 2222\" --outdir out/ -- df -h     out/web01 … out/web16
   conn run -w 'rack[1-2]-n[01-16]' --json -- df -h / > df.jsonl
-  conn run -H db1 -H db2 --timeout 10 -- sh -c 'uptime; df -h /'
   conn run --hosts-file hosts.txt --parallel 64 --retries 3 -- uname -r
   conn run -F ~/.ssh/lab_config -H lab1 -o Compression=yes -- cat /etc/os-release
-  conn run --mux native -H db1 -- true     no `ssh -S` client per command (OpenSSH mux protocol)
+  conn run --mux process -H db1 -- true    an `ssh -S` client per command, as OpenSSH users know
   conn run --local -- ls -l /tmp           same code path, no ssh (direct exec, no shell)
   conn run --dry-run -H db1 -- rm -rf /scratch   prints what would run, runs nothing";
 
@@ -93,11 +131,22 @@ pub(super) const COPY_AFTER_HELP: &str = "\
 Examples:
   conn copy -w web[01-16] app.conf /etc/app/        one file into a directory on 16 hosts
   conn copy -r -w db[1-2] ./schema /srv/            a directory tree
+  conn copy --rcopy -w 'web[01-16]' /var/log/syslog --dest logs/
+                                                    logs/syslog.web01 … logs/syslog.web16
+  conn copy --rcopy -r --preserve -g db /etc/app --dest saved/   saved/app.db1 …, modes, times
 
 Each file is written under a temporary name next to its destination, checked for its full
 size, given the source's mode, and only then renamed: a killed or failed copy never leaves a
 partial file under the final name. Exit status: 0 when every host got every file, else the
-largest of the hosts' codes; a summary of the failures, folded by reason, goes to stderr.";
+largest of the hosts' codes; a summary of the failures, folded by reason, goes to stderr.
+
+--rcopy (clush --rcopy, pdsh's rpdcp) fetches every SRC from every host into --dest DIR (an
+existing directory) as DIR/NAME.HOST, over the same pooled masters: a file into a temporary
+`.NAME.HOST.conn-…` beside it, checked against the size the host reported, then renamed; a
+tree (-r) as a tar stream unpacked by the local tar into a temporary directory, then renamed.
+A SRC that a host does not have (or cannot read) is that host's error (exit 1 for it), never
+the run's. The files keep their mode; --preserve (pdcp's and clush's -p: conn's -p is the
+port) also keeps modification times, and modes within trees.";
 
 pub(super) const HOSTS_AFTER_HELP: &str = "\
 Syntax (pdsh's and ClusterShell's): top-level commas separate items; [..] holds numbers,

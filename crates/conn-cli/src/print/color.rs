@@ -33,14 +33,15 @@ impl Palette {
 
     /// The palette for `--color WHEN` on a stream that is a terminal or not, with the
     /// environment's say: `NO_COLOR` (set, not empty) turns `auto` off, `CLICOLOR=0` too,
-    /// `CLICOLOR_FORCE` (set, not `0`) turns it on; `always` and `never` decide alone.
+    /// `CLICOLOR_FORCE` (set, not `0`) turns it on unless `NO_COLOR` (which wins, as in clush);
+    /// `always` and `never` decide alone.
     pub fn choose(when: &str, terminal: bool, env: &dyn Fn(&str) -> Option<String>) -> Palette {
         let set = |name: &str| env(name).is_some_and(|v| !v.is_empty());
         let on = match when {
             "always" => true,
             "never" => false,
-            _ if env("CLICOLOR_FORCE").is_some_and(|v| !v.is_empty() && v != "0") => true,
             _ if set("NO_COLOR") => false,
+            _ if env("CLICOLOR_FORCE").is_some_and(|v| !v.is_empty() && v != "0") => true,
             _ if env("CLICOLOR").is_some_and(|v| v == "0") => false,
             _ => terminal,
         };
@@ -125,6 +126,15 @@ mod tests {
         assert_eq!(
             Palette::choose("never", true, &env(&[("CLICOLOR_FORCE", "1")])),
             Palette::PLAIN
+        );
+        assert_eq!(
+            Palette::choose(
+                "auto",
+                false,
+                &env(&[("CLICOLOR_FORCE", "1"), ("NO_COLOR", "1")])
+            ),
+            Palette::PLAIN,
+            "NO_COLOR wins over CLICOLOR_FORCE"
         );
         assert_eq!(
             Palette::choose("always", false, &env(&[("NO_COLOR", "1")])),

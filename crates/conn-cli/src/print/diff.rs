@@ -1,5 +1,8 @@
-//! `--diff` (clush's): the most common output is the reference; every other distinct output is
-//! printed as a unified diff against it, headed `--- REFERENCE_HOSTS (N)` and `+++ HOSTS`.
+//! `--diff` (clush's): the first output in clush's order (of the hosts with the lowest exit
+//! status, the largest group) is the reference; every other distinct output is printed as a
+//! unified diff against it, headed `--- REFERENCE_HOSTS (N)` and `+++ HOSTS`, as clush prints
+//! it. Outputs are compared as lines, without their newlines (so a last line without one is
+//! the same line), as clush compares them.
 
 use std::io::{self, Write};
 
@@ -13,17 +16,15 @@ const CONTEXT: usize = 3;
 /// Outputs longer than this (in lines, both sides together) are said to differ, not diffed.
 const MAX_LINES: usize = 200_000;
 
-/// Writes the diffs of `report`'s gathered stdout (groups of identical results, see
-/// [`RunReport::groups`]) to `out`.
+/// Writes the diffs of `report`'s gathered stdout (groups of identical stdout and end, see
+/// [`RunReport::groups_by_stdout`]) to `out`.
 pub fn write_diff(out: &mut dyn Write, report: &RunReport, palette: Palette) -> io::Result<()> {
-    let mut groups = report.groups();
-    // The reference: the largest group (the first one of the largest size in clush's order).
-    let Some(reference) =
-        (0..groups.len()).max_by_key(|&i| (groups[i].members.len(), usize::MAX - i))
-    else {
+    let mut groups = report.groups_by_stdout();
+    if groups.is_empty() {
         return Ok(());
-    };
-    let reference = groups.remove(reference);
+    }
+    // clush's reference: the first group it prints (successes first, then larger groups).
+    let reference = groups.remove(0);
     let text = |group: &conn_fleet::Group| -> io::Result<Vec<u8>> {
         match &report.hosts[group.members[0]].gathered {
             Some(g) => g.stdout.to_vec(),
@@ -59,9 +60,13 @@ pub fn write_diff(out: &mut dyn Write, report: &RunReport, palette: Palette) -> 
     out.flush()
 }
 
-/// `text`'s lines, each with its newline (a last line without one, as it is).
+/// `text`'s lines, without their newlines (`a\nb` and `a\nb\n` alike; `\n` is one empty line).
 fn split_lines(text: &[u8]) -> Vec<&[u8]> {
-    text.split_inclusive(|&b| b == b'\n').collect()
+    if text.is_empty() {
+        return Vec::new();
+    }
+    let text = text.strip_suffix(b"\n").unwrap_or(text);
+    text.split(|&b| b == b'\n').collect()
 }
 
 /// One step of an edit script.
@@ -136,7 +141,7 @@ fn edits(a: &[&[u8]], b: &[&[u8]]) -> Vec<Op> {
 }
 
 /// The hunks of a unified diff from `a` to `b`: `@@ -l,s +l,s @@` lines and ` `, `-`, `+`
-/// lines, each ending with a newline (`\ No newline at end of file` as diff says it).
+/// lines, each ending with a newline.
 fn unified(a: &[&[u8]], b: &[&[u8]]) -> Vec<Vec<u8>> {
     let ops = edits(a, b);
     let changed: Vec<usize> = ops
@@ -148,10 +153,11 @@ fn unified(a: &[&[u8]], b: &[&[u8]]) -> Vec<Vec<u8>> {
     let mut out = Vec::new();
     let mut i = 0;
     while i < changed.len() {
-        // A hunk: changes closer than 2 × CONTEXT apart share it.
+        // A hunk: changes with at most 2 × CONTEXT unchanged lines between them share it (as
+        // diff -u and Python's difflib join them).
         let start = changed[i].saturating_sub(CONTEXT);
         let mut last = changed[i];
-        while i + 1 < changed.len() && changed[i + 1] - last <= 2 * CONTEXT {
+        while i + 1 < changed.len() && changed[i + 1] - last - 1 <= 2 * CONTEXT {
             i += 1;
             last = changed[i];
         }
@@ -176,9 +182,7 @@ fn unified(a: &[&[u8]], b: &[&[u8]]) -> Vec<Vec<u8>> {
             };
             let mut l = vec![mark];
             l.extend_from_slice(line);
-            if !line.ends_with(b"\n") {
-                l.extend_from_slice(b"\n\\ No newline at end of file\n");
-            }
+            l.push(b'\n');
             out.push(l);
         }
         i += 1;
@@ -226,7 +230,38 @@ mod tests {
             "@@ -1,3 +1,3 @@\n one\n-1\n+0\n three\n"
         );
         assert_eq!(diff("a\n", "a\n"), "");
+        assert_eq!(
+            diff("a\nb\n", "a\nb"),
+            "",
+            "a last newline or not: the same lines"
+        );
         assert_eq!(diff("", "x\n"), "@@ -0,0 +1 @@\n+x\n");
+        assert_eq!(
+            diff("", "\n"),
+            "@@ -0,0 +1 @@\n+\n",
+            "one empty line is a line"
+        );
+    }
+
+    #[test]
+    fn changes_six_lines_apart_share_a_hunk_seven_do_not() {
+        let a: String = (1..=30).map(|i| format!("{i}\n")).collect();
+        let changed = |x: usize, y: usize| -> String {
+            (1..=30)
+                .map(|i| {
+                    if i == x || i == y {
+                        format!("{i}x\n")
+                    } else {
+                        format!("{i}\n")
+                    }
+                })
+                .collect()
+        };
+        let six = diff(&a, &changed(5, 12));
+        assert!(six.starts_with("@@ -2,14 +2,14 @@\n"), "{six}");
+        assert_eq!(six.matches("@@").count(), 2, "{six}");
+        let seven = diff(&a, &changed(5, 13));
+        assert_eq!(seven.matches("@@").count(), 4, "{seven}");
     }
 
     #[test]
@@ -247,8 +282,8 @@ mod tests {
 
     #[test]
     fn the_script_rebuilds_the_second_text() {
-        let a: Vec<&[u8]> = vec![b"a\n", b"b\n", b"c\n", b"d\n"];
-        let b: Vec<&[u8]> = vec![b"b\n", b"x\n", b"d\n", b"e\n"];
+        let a: Vec<&[u8]> = vec![b"a", b"b", b"c", b"d"];
+        let b: Vec<&[u8]> = vec![b"b", b"x", b"d", b"e"];
         let rebuilt: Vec<&[u8]> = edits(&a, &b)
             .into_iter()
             .filter_map(|op| match op {

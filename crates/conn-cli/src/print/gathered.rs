@@ -11,19 +11,26 @@ use super::Palette;
 /// The separator line of a gathered group's header, as clubak and dshbak draw it.
 const SEPARATOR: &str = "---------------";
 
-/// `-b` / `-B`: the hosts whose output and end are identical, once each group, under a header
-/// with the folded set, the count when more than one, and the status when not a success.
-/// Stdout (and with `with_stderr` stderr, right after each group's stdout) go to `out` and
-/// `err`, flushed after each group so that a terminal shows them in order. Groups come in
-/// clush's order ([`RunReport::groups`]).
+/// `-b` / `-B`: the hosts whose output and end are identical (stdout alone for `-b`, whose
+/// stderr was streamed; with `with_stderr` both), once each group, under a header with the
+/// folded set, the count when more than one, and the status when not a success; without
+/// `headers` (`-N`) the blocks alone, as clush prints them. Stdout (and with `with_stderr`
+/// stderr, right after each group's stdout) go to `out` and `err`, flushed after each group so
+/// that a terminal shows them in order. Groups come in clush's order ([`RunReport::groups`]).
 pub fn write_gathered(
     out: &mut dyn Write,
     err: &mut dyn Write,
     report: &RunReport,
     palette: Palette,
     with_stderr: bool,
+    headers: bool,
 ) -> io::Result<()> {
-    for group in report.groups() {
+    let groups = if with_stderr {
+        report.groups()
+    } else {
+        report.groups_by_stdout()
+    };
+    for group in groups {
         let first = &report.hosts[group.members[0]];
         let count = if group.members.len() > 1 {
             format!(" ({})", group.members.len())
@@ -36,13 +43,15 @@ pub fn write_gathered(
             (Some(failure), _) => format!(": {failure}"),
         };
         let header = format!("{}{count}{status}", group.folded);
-        writeln!(
-            out,
-            "{}\n{}\n{}",
-            palette.header(SEPARATOR),
-            palette.header(&header),
-            palette.header(SEPARATOR)
-        )?;
+        if headers {
+            writeln!(
+                out,
+                "{}\n{}\n{}",
+                palette.header(SEPARATOR),
+                palette.header(&header),
+                palette.header(SEPARATOR)
+            )?;
+        }
         if let Some(g) = &first.gathered {
             write_block(out, &g.stdout)?;
             out.flush()?;

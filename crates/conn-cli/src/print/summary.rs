@@ -39,7 +39,8 @@ pub fn host_code(end: &HostEnd) -> u8 {
         Outcome::Exited(out) => exit_code_of_status(out.status),
         Outcome::Failed(e) => exit_code_of_error(e),
         Outcome::Skipped(Skip::Cancelled) => EXIT_INTERRUPTED,
-        Outcome::Skipped(Skip::FailFast) => 1,
+        // Not failures of their own: never more than the one that failed first.
+        Outcome::Skipped(Skip::FailFast) | Outcome::Stopped(_) => 1,
     }
 }
 
