@@ -23,7 +23,7 @@
 use std::ffi::OsString;
 use std::path::PathBuf;
 
-use conn_core::transport::{ProcessOptions, Seen, StdioOptions, spawn_process};
+use conn_core::transport::{ProcessOptions, RemoteGroup, Seen, StdioOptions, spawn_process};
 use conn_core::{Cmd, Error, ExitStatus, Job, RemoteChild, Result, Started};
 
 #[cfg(doc)]
@@ -76,7 +76,8 @@ const NEVER_STARTED_PREFIXES: [&str; 13] = [
 
 /// Starts `cmd` as an `ssh -S` client of `conn`'s master (when connections are reused).
 pub(crate) fn spawn(conn: &OpenSshConnection, cmd: &Cmd, job: &dyn Job) -> Result<RemoteChild> {
-    let argv = conn.session_argv(cmd)?;
+    let group = cmd.kills_remote().then(RemoteGroup::new);
+    let argv = conn.session_argv(cmd, group.as_ref())?;
     let master = if cmd.is_dry_run() {
         None
     } else {
@@ -95,6 +96,7 @@ pub(crate) fn spawn(conn: &OpenSshConnection, cmd: &Cmd, job: &dyn Job) -> Resul
             stdio: StdioOptions {
                 relay_inherit: true,
                 watch_stderr: Some(STDERR_KEEP),
+                remote_group: group,
             },
             classify: Some(Box::new(move |status, seen| classify.status(status, seen))),
             transport_lines: conn.control.is_some().then_some(is_ssh_own_line),
