@@ -388,3 +388,42 @@ fn a_bare_connection_kills_remotely_once_the_child_holds_it() {
         conn.shutdown();
     }
 }
+
+#[test]
+fn a_full_connection_cancelled_at_once_ends_every_remote_command() {
+    // Eight sessions on one connection (sshd's MaxSessions is 10): every killed session counts
+    // until its command has ended, so most of the eight kills are refused at first and tried
+    // again.
+    let naps = Naps::new();
+    let sshd = TestSshd::start_default().unwrap();
+    for mux in MUXES {
+        let dir = socket_dir();
+        let pool = pool(&sshd, dir.path(), mux);
+        let job = SimpleJob::with_timeout(JOB_TIMEOUT);
+        let mut children = Vec::new();
+        let mut members = Vec::new();
+        for _ in 0..8 {
+            let nap = naps.next();
+            let mut child = pool.spawn(&pipeline(&nap).kill_remote(true), &job).unwrap();
+            reported(&mut child);
+            members.extend(whole_pipeline(&nap).1);
+            children.push(child);
+        }
+        assert_eq!(pool.snapshot().len(), 1, "{mux:?}: one connection");
+        job.cancel();
+        std::thread::scope(|scope| {
+            for mut child in children {
+                scope.spawn(move || assert!(matches!(child.wait(), Err(Error::Cancelled { .. }))));
+            }
+        });
+        assert!(
+            wait_until(SETTLE, || all_gone(&members)),
+            "{mux:?}: remote processes left: {:?}",
+            members
+                .iter()
+                .filter(|&&p| procfs::is_alive(p))
+                .collect::<Vec<_>>()
+        );
+        pool.shutdown();
+    }
+}

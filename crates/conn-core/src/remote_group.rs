@@ -21,7 +21,6 @@ use crate::command::Cmd;
 use crate::command::{CommandName, Stream};
 use crate::error::Error;
 use crate::job::SimpleJob;
-use crate::retry::RetryPolicy;
 use crate::traits::Connection;
 
 /// How long the remote kill may take, refusals retried included: short enough that a CLI
@@ -225,8 +224,7 @@ pub(crate) fn kill_remote_group(conn: &dyn Connection, pgid: u32, name: &Command
     // `-s TERM` and `--`, not `-TERM --`: dash's kill takes `--` only after `-s`.
     let cmd = crate::command::Cmd::shell(format!("kill -s TERM -- -{pgid}"))
         .stdout(Stream::Null)
-        .check(false)
-        .retry(RetryPolicy::new(0));
+        .check(false);
     let job = SimpleJob::with_timeout(KILL_BUDGET);
     let started = std::time::Instant::now();
     let mut backoff = Duration::from_millis(2);

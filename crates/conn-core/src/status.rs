@@ -86,9 +86,9 @@ impl fmt::Display for Started {
 pub struct Output {
     /// How it ended.
     pub status: ExitStatus,
-    /// Captured standard output (empty unless [`Stream::Piped`]).
+    /// Captured standard output (empty unless [`Stream::Piped`](crate::Stream::Piped)).
     pub stdout: Vec<u8>,
-    /// Captured standard error (empty unless [`Stream::Piped`]).
+    /// Captured standard error (empty unless [`Stream::Piped`](crate::Stream::Piped)).
     pub stderr: Vec<u8>,
     /// [`Started::Yes`], except for a dry run ([`Started::No`]) and for a status the transport
     /// cannot tell from its own failure ([`Started::Unknown`]: the process back end's exit 255,

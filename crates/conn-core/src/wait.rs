@@ -178,7 +178,8 @@ impl RemoteChild {
     }
 
     /// Waits for the command to end, collecting what it writes to the pipes the caller did not
-    /// take ([`Stream::Piped`]), and feeding [`Stdin::Bytes`].
+    /// take ([`Stream::Piped`](crate::Stream::Piped)), and feeding
+    /// [`Stdin::Bytes`](crate::Stdin::Bytes).
     pub fn wait_with_output(mut self) -> Result<Output> {
         drop(self.stdin.take());
         self.finish(Collect::Capture, None)

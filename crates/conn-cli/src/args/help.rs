@@ -52,6 +52,8 @@ Examples:
   conn run -w 'node[001-128]' -x node042 --parallel 64 -b -- uname -r
   conn run -w 'rack[1-2]-n[01-16]' --json -- df -h / > df.jsonl
   conn run -H db1 -H db2 --timeout 10 -- sh -c 'uptime; df -h /'
+  conn run -w 'n[01-32]' --kill-remote --timeout 600 -- ./job.sh   a timeout or Ctrl-C also
+                                           ends the remote commands (SIGTERM to their group)
   conn run --hosts-file hosts.txt --parallel 64 --retries 3 -- uname -r
   conn run -F ~/.ssh/lab_config -H lab1 -o Compression=yes -- cat /etc/os-release
   conn run --mux native -H db1 -- true     no `ssh -S` client per command (OpenSSH mux protocol)
