@@ -508,9 +508,8 @@ impl<T: Transport> PooledConnection<T> {
     }
 
     /// Starts `cmd` on this connection; the child takes this slot with it and gives it back
-    /// when it is waited for, killed or dropped (so one slot never carries two sessions; the
-    /// remote kill of [`Cmd::kill_remote`] runs on it too). No retries:
-    /// [`ConnectionPool::spawn`] has them.
+    /// when it is waited for, killed or dropped (one slot never carries two sessions; a
+    /// [`Cmd::kill_remote`] kill runs on it). No retries: [`ConnectionPool::spawn`] has them.
     pub fn spawn(self, cmd: &Cmd, job: &dyn Job) -> Result<RemoteChild> {
         Ok(Connection::spawn(&*self, cmd, job)?.hold_connection(self))
     }

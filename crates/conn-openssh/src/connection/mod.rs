@@ -9,7 +9,7 @@ use std::time::{Duration, Instant};
 use std::ffi::OsString;
 
 use conn_core::text::tail;
-use conn_core::transport::{ProcessOptions, RemoteGroup, spawn_process};
+use conn_core::transport::{ProcessOptions, spawn_process};
 use conn_core::{
     CappedJob, Cmd, Connection, Error, Job, Output, Program, RemoteChild, Result, SimpleJob,
     Stream, display_line, ensure_running, quote,
@@ -211,9 +211,8 @@ impl OpenSshConnection {
     /// let status = std::process::Command::new(&argv[0]).args(&argv[1..]).status()?;
     /// # Ok::<(), Box<dyn std::error::Error>>(())
     /// ```
-    /// [`Cmd::kill_remote`] adds nothing here: conn does not see that process's stderr.
     pub fn command_line(&self, cmd: &Cmd, job: &dyn Job) -> Result<Vec<OsString>> {
-        let argv = self.session_argv(cmd, None)?;
+        let argv = self.session_argv(cmd)?;
         self.refresh(job)?;
         Ok(argv)
     }
@@ -250,21 +249,11 @@ impl OpenSshConnection {
     /// The full argv of the process back end for `cmd`: ssh's options, `-S <socket>`, the host,
     /// and the remote command: every argument of an argv quoted (as bytes) for the remote
     /// shell, a shell line as it is (one argument: ssh sends it unchanged), or `-s` and a
-    /// subsystem's name; with `group`, the command as one line behind the report of its
-    /// process group. A `--` goes before a command whose first word starts with `-`, which
+    /// subsystem's name. A `--` goes before a command whose first word starts with `-`, which
     /// ssh would otherwise read as an option of its own.
-    pub(crate) fn session_argv(
-        &self,
-        cmd: &Cmd,
-        group: Option<&RemoteGroup>,
-    ) -> Result<Vec<OsString>> {
+    pub(crate) fn session_argv(&self, cmd: &Cmd) -> Result<Vec<OsString>> {
         cmd.validate()?;
-        let wrapped = match (group, cmd.program().remote_line()) {
-            (Some(group), Some(line)) => Some(group.wrap(&line?)),
-            _ => None,
-        };
         let (remote, subsystem) = match cmd.program() {
-            _ if let Some(line) = wrapped => (vec![line], false),
             Program::Argv(argv) => (
                 argv.iter()
                     .map(|a| quote(a).map(|q| q.into_owned()))

@@ -145,7 +145,7 @@ fn a_shell_line_is_one_unquoted_argument_and_a_subsystem_is_dash_s() {
     let conn = ssh.connect("shared").unwrap();
     let socket = conn.control_path().unwrap().as_os_str().to_owned();
     let tail = |cmd: &Cmd| -> Vec<OsString> {
-        let argv = conn.session_argv(cmd, None).unwrap();
+        let argv = conn.session_argv(cmd).unwrap();
         let prefix = ssh.ssh_command_prefix().len();
         assert_eq!(argv[prefix..prefix + 2], ["-S".into(), socket.clone()]);
         argv[prefix + 2..].to_vec()
@@ -170,16 +170,7 @@ fn a_shell_line_is_one_unquoted_argument_and_a_subsystem_is_dash_s() {
     expected.extend(["u@h", "--", "-n; true"].map(OsString::from));
     assert_eq!(tail(&Cmd::shell("-n; true")), expected);
     assert!(matches!(
-        conn.session_argv(&Cmd::shell(""), None),
+        conn.session_argv(&Cmd::shell("")),
         Err(Error::EmptyCommand)
     ));
-    // With kill_remote, the command goes as one line behind the report of its group: an argv
-    // quoted as before, no `--` needed (the line starts with printf).
-    let group = conn_core::transport::RemoteGroup::new();
-    let argv = conn
-        .session_argv(&Cmd::new(["-weird", "a b"]).kill_remote(true), Some(&group))
-        .unwrap();
-    let line = conn_core::join_quoted(&["-weird", "a b"]).unwrap();
-    assert_eq!(argv.last().unwrap(), &group.wrap(&line));
-    assert_eq!(argv[argv.len() - 2], "u@h");
 }
