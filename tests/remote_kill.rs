@@ -427,3 +427,49 @@ fn a_full_connection_cancelled_at_once_ends_every_remote_command() {
         pool.shutdown();
     }
 }
+
+/// The child of `an_inherited_stderr_is_the_command_s_own`: a library caller whose command's
+/// streams are its own (`Stream::Inherit`).
+#[test]
+#[ignore = "child process of an_inherited_stderr_is_the_command_s_own, which runs it"]
+fn inherited_stderr_in_a_child_process() {
+    conn_testkit::child::helper_start();
+    let var = |k: &str| std::env::var(k).unwrap();
+    let transport = OpenSsh::builder(&var("CONN_TEST_ALIAS"))
+        .ssh_config(var("CONN_TEST_SSH_CONFIG"))
+        .socket_dir(var("CONN_TEST_SOCKET_DIR"))
+        .mux(var("CONN_TEST_MUX").parse().unwrap())
+        .build()
+        .unwrap();
+    let pool = ConnectionPool::new(transport, "shared", 8).unwrap();
+    let cmd = Cmd::shell("echo first >&2; echo out; printf last >&2")
+        .kill_remote(true)
+        .stdout(Stream::Inherit)
+        .stderr(Stream::Inherit);
+    pool.run(&cmd, &SimpleJob::with_timeout(JOB_TIMEOUT))
+        .unwrap();
+    pool.shutdown();
+}
+
+#[test]
+fn an_inherited_stderr_is_the_command_s_own() {
+    let sshd = TestSshd::start_default().unwrap();
+    for mux in MUXES {
+        let dir = socket_dir();
+        let mut cmd = conn_testkit::child::command("inherited_stderr_in_a_child_process");
+        cmd.env("CONN_TEST_MUX", mux.to_string())
+            .env("CONN_TEST_ALIAS", sshd.host_alias())
+            .env("CONN_TEST_SSH_CONFIG", sshd.ssh_config_path())
+            .env("CONN_TEST_SOCKET_DIR", dir.path());
+        let out = conn_testkit::run_with_timeout(&mut cmd, JOB_TIMEOUT).unwrap();
+        let stdout = String::from_utf8_lossy(&out.stdout);
+        assert!(out.status.success(), "{mux:?}: {stdout}");
+        assert!(conn_testkit::child::ran_one_test(&stdout), "{stdout}");
+        assert!(stdout.contains("out\n"), "{mux:?}: {stdout}");
+        assert_eq!(
+            String::from_utf8_lossy(&out.stderr),
+            "first\nlast",
+            "{mux:?}: the child's own stderr, the report taken out"
+        );
+    }
+}
