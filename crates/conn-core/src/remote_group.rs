@@ -351,6 +351,61 @@ mod tests {
         assert_eq!(group.pgid(), None);
     }
 
+    /// What the filter must give: `input` without its first line (starting in the window) that
+    /// is the marker and a group number, and that group.
+    fn reference(group: &RemoteGroup, input: &[u8]) -> (Vec<u8>, Option<u32>) {
+        let marker = &group.inner.marker;
+        let mut start = 0;
+        for line in input.split_inclusive(|&b| b == b'\n') {
+            let pgid = line
+                .strip_prefix(&marker[..])
+                .and_then(|rest| rest.strip_suffix(b"\n"))
+                .filter(|d| !d.is_empty() && d.len() <= MAX_DIGITS)
+                .filter(|d| d.iter().all(u8::is_ascii_digit))
+                .and_then(|d| std::str::from_utf8(d).ok()?.parse::<u32>().ok())
+                .filter(|&p| p > 1 && p <= i32::MAX as u32);
+            if start < SEARCH_WINDOW
+                && let Some(pgid) = pgid
+            {
+                let out = [&input[..start], &input[start + line.len()..]].concat();
+                return (out, Some(pgid));
+            }
+            start += line.len();
+        }
+        (input.to_vec(), None)
+    }
+
+    proptest::proptest! {
+        #[test]
+        fn the_filter_removes_exactly_the_first_report_whatever_the_chunks(
+            pieces in proptest::collection::vec(0usize..9, 0..40),
+            chunk in 1usize..50,
+        ) {
+            let group = RemoteGroup::new();
+            let marker = String::from_utf8(group.inner.marker.to_vec()).unwrap();
+            let input: Vec<u8> = pieces
+                .iter()
+                .flat_map(|&p| {
+                    match p {
+                        0 => marker.clone(),
+                        1 => "conn-pgid:".to_string(),
+                        2 => "12".to_string(),
+                        3 => "\n".to_string(),
+                        4 => "x".to_string(),
+                        5 => format!("{marker}4242\n"),
+                        6 => "0".to_string(),
+                        7 => "99999999999".to_string(),
+                        _ => "conn-pgid:0123456789abcdef:7\n".to_string(),
+                    }
+                    .into_bytes()
+                })
+                .collect();
+            let (want, pgid) = reference(&group, &input);
+            proptest::prop_assert_eq!(filtered(&group, &input, chunk), want);
+            proptest::prop_assert_eq!(group.pgid(), pgid);
+        }
+    }
+
     #[test]
     fn the_prefix_reports_the_group_and_keeps_the_line_whole() {
         let group = RemoteGroup::new();
