@@ -56,7 +56,10 @@ pub fn main(args: &RunArgs) -> Result<u8, Failure> {
     } else {
         (None, Stdin::Null)
     };
-    let cmd = Cmd::new(&args.command).stdin(stdin).dry_run(args.dry_run);
+    let cmd = Cmd::new(&args.command)
+        .stdin(stdin)
+        .dry_run(args.dry_run)
+        .kill_remote(args.kill_remote);
     let run = Run {
         cmd,
         mode,

@@ -384,3 +384,131 @@ fn idempotent_runs_again_what_a_dying_master_cut_short() {
         assert_eq!(file, expected, "{host}'s --outdir file");
     }
 }
+
+#[test]
+fn kill_remote_ends_every_host_s_remote_command_on_a_signal_and_without_it_they_run_on() {
+    let fleet = Fleet::new("k", 3);
+    let mut cases = Vec::new();
+    for mux in ["native", "process"] {
+        for kill in [true, false] {
+            let nap = format!("987.{}{}", std::process::id(), cases.len());
+            let mut extra = vec!["--mux", mux, "-w", "k[1-3]"];
+            if kill {
+                extra.push("--kill-remote");
+            }
+            extra.extend(["--", "sleep", &nap]);
+            let mut child = conn()
+                .args(fleet.args("run", &extra))
+                .env("CONN_LOG", "debug")
+                .stdout(Stdio::null())
+                .stderr(Stdio::piped())
+                .spawn()
+                .unwrap();
+            // Every host's remote shell has reported its group once conn logs it three times
+            // (only then can a signal be expected to reach the remote side).
+            let (tx, rx) = std::sync::mpsc::channel();
+            let stderr = child.stderr.take().unwrap();
+            let reader = std::thread::spawn(move || {
+                let mut seen = String::new();
+                for line in std::io::BufRead::lines(std::io::BufReader::new(stderr)) {
+                    let line = line.unwrap_or_default();
+                    if line.contains("the remote shell reported process group") {
+                        let _ = tx.send(());
+                    }
+                    if !line.contains("DEBUG") {
+                        seen.push_str(&line);
+                        seen.push('\n');
+                    }
+                }
+                seen
+            });
+            if kill {
+                for _ in 0..3 {
+                    rx.recv_timeout(SETTLE)
+                        .expect("a host's group was never reported");
+                }
+            }
+            assert!(
+                wait_until(SETTLE, || procfs::find("sleep", &nap).len() == 3),
+                "{mux}: the remote sleeps never started"
+            );
+            let sleeps = procfs::find("sleep", &nap);
+            let from = Instant::now();
+            send(&child, libc::SIGTERM);
+            let (code, took) = wait_exit(&mut child, from);
+            let left = || sleeps.iter().filter(|&&p| procfs::is_alive(p)).count();
+            let as_expected = if kill {
+                wait_until(Duration::from_secs(2), || left() == 0)
+            } else {
+                // Still there once conn has gone, and a while later.
+                let now = left();
+                std::thread::sleep(Duration::from_millis(500));
+                now == 3 && left() == 3
+            };
+            let messages = reader.join().unwrap();
+            cases.push((mux, kill, code, took));
+            for pid in &sleeps {
+                // SAFETY: kill(2) on a remote command this test started.
+                unsafe { libc::kill(*pid as libc::pid_t, libc::SIGKILL) };
+            }
+            assert_eq!(code, Some(130), "{mux} kill={kill}: {messages}");
+            assert!(
+                as_expected,
+                "{mux}: with --kill-remote={kill}, {} of 3 remote sleeps left",
+                left()
+            );
+            assert!(
+                !messages.contains("cannot end remote process group"),
+                "{messages}"
+            );
+        }
+    }
+    for (mux, kill, code, took) in &cases {
+        eprintln!("  --mux {mux} kill_remote={kill}: {code:?} after {took:?}");
+    }
+    let slowest = cases.iter().map(|c| c.3).max().unwrap();
+    // The requirement is one second; the bound leaves room for a loaded test machine.
+    assert!(slowest < Duration::from_secs(5), "{slowest:?}");
+}
+
+#[test]
+fn kill_remote_leaves_a_host_s_stderr_as_the_command_wrote_it() {
+    let fleet = Fleet::new("e", 2);
+    for mux in ["native", "process"] {
+        for hosts in ["e1", "e[1-2]"] {
+            let script = "echo first >&2; echo out";
+            let out = run_with_timeout(
+                conn().args(fleet.args(
+                    "run",
+                    &[
+                        "--mux",
+                        mux,
+                        "--kill-remote",
+                        "-w",
+                        hosts,
+                        "--",
+                        "sh",
+                        "-c",
+                        script,
+                    ],
+                )),
+                SETTLE,
+            )
+            .unwrap();
+            let (stdout, stderr) = (text(&out.stdout), text(&out.stderr));
+            assert_eq!(out.status.code(), Some(0), "{stderr}");
+            if hosts == "e1" {
+                // One host: its streams passed through as they are.
+                assert_eq!(
+                    (stdout.as_str(), stderr.as_str()),
+                    ("out\n", "first\n"),
+                    "{mux}"
+                );
+            } else {
+                let mut lines: Vec<&str> = stderr.lines().collect();
+                lines.sort();
+                assert_eq!(lines, ["e1: first", "e2: first"], "{mux}");
+            }
+        }
+    }
+}

@@ -3,6 +3,7 @@
 //! ([`StdioPlan`]).
 
 use std::fmt;
+use std::ops::Deref;
 use std::os::fd::BorrowedFd;
 
 use crate::command::{Cmd, CommandName};
@@ -12,8 +13,10 @@ use crate::error::{Error, Result};
 use crate::job::{CancelToken, Deadline, Job};
 use crate::pump::Pump;
 use crate::pump_thread::Pumping;
+use crate::remote_group::{RemoteGroup, kill_remote_group};
 use crate::status::{ExitStatus, Started};
 use crate::stdio::{ChildStderr, ChildStdin, ChildStdout, StdioPlan};
+use crate::traits::Connection;
 
 /// A back end's running command, as [`RemoteChild`] drives it: a child process, or a session
 /// over an ssh master's socket. Implemented by transports; callers never see it.
@@ -115,8 +118,42 @@ pub struct RemoteChild {
     pub(crate) pump: Option<Pump>,
     pub(crate) pumping: Option<Pumping>,
     pub(crate) ended: Option<Ended>,
-    /// Whatever must live exactly as long as the command (a pool's session slot).
-    hold: Option<Box<dyn Send + Sync>>,
+    /// A wait saw the session end by itself (not after a cancel, which may have been what
+    /// ended it): then there is nothing left to end remotely.
+    pub(crate) ended_by_itself: bool,
+    /// The remote process group, reported by the command ([`Cmd::kill_remote`]).
+    group: Option<RemoteGroup>,
+    /// Whatever must live exactly as long as the command (a pool's session slot), and maybe
+    /// the connection it runs on.
+    hold: Option<Box<dyn Held>>,
+}
+
+/// What a child holds until its command ends; it may lend the connection the command runs on,
+/// for the remote kill of [`Cmd::kill_remote`].
+trait Held: Send + Sync {
+    fn connection(&self) -> Option<&dyn Connection>;
+}
+
+/// A value held for its lifetime only.
+struct Plain<V>(V);
+
+impl<V: Send + Sync> Held for Plain<V> {
+    fn connection(&self) -> Option<&dyn Connection> {
+        None
+    }
+}
+
+/// A guard of (or a handle on) the connection the command runs on.
+struct Lent<G>(G);
+
+impl<G> Held for Lent<G>
+where
+    G: Deref + Send + Sync,
+    G::Target: Connection + Sized,
+{
+    fn connection(&self) -> Option<&dyn Connection> {
+        Some(&*self.0)
+    }
 }
 
 impl fmt::Debug for RemoteChild {
@@ -139,6 +176,7 @@ impl RemoteChild {
         name: CommandName,
     ) -> Self {
         drop(plan.take_child_fds());
+        let group = plan.group.take();
         let (stdin, stdout, stderr) = plan.caller;
         RemoteChild {
             session,
@@ -152,6 +190,8 @@ impl RemoteChild {
             pump: Some(plan.pump),
             pumping: None,
             ended: None,
+            ended_by_itself: false,
+            group,
             hold: None,
         }
     }
@@ -181,14 +221,38 @@ impl RemoteChild {
             pump: Some(Pump::default()),
             pumping: None,
             ended: Some(Ended::DryRun),
+            ended_by_itself: true,
+            group: None,
             hold: None,
         }
     }
 
     /// Keeps `value` alive until the command has ended (a pool's session slot, say).
     pub fn hold(mut self, value: impl Send + Sync + 'static) -> Self {
-        self.hold = Some(Box::new(value));
+        self.hold = Some(Box::new(Plain(value)));
         self
+    }
+
+    /// Keeps `conn` (a pool's guard, an `Arc` of a connection: whatever dereferences to the
+    /// connection the command runs on) alive until the command has ended, like
+    /// [`RemoteChild::hold`], and runs the remote kill of [`Cmd::kill_remote`] on it.
+    /// [`PooledConnection::spawn`](crate::PooledConnection::spawn) does this; a child from a
+    /// bare [`Connection::spawn`] has no connection to run the kill on until its caller hands
+    /// it one here.
+    pub fn hold_connection<G>(mut self, conn: G) -> Self
+    where
+        G: Deref + Send + Sync + 'static,
+        G::Target: Connection + Sized,
+    {
+        self.hold = Some(Box::new(Lent(conn)));
+        self
+    }
+
+    /// The remote command's process group, once its shell has reported it
+    /// ([`Cmd::kill_remote`]; conn learns it while it moves the command's stderr). `None`
+    /// without the option, before the report, and for a local command.
+    pub fn remote_pgid(&self) -> Option<u32> {
+        self.group.as_ref().and_then(RemoteGroup::pgid)
     }
 
     /// The command, as named in messages.
@@ -261,16 +325,66 @@ impl RemoteChild {
         }
     }
 
-    /// Ends the command now (its process group gets `SIGKILL`, or its session is closed) and
-    /// releases everything it holds. A later `wait` returns signal 9, whatever `check` says
-    /// (as std's does after a kill).
+    /// Ends the command now (its process group gets `SIGKILL`, or its session is closed; with
+    /// [`Cmd::kill_remote`], the remote process group then gets `SIGTERM`) and releases
+    /// everything it holds. A later `wait` returns signal 9, whatever `check` says (as std's
+    /// does after a kill).
     pub fn kill(&mut self) -> Result<()> {
-        if self.ended.is_none() {
-            self.session.kill();
-            self.ended = Some(Ended::Killed);
-        }
+        self.catch_group_report();
+        self.end_early();
         self.release_all();
         Ok(())
+    }
+
+    /// Ends a session that has not ended by itself: closes it, then (with
+    /// [`Cmd::kill_remote`]) ends the remote process group over the held connection, while
+    /// this child still holds its slot, so the kill takes no slot of another command's.
+    fn end_early(&mut self) {
+        if self.ended.is_some() {
+            return;
+        }
+        if self.group.is_some()
+            && !self.ended_by_itself
+            && !self.token.is_cancelled()
+            && matches!(self.session.try_finish(), Ok(Some(_)))
+        {
+            // Over already (a child dropped unwaited): nothing remote to end. After a cancel
+            // the end may have been the cancel's own doing, so that case is not trusted.
+            self.ended_by_itself = true;
+        }
+        self.session.kill();
+        self.ended = Some(Ended::Killed);
+        let Some(group) = self.group.as_ref().filter(|_| !self.ended_by_itself) else {
+            return;
+        };
+        let conn = self.hold.as_ref().and_then(|h| h.connection());
+        match (group.pgid(), conn) {
+            (Some(pgid), Some(conn)) => kill_remote_group(conn, pgid, &self.name),
+            (None, _) => tracing::debug!(
+                "{} ended before its remote shell reported its process group: the remote \
+                 command is not signalled",
+                self.name
+            ),
+            (Some(pgid), None) => tracing::warn!(
+                "no connection to end remote process group {pgid} of {} on (a child from a \
+                 bare Connection::spawn: see RemoteChild::hold_connection)",
+                self.name
+            ),
+        }
+    }
+
+    /// Reads, without waiting, what conn's stderr pipe holds already, for the remote group's
+    /// report when it has not been read yet (nobody was waiting).
+    fn catch_group_report(&mut self) {
+        if self.ended.is_some() || self.group.as_ref().is_none_or(|g| g.pgid().is_some()) {
+            return;
+        }
+        let mut pump = match self.pumping.take() {
+            Some(pumping) => pumping.stop(),
+            None => self.pump.take().unwrap_or_default(),
+        };
+        pump.drain_now();
+        self.pump = Some(pump);
     }
 
     pub(crate) fn release_all(&mut self) {
@@ -284,10 +398,7 @@ impl RemoteChild {
 
     /// Ends the session after a failure of ours (deadline, cancel, I/O) and passes the error on.
     pub(crate) fn fail(&mut self, e: Error) -> Error {
-        if self.ended.is_none() {
-            self.session.kill();
-            self.ended = Some(Ended::Killed);
-        }
+        self.end_early();
         self.release_all();
         e
     }
@@ -295,9 +406,7 @@ impl RemoteChild {
 
 impl Drop for RemoteChild {
     fn drop(&mut self) {
-        if self.ended.is_none() {
-            self.session.kill();
-            self.ended = Some(Ended::Killed);
-        }
+        self.catch_group_report();
+        self.end_early();
     }
 }

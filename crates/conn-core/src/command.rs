@@ -167,6 +167,7 @@ pub struct Cmd {
     dry_run: bool,
     retry: RetryPolicy,
     send_env: bool,
+    kill_remote: bool,
 }
 
 impl Cmd {
@@ -207,6 +208,7 @@ impl Cmd {
             dry_run: false,
             retry: RetryPolicy::pool_default(),
             send_env: false,
+            kill_remote: false,
         }
     }
 
@@ -290,6 +292,32 @@ impl Cmd {
         self.send_env
     }
 
+    /// When conn ends the command before it has ended by itself (the job is cancelled, its
+    /// deadline passes, [`RemoteChild::kill`](crate::RemoteChild::kill), or a running child is
+    /// dropped), also end the remote command: its process group gets `SIGTERM`. Default false:
+    /// without it, closing an ssh session leaves a command without a tty running (sshd signals
+    /// nothing).
+    ///
+    /// Over ssh the remote shell reports its process group first (one `printf` to stderr,
+    /// which conn takes out of the output), and on the early end conn runs
+    /// `kill -s TERM -- -<group>` on the same connection, within half a second, logging a
+    /// failure rather than returning it. That needs a POSIX login shell on the remote host
+    /// (sh, bash, dash, zsh, ksh), a connection to run on (children of a pool have one; see
+    /// [`RemoteChild::hold_connection`](crate::RemoteChild::hold_connection)) and a master
+    /// still alive; a process that leaves the group or ignores `SIGTERM` survives it
+    /// (docs/design.md#cancel). A local command needs none of this: its own process group
+    /// always gets `SIGKILL`. A subsystem has no shell to report its group: asking for both is
+    /// an [`Error::Config`].
+    pub fn kill_remote(mut self, yes: bool) -> Self {
+        self.kill_remote = yes;
+        self
+    }
+
+    /// Whether the remote command is ended too when conn ends it early ([`Cmd::kill_remote`]).
+    pub fn kills_remote(&self) -> bool {
+        self.kill_remote
+    }
+
     /// What the command runs: its argv, its shell line or its subsystem.
     pub fn program(&self) -> &Program {
         &self.program
@@ -324,7 +352,8 @@ impl Cmd {
     /// shell line ([`Error::EmptyCommand`]); an argument or line holding a NUL byte
     /// ([`Error::Unquotable`], naming it: neither `execve(2)` nor a remote shell can carry one);
     /// a subsystem name that is empty or holds whitespace or a NUL ([`Error::Config`]: a
-    /// subsystem takes no arguments).
+    /// subsystem takes no arguments), or a subsystem with [`Cmd::kill_remote`] (no shell to
+    /// report its process group).
     pub fn validate(&self) -> Result<()> {
         let nul = |arg: &OsStr, what: &str| Error::Unquotable {
             arg: arg.to_string_lossy().into_owned(),
@@ -353,6 +382,14 @@ impl Cmd {
                     return Err(Error::Config(format!(
                         "subsystem name {:?} is empty or holds whitespace: give one name, such \
                          as \"sftp\" (a subsystem takes no arguments)",
+                        name.to_string_lossy()
+                    )));
+                }
+                if self.kill_remote {
+                    return Err(Error::Config(format!(
+                        "subsystem {:?} with kill_remote: a subsystem runs without a shell to \
+                         report its process group, so conn cannot end it remotely; drop \
+                         kill_remote, or run the program as a command",
                         name.to_string_lossy()
                     )));
                 }
@@ -476,6 +513,18 @@ mod tests {
         sftp.validate().unwrap();
         assert!(sftp.program().remote_line().is_none());
         assert_eq!(sftp.program().display(), "subsystem sftp");
+        let err = Cmd::subsystem("sftp")
+            .kill_remote(true)
+            .validate()
+            .unwrap_err();
+        assert!(
+            matches!(err, Error::Config(ref m) if m.contains("\"sftp\" with kill_remote")),
+            "{err}"
+        );
+        Cmd::shell("sleep 1 &")
+            .kill_remote(true)
+            .validate()
+            .unwrap();
         for bad in [Cmd::subsystem(""), Cmd::subsystem("sftp").arg("-e")] {
             let err = bad.validate().unwrap_err();
             assert!(

@@ -25,6 +25,7 @@ mod process;
 mod pump;
 mod pump_thread;
 mod quote;
+mod remote_group;
 mod retry;
 mod status;
 mod stdio;
@@ -55,6 +56,7 @@ pub mod transport {
     pub use crate::job::{ChildHandle, Pgid, Registration};
     pub use crate::poll::poll_until;
     pub use crate::process::{Classifier, ProcessOptions, spawn_process};
+    pub use crate::remote_group::RemoteGroup;
     pub use crate::stdio::{ChildFd, StdioOptions, StdioPlan, pipe};
     pub use crate::traits::{Connection, Remote, Transport};
 }

@@ -508,10 +508,10 @@ impl<T: Transport> PooledConnection<T> {
     }
 
     /// Starts `cmd` on this connection; the child takes this slot with it and gives it back
-    /// when it is waited for, killed or dropped (so one slot never carries two sessions).
-    /// No retries: [`ConnectionPool::spawn`] has them.
+    /// when it is waited for, killed or dropped (one slot never carries two sessions; a
+    /// [`Cmd::kill_remote`] kill runs on it). No retries: [`ConnectionPool::spawn`] has them.
     pub fn spawn(self, cmd: &Cmd, job: &dyn Job) -> Result<RemoteChild> {
-        Ok(Connection::spawn(&*self, cmd, job)?.hold(self))
+        Ok(Connection::spawn(&*self, cmd, job)?.hold_connection(self))
     }
 
     /// Runs `cmd` on this connection and waits for its output. No retries:

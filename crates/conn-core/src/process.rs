@@ -259,6 +259,7 @@ mod tests {
             stdio: StdioOptions {
                 relay_inherit: true,
                 watch_stderr: Some(1024),
+                ..StdioOptions::default()
             },
             ..ProcessOptions::default()
         }

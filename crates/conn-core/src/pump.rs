@@ -14,6 +14,8 @@ use std::sync::Arc;
 use rustix::event::{PollFd, PollFlags};
 use rustix::io::Errno;
 
+use crate::remote_group::MarkerFilter;
+
 /// How many written bytes may sit at the front of a backlog before they are dropped from it:
 /// compacting rarely keeps a relay from moving its whole backlog on every small write.
 const COMPACT_AT: usize = 64 * 1024;
@@ -77,6 +79,8 @@ pub(crate) struct Sink {
     sent: usize,
     /// Bytes written to `dest` so far.
     relayed: u64,
+    /// Takes the remote group's report out of the bytes read, before anyone sees them.
+    filter: Option<MarkerFilter>,
 }
 
 impl Sink {
@@ -100,7 +104,13 @@ impl Sink {
             backlog: Vec::new(),
             sent: 0,
             relayed: 0,
+            filter: None,
         })
+    }
+
+    /// From now on, passes what is read through `filter` first.
+    pub(crate) fn strip(&mut self, filter: MarkerFilter) {
+        self.filter = Some(filter);
     }
 
     /// Whether nothing has been copied to the destination yet (a watched stderr whose bytes
@@ -141,19 +151,36 @@ impl Sink {
     fn read(&mut self, buf: &mut [u8]) -> io::Result<()> {
         let Some(src) = &self.src else { return Ok(()) };
         match rustix::io::read(src, &mut *buf) {
-            Ok(0) => self.src = None,
-            Ok(n) => {
-                let room = self.keep.saturating_sub(self.kept.len()).min(n);
-                self.kept.extend_from_slice(&buf[..room]);
-                match &self.dest {
-                    Some(Dest::Discard) | None => {}
-                    Some(_) => self.backlog.extend_from_slice(&buf[..n]),
+            Ok(0) => {
+                self.src = None;
+                if let Some(filter) = &mut self.filter {
+                    let mut held = Vec::new();
+                    filter.finish(&mut held);
+                    self.take(&held);
                 }
             }
+            Ok(n) => match &mut self.filter {
+                Some(filter) => {
+                    let mut passed = Vec::with_capacity(n);
+                    filter.pass(&buf[..n], &mut passed);
+                    self.take(&passed);
+                }
+                None => self.take(&buf[..n]),
+            },
             Err(Errno::INTR | Errno::AGAIN) => {}
             Err(e) => return Err(e.into()),
         }
         Ok(())
+    }
+
+    /// Keeps what `keep` asks for of `bytes`, and queues them for the destination.
+    fn take(&mut self, bytes: &[u8]) {
+        let room = self.keep.saturating_sub(self.kept.len()).min(bytes.len());
+        self.kept.extend_from_slice(&bytes[..room]);
+        match &self.dest {
+            Some(Dest::Discard) | None => {}
+            Some(_) => self.backlog.extend_from_slice(bytes),
+        }
     }
 
     /// Writes some of the backlog to the destination, which `poll` said takes bytes.

@@ -10,6 +10,7 @@ use std::sync::Arc;
 use crate::command::{Cmd, Stdin, Stream};
 use crate::error::{Error, Result};
 use crate::pump::{Dest, Input, Pump, Sink};
+use crate::remote_group::RemoteGroup;
 
 macro_rules! handle {
     ($(#[$doc:meta])* $name:ident) => {
@@ -96,7 +97,7 @@ impl From<ChildFd> for std::process::Stdio {
 }
 
 /// How a back end wants the caller's stdio settings wired.
-#[derive(Clone, Copy, Debug, Default)]
+#[derive(Clone, Debug, Default)]
 pub struct StdioOptions {
     /// Put [`Stream::Inherit`] behind a pipe that conn copies to its own stdout/stderr, so that
     /// whoever receives the descriptors (an ssh master, which keeps them until the remote side
@@ -106,7 +107,15 @@ pub struct StdioOptions {
     /// [`Session::classify`](crate::transport::Session::classify), and copy it where the caller wanted it. For back ends whose
     /// client reports its own failures on stderr (ssh).
     pub watch_stderr: Option<usize>,
+    /// The command reports its remote process group on stderr ([`Cmd::kill_remote`]): stderr
+    /// then always goes through a pipe of conn's, whatever the caller set, which takes the
+    /// report out on its way; the child learns the group from it.
+    pub remote_group: Option<RemoteGroup>,
 }
+
+/// How much of stderr is kept for the transport when it is watched only to take the remote
+/// group's report out.
+const GROUP_WATCH_KEEP: usize = 4096;
 
 /// The three descriptors for the command, and conn's ends of the pipes that go with them:
 /// made from a [`Cmd`] by [`StdioPlan::new`], then handed to [`RemoteChild::new`](crate::RemoteChild::new).
@@ -116,6 +125,7 @@ pub struct StdioPlan {
     pub child: [ChildFd; 3],
     pub(crate) caller: (Option<ChildStdin>, Option<ChildStdout>, Option<ChildStderr>),
     pub(crate) pump: Pump,
+    pub(crate) group: Option<RemoteGroup>,
 }
 
 /// A close-on-exec pipe: `(read end, write end)`.
@@ -180,7 +190,10 @@ impl StdioPlan {
             Stream::Null => ChildFd::Null,
             Stream::Fd(fd) => ChildFd::Fd(dup(fd)?),
         };
-        let stderr = match (cmd.stderr_setting(), options.watch_stderr) {
+        let watch = options
+            .watch_stderr
+            .or(options.remote_group.is_some().then_some(GROUP_WATCH_KEEP));
+        let stderr = match (cmd.stderr_setting(), watch) {
             (Stream::Piped, Some(keep)) => {
                 // Watched on its way to the caller: the transport keeps the first bytes (ssh's
                 // own diagnostics) whoever reads the rest.
@@ -214,11 +227,18 @@ impl StdioPlan {
             }
             (Stream::Fd(fd), None) => ChildFd::Fd(dup(fd)?),
         };
+        if let Some(group) = &options.remote_group {
+            // Whichever sink carries stderr (a watched one, or a relay).
+            for sink in pump.sinks[1..].iter_mut().flatten() {
+                sink.strip(group.filter());
+            }
+        }
         pump.disable_self_relay();
         Ok(StdioPlan {
             child: [stdin, stdout, stderr],
             caller,
             pump,
+            group: options.remote_group,
         })
     }
 

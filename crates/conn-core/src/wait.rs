@@ -395,6 +395,10 @@ impl RemoteChild {
                 status = Some(s);
             }
             look = false;
+            if status.is_some() && !self.token.is_cancelled() {
+                // Seen before any cancel: the session's own end, not the cancel's doing.
+                self.ended_by_itself = true;
+            }
             if status.is_some() {
                 // Nobody is left to read what has not been written yet.
                 pump.close_input();

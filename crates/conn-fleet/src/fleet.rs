@@ -68,6 +68,7 @@ pub struct Fleet<T: Transport> {
     timeout: Option<Duration>,
     retry: RetryPolicy,
     fail_fast: bool,
+    kill_remote: bool,
     gather: Option<Gather>,
     cancel: CancelToken,
 }
@@ -86,13 +87,14 @@ impl<T: Transport> std::fmt::Debug for Fleet<T> {
             .field("timeout", &self.timeout)
             .field("retry", &self.retry)
             .field("fail_fast", &self.fail_fast)
+            .field("kill_remote", &self.kill_remote)
             .finish_non_exhaustive()
     }
 }
 
 impl<T: Transport> Fleet<T> {
     /// No hosts yet; fanout 32, capacity [`DEFAULT_CAPACITY`], pool name `shared`, no timeout,
-    /// the pool's default retries, no fail-fast, nothing gathered.
+    /// the pool's default retries, no fail-fast, no remote kill, nothing gathered.
     pub fn new() -> Self {
         Fleet {
             targets: Vec::new(),
@@ -102,6 +104,7 @@ impl<T: Transport> Fleet<T> {
             timeout: None,
             retry: RetryPolicy::pool_default(),
             fail_fast: false,
+            kill_remote: false,
             gather: None,
             cancel: CancelToken::new(),
         }
@@ -158,6 +161,15 @@ impl<T: Transport> Fleet<T> {
     /// [`Skip::FailFast`]. A failure that a cancel of the run caused (a signal) does not count.
     pub fn fail_fast(mut self, yes: bool) -> Self {
         self.fail_fast = yes;
+        self
+    }
+
+    /// When a host's command is ended early (the run is cancelled, the host's timeout passes,
+    /// fail-fast), end its remote command too ([`Cmd::kill_remote`], set on every host's
+    /// command of a [`Task::Run`]; without this, each command's own setting holds). Copies and
+    /// fetches are not affected.
+    pub fn kill_remote(mut self, yes: bool) -> Self {
+        self.kill_remote = yes;
         self
     }
 
@@ -285,7 +297,11 @@ impl<T: Transport> Fleet<T> {
         let result = match task {
             // The status is reported per host, whatever the command's `check` says.
             Task::Run(cmd) => {
-                pool.run_streaming(&cmd.clone().check(false).retry(self.retry), &job, &mut sink)
+                let mut cmd = cmd.clone().check(false).retry(self.retry);
+                if self.kill_remote {
+                    cmd = cmd.kill_remote(true);
+                }
+                pool.run_streaming(&cmd, &job, &mut sink)
             }
             Task::Copy(plan) => plan.to_host(&pool, &job, self.retry).map(|()| done()),
             Task::Fetch(plan) => plan

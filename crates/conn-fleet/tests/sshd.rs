@@ -139,3 +139,54 @@ fn copies_to_and_fetches_from_every_host_arrive_whole() {
     assert_eq!(reasons.len(), 1, "{reasons:?}");
     assert!(reasons[0].1.contains("No such file"), "{reasons:?}");
 }
+
+/// Counts every host's stderr lines that say `started`.
+#[derive(Default)]
+struct Started(std::sync::atomic::AtomicUsize);
+
+impl Handler for Started {
+    fn line(&self, _: &Host, stream: StreamKind, line: &[u8]) {
+        if stream == StreamKind::Stderr && line == b"started\n" {
+            self.0.fetch_add(1, std::sync::atomic::Ordering::SeqCst);
+        }
+    }
+}
+
+#[test]
+fn kill_remote_ends_every_host_s_command_when_the_run_is_cancelled() {
+    use conn_testkit::{procfs, wait_until};
+    use std::time::Duration;
+    let server = TestSshd::start_default().unwrap();
+    let hosts = server.host_aliases().len();
+    for mux in [Mux::Native, Mux::Process] {
+        let sockets = conn_testkit::socket_dir();
+        let nap = format!("987.{}{}", std::process::id(), mux as u8);
+        let fleet = fleet(&server, sockets.path(), mux).kill_remote(true);
+        let token = fleet.cancel_token().clone();
+        let started = Started::default();
+        // `started` on stderr comes after the shell's report of its group on the same stream:
+        // once every host has said it, conn knows every group.
+        let cmd = Cmd::shell(format!("echo started >&2; exec sleep {nap}"));
+        let (report, sleeps) = std::thread::scope(|scope| {
+            let run = scope.spawn(|| fleet.run(&Task::Run(cmd), &started));
+            let ready = wait_until(Duration::from_secs(20), || {
+                started.0.load(std::sync::atomic::Ordering::SeqCst) == hosts
+                    && procfs::find("sleep", &nap).len() == hosts
+            });
+            let sleeps = procfs::find("sleep", &nap);
+            token.cancel();
+            assert!(ready, "{mux:?}: not every host started: {sleeps:?}");
+            (run.join().unwrap(), sleeps)
+        });
+        assert!(report.cancelled, "{mux:?}");
+        let gone = wait_until(Duration::from_secs(10), || {
+            sleeps.iter().all(|&p| !procfs::is_alive(p))
+        });
+        for pid in &sleeps {
+            let _ = std::process::Command::new("kill")
+                .args(["-KILL", &pid.to_string()])
+                .status();
+        }
+        assert!(gone, "{mux:?}: remote sleeps left after the cancel");
+    }
+}

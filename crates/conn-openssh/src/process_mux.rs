@@ -23,7 +23,7 @@
 use std::ffi::OsString;
 use std::path::PathBuf;
 
-use conn_core::transport::{ProcessOptions, Seen, StdioOptions, spawn_process};
+use conn_core::transport::{ProcessOptions, RemoteGroup, Seen, StdioOptions, spawn_process};
 use conn_core::{Cmd, Error, ExitStatus, Job, RemoteChild, Result, Started};
 
 #[cfg(doc)]
@@ -76,7 +76,8 @@ const NEVER_STARTED_PREFIXES: [&str; 13] = [
 
 /// Starts `cmd` as an `ssh -S` client of `conn`'s master (when connections are reused).
 pub(crate) fn spawn(conn: &OpenSshConnection, cmd: &Cmd, job: &dyn Job) -> Result<RemoteChild> {
-    let argv = conn.session_argv(cmd)?;
+    let group = cmd.kills_remote().then(RemoteGroup::new);
+    let argv = session_argv(conn, cmd, group.as_ref())?;
     let master = if cmd.is_dry_run() {
         None
     } else {
@@ -95,6 +96,7 @@ pub(crate) fn spawn(conn: &OpenSshConnection, cmd: &Cmd, job: &dyn Job) -> Resul
             stdio: StdioOptions {
                 relay_inherit: true,
                 watch_stderr: Some(STDERR_KEEP),
+                remote_group: group,
             },
             classify: Some(Box::new(move |status, seen| classify.status(status, seen))),
             transport_lines: conn.control.is_some().then_some(is_ssh_own_line),
@@ -103,6 +105,23 @@ pub(crate) fn spawn(conn: &OpenSshConnection, cmd: &Cmd, job: &dyn Job) -> Resul
             new_session: false,
         },
     )
+}
+
+/// The client's argv for `cmd`; with `group`, the command goes as one shell line behind the
+/// report of its process group (an argv quoted as ever; the line starts with `printf`, so it
+/// needs no `--`).
+fn session_argv(
+    conn: &OpenSshConnection,
+    cmd: &Cmd,
+    group: Option<&RemoteGroup>,
+) -> Result<Vec<OsString>> {
+    match (group, cmd.program().remote_line()) {
+        (Some(group), Some(line)) => {
+            cmd.validate()?;
+            conn.session_argv(&Cmd::shell(group.wrap(&line?)))
+        }
+        _ => conn.session_argv(cmd),
+    }
 }
 
 /// Whether `line` (of the client's stderr) may be ssh's own report of a session that never
@@ -324,6 +343,44 @@ mod tests {
         assert!(matches!(
             classify(Some(b""), b""),
             Ok((ExitStatus::Code(255), Started::Unknown))
+        ));
+    }
+
+    #[test]
+    fn with_kill_remote_the_command_goes_as_one_line_behind_the_report() {
+        use conn_core::Transport;
+        let dir = tempfile::tempdir().unwrap();
+        let ssh = crate::OpenSsh::builder("u@h")
+            .socket_dir(dir.path().join("s"))
+            .build()
+            .unwrap();
+        let conn = ssh.connect("shared").unwrap();
+        let group = RemoteGroup::new();
+        let cmd = Cmd::new(["-weird", "a b"]).kill_remote(true);
+        let argv = session_argv(&conn, &cmd, Some(&group)).unwrap();
+        let line = conn_core::join_quoted(&["-weird", "a b"]).unwrap();
+        assert_eq!(argv.last().unwrap(), &group.wrap(&line));
+        assert_eq!(
+            argv[argv.len() - 2],
+            "u@h",
+            "no `--`: the line starts with printf"
+        );
+        let plain = session_argv(&conn, &Cmd::new(["-weird", "a b"]), None).unwrap();
+        assert_eq!(
+            plain[plain.len() - 4..],
+            ["u@h", "--", "-weird", "'a b'"].map(OsString::from)[..]
+        );
+        assert!(matches!(
+            session_argv(&conn, &Cmd::new(["a\0b"]).kill_remote(true), Some(&group)),
+            Err(Error::Unquotable { .. })
+        ));
+        assert!(matches!(
+            session_argv(
+                &conn,
+                &Cmd::subsystem("sftp").kill_remote(true),
+                Some(&group)
+            ),
+            Err(Error::Config(_))
         ));
     }
 

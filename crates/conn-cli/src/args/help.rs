@@ -97,6 +97,8 @@ Examples:
   conn run -w @db --diff -- cat /etc/app.conf                      clush -w @db --diff
   conn run -w 'web[01-16]' -o \"-p 2222\" --outdir out/ -- df -h     out/web01 … out/web16
   conn run -w 'rack[1-2]-n[01-16]' --json -- df -h / > df.jsonl
+  conn run -w 'n[01-32]' --kill-remote -u 600 -- ./job.sh   a timeout or Ctrl-C also ends
+                                           the remote commands (SIGTERM to their group)
   conn run --hosts-file hosts.txt --parallel 64 --retries 3 -- uname -r
   conn run -F ~/.ssh/lab_config -H lab1 -o Compression=yes -- cat /etc/os-release
   conn run --mux process -H db1 -- true    an `ssh -S` client per command, as OpenSSH users know

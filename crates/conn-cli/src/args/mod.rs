@@ -259,6 +259,12 @@ pub struct RunArgs {
     #[arg(long, help_heading = "Run options")]
     pub dry_run: bool,
 
+    /// When conn ends a host's command early (a signal, --timeout, --fail-fast), end the
+    /// remote command too: its process group gets SIGTERM (needs a POSIX login shell there;
+    /// without this flag the remote command runs on: docs/cli.md).
+    #[arg(long)]
+    pub kill_remote: bool,
+
     /// How sessions reach the master: `native` (the default) speaks OpenSSH's mux protocol
     /// from conn itself (no spawn per command, and a remote exit 255 is told apart from an ssh
     /// failure); `process` spawns an `ssh -S` client per command, as OpenSSH users know it.

@@ -28,7 +28,8 @@ use std::path::Path;
 use std::sync::Arc;
 
 use conn_core::transport::{
-    ChildFd, ChildHandle, CommandName, Registration, Seen, Session, StdioOptions, StdioPlan,
+    ChildFd, ChildHandle, CommandName, Registration, RemoteGroup, Seen, Session, StdioOptions,
+    StdioPlan,
 };
 use conn_core::{Cmd, Error, ExitStatus, Job, Program, RemoteChild, Result, SimpleJob, Started};
 use rustix::fs::{Mode, OFlags};
@@ -64,10 +65,14 @@ pub(crate) fn spawn(
     job: &dyn Job,
 ) -> Result<RemoteChild> {
     cmd.validate()?;
-    // A command line (an argv quoted, or a shell line as it is), or a subsystem's name with
-    // the request's subsystem flag.
+    // A command line (an argv quoted, or a shell line as it is; behind the report of its
+    // process group with kill_remote), or a subsystem's name with the request's subsystem flag.
+    let group = cmd.kills_remote().then(RemoteGroup::new);
     let (line, subsystem) = match cmd.program().remote_line() {
-        Some(line) => (line?, false),
+        Some(line) => match &group {
+            Some(group) => (group.wrap(&line?), false),
+            None => (line?, false),
+        },
         None => match cmd.program() {
             Program::Subsystem(name) => (name.clone(), true),
             other => {
@@ -120,6 +125,7 @@ pub(crate) fn spawn(
         StdioOptions {
             relay_inherit: true,
             watch_stderr: None,
+            remote_group: group,
         },
     )?;
     let fds = plan.take_child_fds();
