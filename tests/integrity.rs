@@ -6,7 +6,8 @@
 //! the output inside the master: the command's stdout is a pipe that nobody reads until the
 //! remote command has ended (its process is gone from `/proc`), so the master holds the
 //! megabytes the pipe cannot take; then the master is killed. The chaos tests kill a random
-//! master every 150 ms while threads run commands through one pool.
+//! master every 150 ms (or every 64 successful commands, whichever comes first) while threads run commands
+//! through one pool.
 
 use std::collections::HashMap;
 use std::io::Read;
@@ -14,7 +15,7 @@ use std::os::fd::OwnedFd;
 use std::path::{Path, PathBuf};
 use std::sync::Mutex;
 use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use conn::prelude::*;
 use conn_testkit::{TestSshd, procfs, wait_until};
@@ -68,20 +69,11 @@ impl Fixture {
         }
     }
 
-    /// The live masters of this fixture: they retitle themselves `ssh: <socket> [mux]`, which
-    /// tells them from the `ssh -S` clients and master starts that name the same directory.
+    /// The live masters of this fixture (`ssh -M` processes on a socket under its directory),
+    /// a master still starting in the foreground included: to kill, their `-S` clients and
+    /// the native sessions are not masters.
     fn masters(&self) -> Vec<u32> {
-        let title = format!("ssh: {}/", self.sockets.path().display());
-        procfs::find("ssh", &title)
-            .into_iter()
-            .filter(|&pid| {
-                std::fs::read(format!("/proc/{pid}/cmdline")).is_ok_and(|c| {
-                    String::from_utf8_lossy(&c)
-                        .trim_end_matches('\0')
-                        .ends_with("[mux]")
-                })
-            })
-            .collect()
+        procfs::ssh_masters(&self.sockets.path().to_string_lossy())
     }
 
     fn warm(&self) -> u32 {
@@ -249,12 +241,23 @@ fn a_paused_reader_without_a_kill_gets_everything(backend: Backend) {
     assert!(out.status.success(), "{backend:?}: {out:?}");
 }
 
-/// Kills a random master of `fx` every 150 ms until `stop`; returns how many it killed.
-fn killer(fx: &Fixture, stop: &AtomicBool) -> usize {
+/// Kills a random master of `fx` every 150 ms, or sooner once `every` more commands have
+/// succeeded (`done`; failures do not count, or the chaos would feed on itself), until `stop`;
+/// returns how many it killed. Paced by the work as well as by
+/// the clock: a run whose masters restart quickly is over in a few ticks, and would otherwise
+/// see too little chaos to mean anything.
+fn killer(fx: &Fixture, stop: &AtomicBool, done: &AtomicUsize, every: usize) -> usize {
+    const TICK: Duration = Duration::from_millis(150);
     let mut kills = 0;
     let mut seed = 0x2545_f491_4f6c_dd1d_u64;
+    let (mut last, mut last_done) = (Instant::now(), 0);
     while !stop.load(Ordering::Relaxed) {
-        std::thread::sleep(Duration::from_millis(150));
+        std::thread::sleep(Duration::from_millis(5));
+        let now_done = done.load(Ordering::Relaxed);
+        if last.elapsed() < TICK && now_done < last_done + every {
+            continue;
+        }
+        (last, last_done) = (Instant::now(), now_done);
         let masters = fx.masters();
         if masters.is_empty() {
             continue;
@@ -278,18 +281,19 @@ struct Tally {
 }
 
 /// 16 threads, each running `per_thread` commands that print 300 KB and then a token, while a
-/// master is killed every 150 ms: every success must be the whole output.
+/// master is killed every 150 ms or 64 commands: every success must be the whole output.
 fn large_outputs_under_chaos_are_whole_or_errors(backend: Backend) {
     let fx = Fixture::new(backend, 4);
     fx.warm();
     let (threads, per_thread) = (16, 20);
     let stop = AtomicBool::new(false);
+    let done = AtomicUsize::new(0);
     let tally = Mutex::new(Tally::default());
     let kills = std::thread::scope(|scope| {
-        let killing = scope.spawn(|| killer(&fx, &stop));
+        let killing = scope.spawn(|| killer(&fx, &stop, &done, 64));
         let workers: Vec<_> = (0..threads)
             .map(|t| {
-                let (fx, tally) = (&fx, &tally);
+                let (fx, tally, done) = (&fx, &tally, &done);
                 scope.spawn(move || {
                     for i in 0..per_thread {
                         let token = format!("token-{t}-{i}");
@@ -299,6 +303,9 @@ fn large_outputs_under_chaos_are_whole_or_errors(backend: Backend) {
                             format!("head -c 300000 /dev/zero; echo {token}"),
                         ]);
                         let result = fx.pool.run(&cmd, &job());
+                        if result.is_ok() {
+                            done.fetch_add(1, Ordering::Relaxed);
+                        }
                         let mut tally = tally.lock().unwrap();
                         match result {
                             Ok(out) => {
@@ -352,7 +359,7 @@ enum Verdict {
 }
 
 /// 1,280 commands that each append their token to a log on the remote side and then print it,
-/// while a master is killed every 150 ms; then every verdict is held against the log: a success
+/// while a master is killed every 150 ms or 64 commands; then every verdict is held against the log: a success
 /// ran exactly once, "never started" never ran, "ran" ran, and of the "may have run" verdicts at
 /// most 10 % never ran.
 fn no_verdict_lies_under_chaos(backend: Backend) {
@@ -366,12 +373,13 @@ fn no_verdict_lies_under_chaos(backend: Backend) {
     let log: PathBuf = logs.path().join("ran");
     let (threads, per_thread) = (32, 40);
     let stop = AtomicBool::new(false);
+    let done = AtomicUsize::new(0);
     let verdicts = Mutex::new(Vec::new());
     let kills = std::thread::scope(|scope| {
-        let killing = scope.spawn(|| killer(&fx, &stop));
+        let killing = scope.spawn(|| killer(&fx, &stop, &done, 64));
         let workers: Vec<_> = (0..threads)
             .map(|t| {
-                let (fx, verdicts, log) = (&fx, &verdicts, &log);
+                let (fx, verdicts, log, done) = (&fx, &verdicts, &log, &done);
                 scope.spawn(move || {
                     for i in 0..per_thread {
                         let token = format!("t{t}-{i}");
@@ -388,6 +396,9 @@ fn no_verdict_lies_under_chaos(backend: Backend) {
                             ),
                             Err(e) => Verdict::Failed(e.started(), e.to_string()),
                         };
+                        if matches!(verdict, Verdict::Ok) {
+                            done.fetch_add(1, Ordering::Relaxed);
+                        }
                         verdicts.lock().unwrap().push((token, verdict));
                     }
                 })

@@ -375,11 +375,18 @@ impl OpenSshConnection {
         Ok(id)
     }
 
-    /// Starts a backgrounded master on this connection's socket. Its stdout and stderr are
-    /// `/dev/null` and its diagnostics go to the `-E` log file: a master lives on long after
-    /// this call and would otherwise hold any pipe we gave it open. Bounded by the job and by
-    /// the connect timeout (plus time to authenticate), so a host that accepts TCP but never
-    /// speaks cannot hang the caller.
+    /// Starts a backgrounded master on this connection's socket: `ssh -M -N
+    /// -oControlPersist=<N>s`, with no session of its own (docs/design.md#slow-path). With
+    /// ControlPersist and a control socket that listens, ssh forks to the background right after
+    /// authentication (as `-f` would) and the process we spawned exits 0: that exit is the
+    /// ready signal, and the socket already listens by then. `-f` is not given on purpose: when
+    /// ssh cannot set up the socket, ControlPersist does not fork and the process stays in the
+    /// foreground until the start's bound ends it, where `-f` would leave a connection without a
+    /// socket running in the background for good. Its stdout and stderr are `/dev/null` and its
+    /// diagnostics go to the `-E` log file: a master lives on long after this call and would
+    /// otherwise hold any pipe we gave it open. Bounded by the job and by the connect timeout
+    /// (plus time to authenticate), so a host that accepts TCP but never speaks cannot hang the
+    /// caller.
     fn start_master(&self, control: &Control, job: &dyn Job) -> Result<()> {
         let _ = fs::remove_file(&control.log); // -E appends: keep only this start's story
         let persist = format!(
@@ -387,12 +394,16 @@ impl OpenSshConnection {
             self.config.control_persist.as_secs()
         );
         let log = control.log.to_string_lossy().into_owned();
-        let argv = self.ssh_argv(&["-M", &persist, "-E", &log], ["exit".into()]);
+        // No remote command and no `exit` session: one sshd fork and shell per host fewer.
+        let argv = self.ssh_argv(&["-M", "-N", &persist, "-E", &log], []);
         let cmd = Cmd::new(&argv)
             .stdout(Stream::Null)
             .stderr(Stream::Null)
             .check(false);
-        // A session of its own: the master outlives us and must not share our terminal's fate.
+        // A session of its own from the start, not only once ssh's daemon() makes one after
+        // authentication: the handshake, the costly part, is then weighed by the scheduler as
+        // a session of its own (as pdsh's ssh clients are), and the master never shares our
+        // terminal's fate.
         let options = ProcessOptions {
             new_session: true,
             ..ProcessOptions::default()
