@@ -110,7 +110,9 @@ impl Fleet {
     /// Names whose lease is held or was left abandoned (not released).
     fn unreleased_leases(&self) -> usize {
         let out = run_with_timeout(
-            conn().args(["leases", "--json", "--socket-dir"]).arg(self.sockets.path()),
+            conn()
+                .args(["leases", "--json", "--socket-dir"])
+                .arg(self.sockets.path()),
             SETTLE,
         )
         .unwrap();
@@ -171,7 +173,10 @@ fn every_kind_of_run_ends_at_once_on_a_signal_with_130_and_leaves_nothing() {
     // A big sparse file: the copy is still on its way when the signal comes.
     let big = fleet._dir.path().join("big");
     fs::File::create(&big).unwrap().set_len(8 << 30).unwrap();
-    let dest = tempfile::Builder::new().prefix("cf").tempdir_in("/tmp").unwrap();
+    let dest = tempfile::Builder::new()
+        .prefix("cf")
+        .tempdir_in("/tmp")
+        .unwrap();
     fs::set_permissions(dest.path(), fs::Permissions::from_mode(0o777)).unwrap();
     let dest_arg = format!("{}/", dest.path().display());
     let mut cases = Vec::new();
@@ -210,8 +215,7 @@ fn every_kind_of_run_ends_at_once_on_a_signal_with_130_and_leaves_nothing() {
                     if sub == "copy" {
                         procfs::find("sh", "conn-copy").len() >= want
                     } else {
-                        procfs::find("sleep", &nap).len() >= want
-                            && !fleet.masters().is_empty()
+                        procfs::find("sleep", &nap).len() >= want && !fleet.masters().is_empty()
                     }
                 };
                 let want = if scenario == "one" { 1 } else { 3 };
@@ -250,7 +254,10 @@ fn every_kind_of_run_ends_at_once_on_a_signal_with_130_and_leaves_nothing() {
         }
     }
     let slowest = cases.iter().map(|c| c.took).max().unwrap();
-    eprintln!("{} cases; slowest exit after the signal: {slowest:?}", cases.len());
+    eprintln!(
+        "{} cases; slowest exit after the signal: {slowest:?}",
+        cases.len()
+    );
     for case in &cases {
         eprintln!("  {:?} after {:?}: {}", case.code, case.took, case.what);
     }
@@ -301,8 +308,11 @@ fn arguments_that_are_not_utf8_pass_unchanged() {
 fn idempotent_runs_again_what_a_dying_master_cut_short() {
     let fleet = Fleet::new("i", 2);
     // Warm masters first, so that the one to kill is known.
-    let warm = run_with_timeout(conn().args(fleet.args("run", &["-w", "i[1-2]", "--", "true"])), SETTLE)
-        .unwrap();
+    let warm = run_with_timeout(
+        conn().args(fleet.args("run", &["-w", "i[1-2]", "--", "true"])),
+        SETTLE,
+    )
+    .unwrap();
     assert_eq!(warm.status.code(), Some(0), "{}", text(&warm.stderr));
     let mark = format!("conn-idem-{}", std::process::id());
     let script = format!("seq 1 200000; exit 0 # {mark}");
@@ -310,7 +320,15 @@ fn idempotent_runs_again_what_a_dying_master_cut_short() {
         .args(fleet.args(
             "run",
             &[
-                "-w", "i1,i2", "--idempotent", "--retries", "1", "--", "sh", "-c", &script,
+                "-w",
+                "i1,i2",
+                "--idempotent",
+                "--retries",
+                "1",
+                "--",
+                "sh",
+                "-c",
+                &script,
             ],
         ))
         .stdout(Stdio::piped())
@@ -323,9 +341,19 @@ fn idempotent_runs_again_what_a_dying_master_cut_short() {
     assert!(wait_until(SETTLE, || procfs::find("sh", &mark).is_empty()));
     fleet.end_masters();
     let mut stdout = Vec::new();
-    child.stdout.take().unwrap().read_to_end(&mut stdout).unwrap();
+    child
+        .stdout
+        .take()
+        .unwrap()
+        .read_to_end(&mut stdout)
+        .unwrap();
     let mut stderr = String::new();
-    child.stderr.take().unwrap().read_to_string(&mut stderr).unwrap();
+    child
+        .stderr
+        .take()
+        .unwrap()
+        .read_to_string(&mut stderr)
+        .unwrap();
     let status = child.wait().unwrap();
     assert_eq!(status.code(), Some(0), "{stderr}");
     assert!(
