@@ -331,7 +331,13 @@ fn killed_master_mid_command_says_the_command_may_have_run() {
     );
     assert!(took < Duration::from_secs(2), "took {took:?}");
 
-    // Nothing listens any more: a connect error, retryable, and no hang.
+    // Nothing listens any more once the master is dead (the session can end while the kernel
+    // is still closing the dying master's descriptors, its listener among them): a connect
+    // error, retryable, and no hang.
+    assert!(
+        wait_until(JOB_TIMEOUT, || !conn_testkit::procfs::is_alive(pid)),
+        "the killed master never died"
+    );
     let err = master.run(&Cmd::new(["true"]), &job()).unwrap_err();
     assert!(matches!(err, Error::Connect { .. }), "{err:?}");
     assert!(err.is_retryable());
