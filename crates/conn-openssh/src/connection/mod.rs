@@ -13,7 +13,7 @@ use conn_core::text::tail;
 use conn_core::transport::{ProcessOptions, spawn_process};
 use conn_core::{
     CappedJob, Cmd, Connection, Error, Job, Output, Program, RemoteChild, Result, SimpleJob,
-    Stream, display_line, ensure_running, quote,
+    Stream, ensure_running, quote,
 };
 use conn_lease::{Lease, SocketState, probe_socket};
 
@@ -418,13 +418,9 @@ impl Connection for OpenSshConnection {
         if self.config.exit_masters_on_shutdown
             && probe_socket(&control.socket) == SocketState::Live
         {
-            let argv = self.ssh_argv(&["-O", "exit"], []);
-            let cmd = Cmd::new(&argv).check(true);
-            match self
-                .run_ssh(&argv, Stream::Piped, &SimpleJob::with_timeout(EXIT_TIMEOUT))
-                .and_then(|out| cmd.checked(out, "", &display_line(&argv)))
-            {
-                Ok(_) => {
+            let job = SimpleJob::with_timeout(EXIT_TIMEOUT);
+            match self.config.backend.exit_master(self, control, &job) {
+                Ok(()) => {
                     let _ = fs::remove_file(&control.log);
                 }
                 Err(e) => tracing::warn!(
