@@ -50,6 +50,9 @@ TEST_USER="${CONN_TEST_USER:-conntest}"
 SSHD="${CONN_TEST_SSHD:-/usr/sbin/sshd}"
 PY=/usr/bin/python3 # Debian's python: the one python3-matplotlib installs into
 SETUP_HINT="run \`sudo bash scripts/setup.sh --bench-tools\` once to prepare this machine"
+BENCH_NAME=bench-fleet
+# shellcheck source=scripts/lib/bench-sshd.sh
+. "$ROOT/scripts/lib/bench-sshd.sh"
 
 usage() {
     cat <<EOF
@@ -142,9 +145,6 @@ case "$PNG" in /* | "") ;; *) PNG="$PWD/$PNG" ;; esac
 
 # ---------------------------------------------------------------- prerequisites (checked only)
 
-IS_ROOT=0
-[ "$(id -u)" -eq 0 ] && IS_ROOT=1
-
 missing=()
 command -v pdsh >/dev/null || missing+=("pdsh")
 [ "$ALL" -eq 0 ] || command -v clush >/dev/null || missing+=("clush (ClusterShell)")
@@ -158,21 +158,7 @@ if [ "$CHART" -eq 1 ] && ! "$PY" -c 'import matplotlib' 2>/dev/null; then
     say "no chart: $PY cannot import matplotlib ($SETUP_HINT, or pip install matplotlib); $SVG is left as it is"
     CHART=0
 fi
-
-if [ "$IS_ROOT" -eq 1 ]; then
-    # sshd refuses root logins here and root's shell start-up may be slow: log in as the
-    # dedicated account with /bin/sh that scripts/setup.sh prepares.
-    id "$TEST_USER" >/dev/null 2>&1 || die "no login account $TEST_USER; $SETUP_HINT"
-    [ "$(getent passwd "$TEST_USER" | cut -d: -f7)" = /bin/sh ] || die "the login shell of $TEST_USER is not /bin/sh; $SETUP_HINT"
-    if getent shadow "$TEST_USER" | cut -d: -f2 | grep -q '^!'; then
-        die "$TEST_USER is locked (sshd without PAM refuses its key logins); $SETUP_HINT"
-    fi
-    [ -d /run/sshd ] || die "no /run/sshd (sshd's privilege-separation directory); $SETUP_HINT"
-    LOGIN_USER="$TEST_USER"
-else
-    # A non-root sshd can only log its own user in.
-    LOGIN_USER="$(id -un)"
-fi
+bench_login_user
 
 if [ -z "$CONN_BIN" ]; then
     command -v cargo >/dev/null || die "cargo not found: install Rust, or pass --conn PATH"
@@ -185,208 +171,17 @@ grep -qE '^ *-w[, ]' <<<"$CONN_HELP" || die "$CONN_BIN run has no -w: too old fo
 HAVE_ANSIBLE=0
 [ "$ALL" -eq 1 ] && command -v ansible >/dev/null && HAVE_ANSIBLE=1
 
-# ---------------------------------------------------------------- work dir, cgroups, cleanup
+# ---------------------------------------------------------------- work dir, sshd, cleanup
 
-# Short: conn's control sockets live under it and Unix socket paths are limited.
-WORK="$(mktemp -d /tmp/cfb.XXXXXX)"
-# sshd reads authorized_keys as the login user: the directory must be traversable.
-chmod 0755 "$WORK"
-SSHD_PID=""
-CUR_PID=""
-CLEANED=0
+bench_setup "$CPU"
+bench_traps
 
-# CPU accounting: a cgroup v2 directory of this run, with one child per sshd and one per
-# method; each run's CPU is the difference of cpu.stat's usage_usec before and after.
-CG=""
-if [ "$CPU" -eq 1 ]; then
-    for mnt in /sys/fs/cgroup /sys/fs/cgroup/unified; do
-        if [ "$(stat -fc %T "$mnt" 2>/dev/null)" = cgroup2fs ] && [ -w "$mnt" ]; then
-            CG="$mnt/conn-bench-fleet.$$"
-            mkdir "$CG" 2>/dev/null || CG=""
-            break
-        fi
-    done
-    [ -n "$CG" ] || say "no CPU accounting: it needs a writable cgroup v2 hierarchy (root); pass --no-cpu to silence this"
-fi
-cg_dir() { # name: creates (once) and prints the cgroup directory of name
-    [ -n "$CG" ] || return 0
-    [ -d "$CG/$1" ] || mkdir "$CG/$1"
-    printf '%s\n' "$CG/$1"
-}
-cg_usage() { # dir: CPU microseconds used by the processes of dir (0 without accounting)
-    if [ -n "$1" ]; then awk '$1 == "usage_usec" { print $2 }' "$1/cpu.stat"; else echo 0; fi
-}
-
-stop_masters() { # dir: ends every ssh master whose control socket is under dir
-    local s
-    local -a pids=()
-    while IFS= read -r s; do
-        timeout 5 ssh -F /dev/null -o ControlPath="$s" -O exit x >/dev/null 2>&1 &
-        pids+=($!)
-    done < <(find "$1" -type s 2>/dev/null)
-    [ ${#pids[@]} -eq 0 ] || wait "${pids[@]}" 2>/dev/null || true
-}
-
-# Waits (at most 10 s) until nothing this run started under dir is left: no process names it
-# (masters exit a moment after `ssh -O exit` returns).
-wait_gone() { # dir
-    local deadline=$((SECONDS + 10))
-    while pgrep -f -- "$1/" >/dev/null 2>&1; do
-        [ $SECONDS -lt $deadline ] || { say "warning: processes under $1 still alive after 10 s"; return 0; }
-        sleep 0.05
-    done
-}
-
-stop_sshd() {
-    [ -n "$SSHD_PID" ] || return 0
-    # The per-connection sshd processes are the listener's children; ending them closes any
-    # master connection that is left, so its client exits too.
-    pkill -KILL -P "$SSHD_PID" 2>/dev/null || true
-    kill -KILL "$SSHD_PID" 2>/dev/null || true
-    wait "$SSHD_PID" 2>/dev/null || true
-    SSHD_PID=""
-}
-
-cleanup() {
-    [ "$CLEANED" -eq 1 ] && return
-    CLEANED=1
-    if [ -n "$CUR_PID" ]; then
-        kill -TERM "$CUR_PID" 2>/dev/null || true
-        wait "$CUR_PID" 2>/dev/null || true
-    fi
-    stop_masters "$WORK"
-    stop_sshd
-    # Anything still running from this run names the unique work dir on its command line
-    # (ssh masters, tool processes): end those, by pid.
-    local p
-    for p in $(pgrep -f -- "$WORK" 2>/dev/null || true); do
-        if [ "$p" != "$$" ]; then kill -KILL "$p" 2>/dev/null || true; fi
-    done
-    if [ -n "$CG" ] && [ -d "$CG" ]; then
-        # Whatever is left in our cgroups goes back to the root one, then they are removed.
-        local d
-        for d in "$CG"/*/; do
-            [ -d "$d" ] || continue
-            for p in $(cat "$d/cgroup.procs" 2>/dev/null); do
-                echo "$p" >"$(dirname "$CG")/cgroup.procs" 2>/dev/null || true
-            done
-            rmdir "$d" 2>/dev/null || true
-        done
-        rmdir "$CG" 2>/dev/null || say "warning: could not remove cgroup $CG"
-    fi
-    rm -rf -- "$WORK"
-}
-trap cleanup EXIT
-trap 'echo "bench-fleet: interrupted, cleaning up" >&2; cleanup; exit 130' INT
-trap 'cleanup; exit 143' TERM HUP
-
-# ---------------------------------------------------------------- keys, hosts
-
-ssh-keygen -q -t ed25519 -N '' -C fleet-bench-host -f "$WORK/host_key" </dev/null
-ssh-keygen -q -t ed25519 -N '' -C fleet-bench-client -f "$WORK/id_ed25519" </dev/null
-cp "$WORK/id_ed25519.pub" "$WORK/authorized_keys"
-chmod 0644 "$WORK/authorized_keys"
-
-free_port() {
-    "$PY" -c 'import socket; s = socket.socket(); s.bind(("127.0.0.1", 0)); print(s.getsockname()[1])'
-}
-
-WIDTH=3
-[ ${#HOSTS} -gt 3 ] && WIDTH=${#HOSTS}
-alias_of() { printf "h%0${WIDTH}d" "$1"; }
-aliases() { # all aliases, one a line
-    local i
-    for ((i = 1; i <= HOSTS; i++)); do printf "h%0${WIDTH}d\n" "$i"; done
-}
-HOSTLIST="h[$(alias_of 1 | cut -c2-)-$(alias_of "$HOSTS" | cut -c2-)]"
-[ "$HOSTS" -eq 1 ] && HOSTLIST="$(alias_of 1)"
-aliases >"$WORK/hosts"
-
-kex_line() { # kex: the KexAlgorithms line of a config, or nothing for ssh's default
-    [ "$1" = default ] || echo "KexAlgorithms $1"
-}
-
-write_ssh_config() { # path kex extra-lines
-    {
-        echo "# written by scripts/bench-fleet.sh: $HOSTS aliases of one sshd on 127.0.0.1:$PORT"
-        echo "Host $(aliases | paste -sd' ' -)"
-        cat <<EOF
-  HostName 127.0.0.1
-  Port $PORT
-  User $LOGIN_USER
-  IdentityFile $WORK/id_ed25519
-  IdentitiesOnly yes
-  IdentityAgent none
-  UserKnownHostsFile $WORK/known_hosts
-  GlobalKnownHostsFile /dev/null
-  StrictHostKeyChecking yes
-  UpdateHostKeys no
-  BatchMode yes
-  Ciphers $CIPHER
-  LogLevel ERROR
-EOF
-        [ "$2" = default ] || echo "  $(kex_line "$2")"
-        [ -z "$3" ] || printf '%s\n' "$3"
-    } >"$1"
-    chmod 0644 "$1"
-}
-
-# Starts the private sshd of phase `tag` with key exchange `kex`; writes its client configs
-# (plain, and with ssh's own ControlMaster for pdsh and clush) under $WORK/$tag.
-start_sshd() { # tag kex
-    local tag="$1" kex="$2" attempt dir="$WORK/$1"
-    mkdir -p "$dir"
-    chmod 0755 "$dir"
-    for attempt in 1 2 3 4 5; do
-        PORT="$(free_port)"
-        cat >"$dir/sshd_config" <<EOF
-# written by scripts/bench-fleet.sh
-ListenAddress 127.0.0.1
-Port $PORT
-HostKey $WORK/host_key
-PidFile $dir/sshd.pid
-AuthorizedKeysFile $WORK/authorized_keys
-PasswordAuthentication no
-KbdInteractiveAuthentication no
-PubkeyAuthentication yes
-UsePAM no
-StrictModes no
-MaxSessions $((FANOUT > 10 ? FANOUT * 2 : 20))
-MaxStartups $((FANOUT * 4 + 100)):30:$((FANOUT * 8 + 200))
-LogLevel ERROR
-AllowUsers $LOGIN_USER
-PermitRootLogin no
-PermitUserEnvironment no
-PrintMotd no
-PrintLastLog no
-UseDNS no
-X11Forwarding no
-$(kex_line "$kex")
-EOF
-        echo "[127.0.0.1]:$PORT $(cut -d' ' -f1,2 "$WORK/host_key.pub")" >"$WORK/known_hosts"
-        write_ssh_config "$dir/ssh_config" "$kex" ""
-        "$SSHD" -D -e -f "$dir/sshd_config" </dev/null >>"$dir/sshd.log" 2>&1 &
-        SSHD_PID=$!
-        SSHD_CG="$(cg_dir "sshd-$tag")"
-        [ -z "$SSHD_CG" ] || echo "$SSHD_PID" >"$SSHD_CG/cgroup.procs"
-        local deadline=$((SECONDS + 10))
-        while [ $SECONDS -lt $deadline ]; do
-            if ! kill -0 "$SSHD_PID" 2>/dev/null; then break; fi
-            if timeout 10 ssh -v -F "$dir/ssh_config" "$(alias_of 1)" true </dev/null >/dev/null 2>"$dir/probe.err"; then
-                NEGOTIATED="$(sed -n 's/.*kex: algorithm: \(.*\)$/\1/p' "$dir/probe.err" | head -1)"
-                break 2
-            fi
-            sleep 0.1
-        done
-        stop_sshd
-        grep -q 'Address already in use' "$dir/sshd.log" 2>/dev/null || die "the private sshd did not accept a login within 10 s. sshd log: $(tail -5 "$dir/sshd.log" 2>/dev/null | tr '\n' ' ') ssh: $(grep -v '^debug' "$dir/probe.err" 2>/dev/null | tail -3 | tr '\n' ' ')"
-        say "port $PORT was taken meanwhile; trying another ($attempt)"
-    done
-    [ -n "$SSHD_PID" ] || die "no free port for the private sshd after 5 attempts"
-    # ssh's own multiplexing for pdsh and clush, in per-tool configs: pdsh would replace
-    # %n/%h/%u inside PDSH_SSH_ARGS and clush interpolates % in -o, while ssh_config takes
-    # the tokens as is.
-    local cm_token='%n' tool
+# Starts phase `tag`'s sshd (key exchange `kex`) and writes its client configs: plain, and with
+# ssh's own ControlMaster for pdsh and clush (pdsh would replace %n/%h/%u inside PDSH_SSH_ARGS
+# and clush interpolates % in -o, while ssh_config takes the tokens as is).
+start_phase() { # tag kex
+    local tag="$1" kex="$2" dir="$WORK/$1" cm_token='%n' tool
+    start_sshd "$tag" "$kex"
     [ "$CM_PATH" = shared ] && cm_token='%C'
     for tool in pdsh clush; do
         mkdir -m 0700 "$dir/cm-$tool"
@@ -473,9 +268,6 @@ RUNS="$WORK/runs.tsv"
 : >"$WORK/commands.tsv"
 : >"$WORK/kexes.tsv"
 
-# The per-connection sshd processes of the phase's listener (one per live connection).
-sshd_connections() { pgrep -c -P "$SSHD_PID" 2>/dev/null || true; }
-
 # Runs one method once in phase `tag`, bounded by --timeout; round is 1…R, or 0 for an untimed
 # warming run. Appends "tag round method status seconds ok_hosts exit_code load1 tool_us
 # sshd_us" to runs.tsv; the first time a method runs, its command line goes to commands.tsv.
@@ -539,8 +331,7 @@ for ((ki = 0; ki < ${#KEX_LIST[@]}; ki++)); do
     kex="${KEX_LIST[$ki]}"
     tag="k$((ki + 1))"
     say "key exchange $kex: starting a private sshd (throwaway keys in $WORK/$tag, logins as $LOGIN_USER)"
-    NEGOTIATED=""
-    start_sshd "$tag" "$kex"
+    start_phase "$tag" "$kex"
     say "sshd pid $SSHD_PID on 127.0.0.1:$PORT; negotiated kex: ${NEGOTIATED:-unknown}"
     printf '%s\t%s\t%s\n' "$tag" "$kex" "$NEGOTIATED" >>"$WORK/kexes.tsv"
     BASE_CONNECTIONS=0
