@@ -1,34 +1,43 @@
 #!/usr/bin/env bash
-# Fleet fan-out benchmark: one command (`echo ok`) on N hosts with fanout F, timed for pdsh,
-# ClusterShell's clush, (Ansible if installed) and `conn run`, fresh and over warm masters.
+# Fleet fan-out benchmark: `echo ok` on N host aliases at fanout F, cold and warm, timed for pdsh
+# and `conn run`, once per key exchange (ssh's default, sntrup761x25519, and the classic
+# curve25519-sha256), in interleaved rounds; medians are reported as ratios against pdsh.
 #
-# The N hosts are ssh_config aliases (h001 … hN) of one private sshd on 127.0.0.1 (throwaway
-# keys in a temp dir, a free port), so every tool sees a real handshake, authentication and
-# session, and all tools use the same client config and cipher. Methods run in interleaved
-# rounds (each round runs every method once, in a rotating order) and medians are reported,
-# with each conn figure as a ratio against the pdsh figure of the same temperature. The
-# results go to stdout and to OUT_DIR/results.{md,json,tsv}; a horizontal bar chart is drawn
-# with matplotlib (Debian's python3-matplotlib) into docs/fleet.svg.
+# The N hosts are ssh_config aliases (h001 … hN) of a private sshd on 127.0.0.1 (throwaway keys
+# in a temp dir, a free port; one sshd per key exchange, set on both sides: sshd_config and
+# ssh_config), so every tool sees a real handshake, authentication and session, with the same
+# client config and cipher. Per key exchange: an untimed warming run of each warm method, then R
+# rounds that run every method once in a rotating order. Cold: pdsh (one fresh ssh per host) and
+# a `conn run` on a fresh socket directory (it starts N masters; they are ended, untimed, right
+# after). Warm: pdsh with ssh's own ControlMaster=auto + ControlPersist, and `conn run --mux
+# native` over the masters it left. With root and cgroup v2, the CPU of each run is accounted
+# too: the tool's process tree (ssh clients and masters included) and the sshd's.
+#
+# Results go to stdout and OUT_DIR/results.{md,json,tsv}; a bar chart is drawn into
+# docs/fleet.svg with matplotlib (skipped, with a note, when python3 cannot import it).
 #
 # Usage: scripts/bench-fleet.sh [options]   (run from anywhere; --help lists the options)
 #
-# As root it installs what is missing (apt-get: pdsh, clustershell, python3-matplotlib) and
-# creates the `conntest` login account exactly as scripts/test.sh does. Everything it starts
-# (sshd, every ssh master of every method) is ended and its temp dir removed on exit,
+# It installs nothing and creates no account: `sudo bash scripts/setup.sh --bench-tools`
+# prepares the machine (pdsh, clush, matplotlib, the `conntest` login account). Everything it
+# starts (sshd, every ssh master of every method) is ended and its temp dir removed on exit,
 # including Ctrl-C; every timed run is bounded by --timeout.
 set -euo pipefail
 
 ROOT="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
 
 HOSTS=100
-ROUNDS=5
+ROUNDS=3
 FANOUT=32
-RUN_TIMEOUT=120
+RUN_TIMEOUT=180
+KEXES="default,curve25519-sha256"
+ALL=0
 CONN_BIN=""
 SVG="$ROOT/docs/fleet.svg"
 OUT_DIR="$ROOT/target/bench-fleet"
 CHART=1
 PNG=""
+CPU=1
 SETSID_SSH=0
 CIPHER="aes256-gcm@openssh.com"
 CONTROL_PERSIST=600
@@ -37,47 +46,50 @@ CONTROL_PERSIST=600
 # on this bench collapses every alias onto ONE master (all aliases resolve to the same
 # 127.0.0.1, port and user), i.e. one TCP connection carrying F sessions at once.
 CM_PATH="host"
-# The back end of the cold conn run: `process` is what `conn run` does by default today.
-COLD_MUX="${CONN_COLD_MUX:-native}"
-# How conn takes the hosts: `file` (--hosts-file, one alias a line), `w` (-w h[001-N]),
-# `auto` (-w when `conn run --help` offers it, else --hosts-file).
-CONN_HOSTS="${CONN_HOSTS:-auto}"
 TEST_USER="${CONN_TEST_USER:-conntest}"
 SSHD="${CONN_TEST_SSHD:-/usr/sbin/sshd}"
 PY=/usr/bin/python3 # Debian's python: the one python3-matplotlib installs into
+SETUP_HINT="run \`sudo bash scripts/setup.sh --bench-tools\` once to prepare this machine"
+BENCH_NAME=bench-fleet
+# shellcheck source=scripts/lib/bench-sshd.sh
+. "$ROOT/scripts/lib/bench-sshd.sh"
 
 usage() {
     cat <<EOF
 Usage: scripts/bench-fleet.sh [options]
 
-Times \`echo ok\` on N ssh_config aliases of a private loopback sshd with pdsh, clush,
-Ansible (only if installed) and conn run, fresh and warm; prints the medians as a Markdown
-table, writes OUT_DIR/results.{md,json,tsv} and draws an SVG bar chart.
+Times \`echo ok\` on N ssh_config aliases of a private loopback sshd with pdsh and conn run,
+cold and warm, once per key exchange; prints the medians as Markdown tables, writes
+OUT_DIR/results.{md,json,tsv} and draws an SVG bar chart.
 
 Options:
   -n, --hosts N        host aliases h001…hN (default $HOSTS)
-  -r, --rounds R       interleaved rounds; medians are reported (default $ROUNDS)
+  -r, --rounds R       interleaved rounds per key exchange; medians are reported (default $ROUNDS)
   -f, --fanout F       parallel hosts for every tool (default $FANOUT)
+      --kex LIST       key exchanges, comma-separated (default $KEXES): \`default\` is
+                       ssh's own choice; anything else is set as KexAlgorithms in both the
+                       sshd_config and the ssh_config of that phase
+      --all            also clush (fresh and ControlMaster), conn run --mux process (warm),
+                       conn run --exit-on-shutdown (cold) and Ansible -m raw if installed
       --conn PATH      the conn binary (default: cargo build --release -p conn-cli,
                        then target/release/conn)
       --svg PATH       where the chart goes (default docs/fleet.svg)
       --out DIR        results directory (default target/bench-fleet)
-      --no-chart       no SVG (and no python3-matplotlib needed)
+      --no-chart       no SVG (and no matplotlib needed)
       --png PATH       also draw the chart as a PNG
+      --no-cpu         do not account CPU per run (needs root and cgroup v2 otherwise)
       --timeout SECS   limit of one timed run (default $RUN_TIMEOUT)
-      --setsid-ssh     start clush's, conn's (and Ansible's) ssh clients through setsid, each
-                       in a new session as pdsh does its own: shows how much of a gap
-                       is the kernel's autogroup scheduling on a machine that is busy
-                       with other work (see docs/benchmarks.md, Fleet fan-out)
+      --setsid-ssh     start clush's (and Ansible's) ssh clients through setsid, each in a new
+                       session as pdsh does its own (see docs/benchmarks.md, Fleet fan-out)
       --cm-path host|shared
                        ControlPath of pdsh/clush's ControlMaster: one master per alias
                        (%n, default) or ssh's %C, which here is one master for all aliases
   -h, --help           this text
 
-Environment: CONN_HOSTS=auto|file|w (how conn gets the hosts, default auto: -w if
-\`conn run --help\` has it, else --hosts-file), CONN_TEST_USER (login account when root,
-default conntest), CONN_TEST_SSHD (sshd path), CONN_COLD_MUX=process|native (the back
-end of the cold conn run, default native, conn run's own default).
+Prerequisites (checked, never installed here): pdsh with its ssh module, ssh, ssh-keygen,
+sshd, python3 (matplotlib for the chart), clush with --all; as root the login account
+\`$TEST_USER\` (CONN_TEST_USER) and /run/sshd. \`sudo bash scripts/setup.sh --bench-tools\`
+prepares all of them. Environment: CONN_TEST_USER, CONN_TEST_SSHD (sshd path).
 EOF
 }
 
@@ -99,10 +111,13 @@ while [ $# -gt 0 ]; do
     -n | --hosts) HOSTS="${2:-}"; shift 2 || die_usage "$1 needs a value" ;;
     -r | --rounds) ROUNDS="${2:-}"; shift 2 || die_usage "$1 needs a value" ;;
     -f | --fanout) FANOUT="${2:-}"; shift 2 || die_usage "$1 needs a value" ;;
+    --kex) KEXES="${2:-}"; shift 2 || die_usage "$1 needs a value" ;;
+    --all) ALL=1; shift ;;
     --conn) CONN_BIN="${2:-}"; shift 2 || die_usage "$1 needs a value" ;;
     --svg) SVG="${2:-}"; shift 2 || die_usage "$1 needs a value" ;;
     --out) OUT_DIR="${2:-}"; shift 2 || die_usage "$1 needs a value" ;;
     --no-chart) CHART=0; shift ;;
+    --no-cpu) CPU=0; shift ;;
     --setsid-ssh) SETSID_SSH=1; shift ;;
     --png) PNG="${2:-}"; shift 2 || die_usage "$1 needs a value" ;;
     --timeout) RUN_TIMEOUT="${2:-}"; shift 2 || die_usage "$1 needs a value" ;;
@@ -116,8 +131,11 @@ is_uint "$ROUNDS" || die_usage "--rounds wants a positive integer, got '$ROUNDS'
 is_uint "$FANOUT" || die_usage "--fanout wants a positive integer, got '$FANOUT'"
 is_uint "$RUN_TIMEOUT" || die_usage "--timeout wants whole seconds >= 1, got '$RUN_TIMEOUT'"
 case "$CM_PATH" in host | shared) ;; *) die_usage "--cm-path wants host or shared, got '$CM_PATH'" ;; esac
-case "$COLD_MUX" in native | process) ;; *) die_usage "CONN_COLD_MUX wants native or process, got '$COLD_MUX'" ;; esac
-case "$CONN_HOSTS" in auto | file | w) ;; *) die_usage "CONN_HOSTS wants auto, file or w, got '$CONN_HOSTS'" ;; esac
+IFS=',' read -r -a KEX_LIST <<<"$KEXES"
+[ ${#KEX_LIST[@]} -ge 1 ] || die_usage "--kex wants at least one key exchange"
+for k in "${KEX_LIST[@]}"; do
+    [[ "$k" =~ ^[A-Za-z0-9@.+_-]+$ ]] || die_usage "--kex: '$k' is not a key exchange name (letters, digits, @ . + _ -)"
+done
 if [ -n "$CONN_BIN" ] && [ ! -x "$CONN_BIN" ]; then
     die_usage "--conn $CONN_BIN: not an executable file"
 fi
@@ -125,61 +143,22 @@ case "$SVG" in /*) ;; *) SVG="$PWD/$SVG" ;; esac
 case "$OUT_DIR" in /*) ;; *) OUT_DIR="$PWD/$OUT_DIR" ;; esac
 case "$PNG" in /* | "") ;; *) PNG="$PWD/$PNG" ;; esac
 
-# ---------------------------------------------------------------- prerequisites
-
-IS_ROOT=0
-[ "$(id -u)" -eq 0 ] && IS_ROOT=1
-
-APT_UPDATED=0
-apt_install() { # packages…
-    [ "$IS_ROOT" -eq 1 ] || die "missing Debian packages: $*; install them as root: apt-get install $*"
-    export DEBIAN_FRONTEND=noninteractive
-    say "installing $* (apt-get)"
-    if ! apt-get install -y --no-install-recommends "$@" </dev/null >&2; then
-        [ "$APT_UPDATED" -eq 1 ] && die "apt-get install $* failed"
-        apt-get update </dev/null >&2 || die "apt-get update failed"
-        APT_UPDATED=1
-        apt-get install -y --no-install-recommends "$@" </dev/null >&2 || die "apt-get install $* failed"
-    fi
-}
+# ---------------------------------------------------------------- prerequisites (checked only)
 
 missing=()
-command -v pdsh >/dev/null || missing+=(pdsh)
-command -v clush >/dev/null || missing+=(clustershell)
-command -v ssh >/dev/null && command -v ssh-keygen >/dev/null || missing+=(openssh-client)
-[ -x "$SSHD" ] || missing+=(openssh-server)
-command -v timeout >/dev/null || missing+=(coreutils)
-[ -x "$PY" ] || missing+=(python3)
+command -v pdsh >/dev/null || missing+=("pdsh")
+[ "$ALL" -eq 0 ] || command -v clush >/dev/null || missing+=("clush (ClusterShell)")
+command -v ssh >/dev/null && command -v ssh-keygen >/dev/null || missing+=("ssh and ssh-keygen (openssh-client)")
+[ -x "$SSHD" ] || missing+=("sshd at $SSHD (openssh-server)")
+command -v timeout >/dev/null || missing+=("timeout (coreutils)")
+[ -x "$PY" ] || missing+=("$PY (python3)")
+[ ${#missing[@]} -eq 0 ] || die "missing: $(IFS=';'; echo "${missing[*]}"); $SETUP_HINT"
+pdsh -V 2>&1 | grep -q 'rcmd modules:.*ssh' || die "this pdsh has no ssh rcmd module (pdsh -V); install Debian's pdsh: $SETUP_HINT"
 if [ "$CHART" -eq 1 ] && ! "$PY" -c 'import matplotlib' 2>/dev/null; then
-    missing+=(python3-matplotlib)
+    say "no chart: $PY cannot import matplotlib ($SETUP_HINT, or pip install matplotlib); $SVG is left as it is"
+    CHART=0
 fi
-[ ${#missing[@]} -eq 0 ] || apt_install "${missing[@]}"
-pdsh -V 2>&1 | grep -q 'rcmd modules:.*ssh' || die "this pdsh has no ssh rcmd module (pdsh -V); install Debian's pdsh"
-
-if [ "$IS_ROOT" -eq 1 ]; then
-    # sshd refuses root logins here and root's shell start-up may be slow: log in as a
-    # dedicated account with /bin/sh, prepared exactly as scripts/test.sh does.
-    if ! id "$TEST_USER" >/dev/null 2>&1; then
-        say "the login account $TEST_USER is missing: creating it (useradd -m -s /bin/sh $TEST_USER; usermod -p '*' $TEST_USER; undo with userdel -r $TEST_USER)"
-        useradd -m -s /bin/sh "$TEST_USER"
-    fi
-    if [ "$(getent passwd "$TEST_USER" | cut -d: -f7)" != /bin/sh ]; then
-        say "setting login shell of $TEST_USER to /bin/sh"
-        usermod -s /bin/sh "$TEST_USER"
-    fi
-    if getent shadow "$TEST_USER" | cut -d: -f2 | grep -q '^!'; then
-        say "unlocking $TEST_USER for key logins (password field '*'; sshd without PAM refuses '!')"
-        usermod -p '*' "$TEST_USER"
-    fi
-    if [ ! -d /run/sshd ]; then
-        mkdir -p /run/sshd
-        chmod 0755 /run/sshd
-    fi
-    LOGIN_USER="$TEST_USER"
-else
-    # A non-root sshd can only log its own user in.
-    LOGIN_USER="$(id -un)"
-fi
+bench_login_user
 
 if [ -z "$CONN_BIN" ]; then
     command -v cargo >/dev/null || die "cargo not found: install Rust, or pass --conn PATH"
@@ -187,175 +166,39 @@ if [ -z "$CONN_BIN" ]; then
     (cd "$ROOT" && cargo build --release -p conn-cli >&2) || die "cargo build --release -p conn-cli failed"
     CONN_BIN="$ROOT/target/release/conn"
 fi
-
 CONN_HELP="$("$CONN_BIN" run --help 2>&1)" || die "$CONN_BIN run --help failed: $CONN_HELP"
-if [ "$CONN_HOSTS" = auto ]; then
-    if grep -qE '^ *-w[, ]' <<<"$CONN_HELP"; then CONN_HOSTS="w"; else CONN_HOSTS="file"; fi
-fi
-if grep -q -- '--fanout' <<<"$CONN_HELP"; then CONN_FANOUT_FLAG=--fanout; else CONN_FANOUT_FLAG=--parallel; fi
+grep -qE '^ *-w[, ]' <<<"$CONN_HELP" || die "$CONN_BIN run has no -w: too old for this script"
 HAVE_ANSIBLE=0
-command -v ansible >/dev/null && HAVE_ANSIBLE=1
+[ "$ALL" -eq 1 ] && command -v ansible >/dev/null && HAVE_ANSIBLE=1
 
-# ---------------------------------------------------------------- work dir and cleanup
+# ---------------------------------------------------------------- work dir, sshd, cleanup
 
-# Short: conn's control sockets live under it and Unix socket paths are limited.
-WORK="$(mktemp -d /tmp/cfb.XXXXXX)"
-# sshd reads authorized_keys as the login user: the directory must be traversable.
-chmod 0755 "$WORK"
-SSHD_PID=""
-CUR_PID=""
-CLEANED=0
+bench_setup "$CPU"
+bench_traps
 
-stop_masters() { # dir: ends every ssh master whose control socket is under dir
-    local s
-    local -a pids=()
-    while IFS= read -r s; do
-        timeout 5 ssh -F /dev/null -o ControlPath="$s" -O exit x >/dev/null 2>&1 &
-        pids+=($!)
-    done < <(find "$1" -type s 2>/dev/null)
-    [ ${#pids[@]} -eq 0 ] || wait "${pids[@]}" 2>/dev/null || true
-}
-
-cleanup() {
-    [ "$CLEANED" -eq 1 ] && return
-    CLEANED=1
-    if [ -n "$CUR_PID" ]; then
-        kill -TERM "$CUR_PID" 2>/dev/null || true
-        wait "$CUR_PID" 2>/dev/null || true
-    fi
-    stop_masters "$WORK"
-    if [ -n "$SSHD_PID" ]; then
-        # The per-connection sshd processes are the listener's children; ending them closes
-        # any master connection that is left, so its client exits too.
-        pkill -KILL -P "$SSHD_PID" 2>/dev/null || true
-        kill -KILL "$SSHD_PID" 2>/dev/null || true
-        wait "$SSHD_PID" 2>/dev/null || true
-    fi
-    # Anything still running from this run names the unique work dir on its command line
-    # (ssh masters, tool processes): end those, by pid.
-    local p
-    for p in $(pgrep -f -- "$WORK" 2>/dev/null || true); do
-        if [ "$p" != "$$" ]; then kill -KILL "$p" 2>/dev/null || true; fi
-    done
-    rm -rf -- "$WORK"
-}
-trap cleanup EXIT
-trap 'echo "bench-fleet: interrupted, cleaning up" >&2; cleanup; exit 130' INT
-trap 'cleanup; exit 143' TERM HUP
-
-# ---------------------------------------------------------------- private sshd
-
-ssh-keygen -q -t ed25519 -N '' -C fleet-bench-host -f "$WORK/host_key" </dev/null
-ssh-keygen -q -t ed25519 -N '' -C fleet-bench-client -f "$WORK/id_ed25519" </dev/null
-cp "$WORK/id_ed25519.pub" "$WORK/authorized_keys"
-chmod 0644 "$WORK/authorized_keys"
-
-free_port() {
-    "$PY" -c 'import socket; s = socket.socket(); s.bind(("127.0.0.1", 0)); print(s.getsockname()[1])'
-}
-
-WIDTH=3
-[ ${#HOSTS} -gt 3 ] && WIDTH=${#HOSTS}
-alias_of() { printf "h%0${WIDTH}d" "$1"; }
-aliases() { # all aliases, one a line
-    local i
-    for ((i = 1; i <= HOSTS; i++)); do printf "h%0${WIDTH}d\n" "$i"; done
-}
-HOSTLIST="h[$(alias_of 1 | cut -c2-)-$(alias_of "$HOSTS" | cut -c2-)]"
-[ "$HOSTS" -eq 1 ] && HOSTLIST="$(alias_of 1)"
-
-write_ssh_config() { # path, extra lines for every host (may be empty)
-    {
-        echo "# written by scripts/bench-fleet.sh: $HOSTS aliases of one sshd on 127.0.0.1:$PORT"
-        echo "Host $(aliases | paste -sd' ' -)"
-        cat <<EOF
-  HostName 127.0.0.1
-  Port $PORT
-  User $LOGIN_USER
-  IdentityFile $WORK/id_ed25519
-  IdentitiesOnly yes
-  IdentityAgent none
-  UserKnownHostsFile $WORK/known_hosts
-  GlobalKnownHostsFile /dev/null
-  StrictHostKeyChecking yes
-  UpdateHostKeys no
-  BatchMode yes
-  Ciphers $CIPHER
-  LogLevel ERROR
-$2
-EOF
-    } >"$1"
-    chmod 0644 "$1"
-}
-
-start_sshd() {
-    local attempt
-    for attempt in 1 2 3 4 5; do
-        PORT="$(free_port)"
-        cat >"$WORK/sshd_config" <<EOF
-# written by scripts/bench-fleet.sh
-ListenAddress 127.0.0.1
-Port $PORT
-HostKey $WORK/host_key
-PidFile $WORK/sshd.pid
-AuthorizedKeysFile $WORK/authorized_keys
-PasswordAuthentication no
-KbdInteractiveAuthentication no
-PubkeyAuthentication yes
-UsePAM no
-StrictModes no
-MaxSessions $((FANOUT > 10 ? FANOUT * 2 : 20))
-MaxStartups $((FANOUT * 4 + 100)):30:$((FANOUT * 8 + 200))
-LogLevel ERROR
-AllowUsers $LOGIN_USER
-PermitRootLogin no
-PermitUserEnvironment no
-PrintMotd no
-PrintLastLog no
-UseDNS no
-X11Forwarding no
-EOF
-        echo "[127.0.0.1]:$PORT $(cut -d' ' -f1,2 "$WORK/host_key.pub")" >"$WORK/known_hosts"
-        write_ssh_config "$WORK/ssh_config" ""
-        "$SSHD" -D -e -f "$WORK/sshd_config" </dev/null >>"$WORK/sshd.log" 2>&1 &
-        SSHD_PID=$!
-        local deadline=$((SECONDS + 10))
-        while [ $SECONDS -lt $deadline ]; do
-            if ! kill -0 "$SSHD_PID" 2>/dev/null; then break; fi
-            if timeout 10 ssh -F "$WORK/ssh_config" "$(alias_of 1)" true </dev/null >/dev/null 2>"$WORK/probe.err"; then
-                return 0
-            fi
-            sleep 0.1
-        done
-        kill -KILL "$SSHD_PID" 2>/dev/null || true
-        wait "$SSHD_PID" 2>/dev/null || true
-        SSHD_PID=""
-        grep -q 'Address already in use' "$WORK/sshd.log" 2>/dev/null || break
-        say "port $PORT was taken meanwhile; trying another ($attempt)"
-    done
-    die "the private sshd did not accept a login within 10 s. sshd log: $(tail -5 "$WORK/sshd.log" 2>/dev/null | tr '\n' ' ') ssh: $(tail -3 "$WORK/probe.err" 2>/dev/null | tr '\n' ' ')"
-}
-say "starting a private sshd on 127.0.0.1 (throwaway keys in $WORK, logins as $LOGIN_USER)"
-start_sshd
-say "sshd pid $SSHD_PID on 127.0.0.1:$PORT; $HOSTS aliases $HOSTLIST in $WORK/ssh_config"
-
-# ssh's own multiplexing for pdsh and clush, in per-tool configs: pdsh would replace %n/%h/%u
-# inside PDSH_SSH_ARGS and clush interpolates % in -o, while ssh_config takes the tokens as is.
-cm_token='%n'
-[ "$CM_PATH" = shared ] && cm_token='%C'
-for tool in pdsh clush; do
-    mkdir -m 0700 "$WORK/cm-$tool"
-    write_ssh_config "$WORK/ssh_config.$tool-cm" "  ControlMaster auto
-  ControlPath $WORK/cm-$tool/$cm_token
+# Starts phase `tag`'s sshd (key exchange `kex`) and writes its client configs: plain, and with
+# ssh's own ControlMaster for pdsh and clush (pdsh would replace %n/%h/%u inside PDSH_SSH_ARGS
+# and clush interpolates % in -o, while ssh_config takes the tokens as is).
+start_phase() { # tag kex
+    local tag="$1" kex="$2" dir="$WORK/$1" cm_token='%n' tool
+    start_sshd "$tag" "$kex"
+    [ "$CM_PATH" = shared ] && cm_token='%C'
+    for tool in pdsh clush; do
+        mkdir -m 0700 "$dir/cm-$tool"
+        write_ssh_config "$dir/ssh_config.$tool-cm" "$kex" "  ControlMaster auto
+  ControlPath $dir/cm-$tool/$cm_token
   ControlPersist $CONTROL_PERSIST"
-done
-aliases >"$WORK/hosts"
+    done
+    mkdir -m 0700 "$dir/cw"
+    if [ "$HAVE_ANSIBLE" -eq 1 ]; then
+        mkdir -m 0700 "$dir/cm-ansible" "$dir/ansible-tmp"
+        { echo '[fleet]'; aliases; } >"$dir/inventory"
+    fi
+}
 
-# With --setsid-ssh: an `ssh` (conn accepts only a program named ssh or hpnssh) that runs the
-# real one in a new session. Linux's autogroup scheduling (sched_autogroup_enabled) shares the
-# CPU fairly between sessions, not processes: pdsh starts every ssh with setsid(), so on a
-# busy machine its F ssh clients get F shares; clush's and conn's, in the tool's own session,
-# get one share between them.
+# With --setsid-ssh: an `ssh` that runs the real one in a new session (pdsh starts every ssh
+# with setsid(), and conn its masters; clush's clients stay in clush's session, where Linux's
+# autogroup scheduling gives them one CPU share between them on a busy machine).
 SSH_PROGRAM=ssh
 if [ "$SETSID_SSH" -eq 1 ]; then
     mkdir "$WORK/setsid"
@@ -367,54 +210,41 @@ AUTOGROUP="$(cat /proc/sys/kernel/sched_autogroup_enabled 2>/dev/null || echo un
 
 # ---------------------------------------------------------------- methods
 
-METHODS=(pdsh_fresh clush_fresh conn_cold pdsh_cm clush_cm)
+METHODS=(pdsh_fresh conn_cold)
+[ "$ALL" -eq 1 ] && METHODS+=(clush_fresh conn_cold_exit)
+METHODS+=(pdsh_cm conn_native)
+[ "$ALL" -eq 1 ] && METHODS+=(clush_cm conn_process)
 [ "$HAVE_ANSIBLE" -eq 1 ] && METHODS+=(ansible_cm)
-METHODS+=(conn_process conn_native)
 
-conn_hosts_args() {
-    if [ "$CONN_HOSTS" = w ]; then echo "-w"; echo "$HOSTLIST"; else echo "--hosts-file"; echo "$WORK/hosts"; fi
-}
-mapfile -t CONN_HOST_ARGS < <(conn_hosts_args)
-CONN_COMMON=(--ssh-config "$WORK/ssh_config" --cipher "$CIPHER" --control-persist "$CONTROL_PERSIST"
-    "$CONN_FANOUT_FLAG" "$FANOUT" "${CONN_HOST_ARGS[@]}")
-CLUSH_SSH=()
-if [ "$SETSID_SSH" -eq 1 ]; then
-    CONN_COMMON=(--ssh-program "$SSH_PROGRAM" "${CONN_COMMON[@]}")
-    CLUSH_SSH=(-O "ssh_path=$SSH_PROGRAM")
-fi
-mkdir -m 0700 "$WORK/cw"
+is_warm() { case "$1" in *_cm | conn_native | conn_process) return 0 ;; *) return 1 ;; esac; }
 
-if [ "$HAVE_ANSIBLE" -eq 1 ]; then
-    mkdir -m 0700 "$WORK/cm-ansible" "$WORK/ansible-tmp"
-    { echo '[fleet]'; aliases; } >"$WORK/inventory"
-fi
-
-# The command line of a method (one argument a line); `round` picks conn's cold socket dir.
-method_cmd() { # method round
+# The command line of a method (one argument a line) in phase `tag`; `round` picks conn's cold
+# socket directory.
+method_cmd() { # method tag round
+    local d="$WORK/$2"
+    local -a common=(--ssh-config "$d/ssh_config" --cipher "$CIPHER" --control-persist "$CONTROL_PERSIST"
+        --fanout "$FANOUT" -w "$HOSTLIST")
     case "$1" in
     pdsh_fresh | pdsh_cm) printf '%s\n' pdsh -R ssh -f "$FANOUT" -w "$HOSTLIST" echo ok ;;
-    clush_fresh | clush_cm) printf '%s\n' clush "${CLUSH_SSH[@]}" -f "$FANOUT" -w "$HOSTLIST" -o "$(clush_opts "$1")" echo ok ;;
-    ansible_cm) printf '%s\n' ansible fleet -i "$WORK/inventory" -f "$FANOUT" -m raw -a 'echo ok' ;;
-    conn_cold) printf '%s\n' "$CONN_BIN" run --mux "$COLD_MUX" --socket-dir "$WORK/c$2" "${CONN_COMMON[@]}" -- echo ok ;;
-    conn_process) printf '%s\n' "$CONN_BIN" run --mux process --socket-dir "$WORK/cw" "${CONN_COMMON[@]}" -- echo ok ;;
-    conn_native) printf '%s\n' "$CONN_BIN" run --mux native --socket-dir "$WORK/cw" "${CONN_COMMON[@]}" -- echo ok ;;
+    clush_fresh) printf '%s\n' clush -O "ssh_path=$SSH_PROGRAM" -f "$FANOUT" -w "$HOSTLIST" -o "-F $d/ssh_config" echo ok ;;
+    clush_cm) printf '%s\n' clush -O "ssh_path=$SSH_PROGRAM" -f "$FANOUT" -w "$HOSTLIST" -o "-F $d/ssh_config.clush-cm" echo ok ;;
+    ansible_cm) printf '%s\n' ansible fleet -i "$d/inventory" -f "$FANOUT" -m raw -a 'echo ok' ;;
+    conn_cold) printf '%s\n' "$CONN_BIN" run --mux native --socket-dir "$d/c$3" "${common[@]}" -- echo ok ;;
+    conn_cold_exit) printf '%s\n' "$CONN_BIN" run --mux native --exit-on-shutdown --socket-dir "$d/x$3" "${common[@]}" -- echo ok ;;
+    conn_process) printf '%s\n' "$CONN_BIN" run --mux process --socket-dir "$d/cw" "${common[@]}" -- echo ok ;;
+    conn_native) printf '%s\n' "$CONN_BIN" run --mux native --socket-dir "$d/cw" "${common[@]}" -- echo ok ;;
     esac
 }
-clush_opts() {
-    case "$1" in
-    clush_fresh) echo "-F $WORK/ssh_config" ;;
-    clush_cm) echo "-F $WORK/ssh_config.clush-cm" ;;
-    esac
-}
-method_env() { # method: environment assignments for `env`
+method_env() { # method tag: environment assignments for `env`
+    local d="$WORK/$2"
     case "$1" in
     # pdsh's default is "-2 -a -x -l%u %h"; with -l%u it would override the config's User.
-    pdsh_fresh) echo "PDSH_SSH_ARGS=-F $WORK/ssh_config -x %h" ;;
-    pdsh_cm) echo "PDSH_SSH_ARGS=-F $WORK/ssh_config.pdsh-cm -x %h" ;;
+    pdsh_fresh) echo "PDSH_SSH_ARGS=-F $d/ssh_config -x %h" ;;
+    pdsh_cm) echo "PDSH_SSH_ARGS=-F $d/ssh_config.pdsh-cm -x %h" ;;
     ansible_cm)
-        echo "ANSIBLE_SSH_ARGS=-F $WORK/ssh_config -o ControlMaster=auto -o ControlPersist=$CONTROL_PERSIST"
-        echo "ANSIBLE_SSH_CONTROL_PATH_DIR=$WORK/cm-ansible"
-        echo "ANSIBLE_LOCAL_TEMP=$WORK/ansible-tmp"
+        echo "ANSIBLE_SSH_ARGS=-F $d/ssh_config -o ControlMaster=auto -o ControlPersist=$CONTROL_PERSIST"
+        echo "ANSIBLE_SSH_CONTROL_PATH_DIR=$d/cm-ansible"
+        echo "ANSIBLE_LOCAL_TEMP=$d/ansible-tmp"
         echo "ANSIBLE_HOST_KEY_CHECKING=False"
         echo "ANSIBLE_NOCOLOR=1"
         echo "ANSIBLE_SSH_EXECUTABLE=$SSH_PROGRAM"
@@ -435,28 +265,44 @@ ok_hosts() { # method outfile
 
 RUNS="$WORK/runs.tsv"
 : >"$RUNS"
+: >"$WORK/commands.tsv"
+: >"$WORK/kexes.tsv"
 
-# Runs one method once, bounded by --timeout; round is 1…R, or 0 for an untimed warming run.
-# Appends "round method status seconds ok_hosts exit_code load1" to runs.tsv; the first time
-# a method runs, its command line goes to commands.tsv.
-run_method() { # method round
-    local m="$1" r="$2" out="$WORK/$1.$2.out" err="$WORK/$1.$2.err" t0 t1 rc=0
+# Runs one method once in phase `tag`, bounded by --timeout; round is 1…R, or 0 for an untimed
+# warming run. Appends "tag round method status seconds ok_hosts exit_code load1 tool_us
+# sshd_us" to runs.tsv; the first time a method runs, its command line goes to commands.tsv.
+run_method() { # tag method round
+    local tag="$1" m="$2" r="$3" out="$WORK/$1/$2.$3.out" err="$WORK/$1/$2.$3.err" t0 t1 rc=0
     local -a cmd envs
-    mapfile -t cmd < <(method_cmd "$m" "$r")
-    mapfile -t envs < <(method_env "$m")
-    [ "$m" = conn_cold ] && mkdir -m 0700 "$WORK/c$r"
-    if ! grep -q "^$m"$'\t' "$WORK/commands.tsv" 2>/dev/null; then
+    mapfile -t cmd < <(method_cmd "$m" "$tag" "$r")
+    mapfile -t envs < <(method_env "$m" "$tag")
+    case "$m" in conn_cold) mkdir -m 0700 "$WORK/$tag/c$r" ;; conn_cold_exit) mkdir -m 0700 "$WORK/$tag/x$r" ;; esac
+    if ! grep -q "^$tag"$'\t'"$m"$'\t' "$WORK/commands.tsv"; then
         # Arguments separated by US (0x1f): the report quotes them for a shell.
         local IFS=$'\x1f'
-        printf '%s\t%s\t%s\n' "$m" "${envs[*]}" "${cmd[*]}" >>"$WORK/commands.tsv"
+        printf '%s\t%s\t%s\t%s\n' "$tag" "$m" "${envs[*]}" "${cmd[*]}" >>"$WORK/commands.tsv"
     fi
-    local load1
+    # The sshd is quiet before a timed run starts: every connection a cold run left is closed
+    # (the warm masters' stay: BASE_CONNECTIONS).
+    local deadline=$((SECONDS + 10))
+    while [ "$r" -gt 0 ] && [ "$(sshd_connections)" -gt "$BASE_CONNECTIONS" ] && [ $SECONDS -lt $deadline ]; do
+        sleep 0.05
+    done
+    local cg tool0 tool1 sshd0 sshd1 load1
+    cg="$(cg_dir "$tag-$m")"
     load1=$(cut -d' ' -f1 /proc/loadavg)
+    tool0=$(cg_usage "$cg")
+    sshd0=$(cg_usage "$SSHD_CG")
     t0=$EPOCHREALTIME
-    timeout -k 5 "$RUN_TIMEOUT" env "${envs[@]}" "${cmd[@]}" </dev/null >"$out" 2>"$err" &
+    (
+        [ -z "$cg" ] || echo "$BASHPID" >"$cg/cgroup.procs"
+        exec timeout -k 5 "$RUN_TIMEOUT" env "${envs[@]}" "${cmd[@]}" </dev/null >"$out" 2>"$err"
+    ) &
     CUR_PID=$!
     wait "$CUR_PID" || rc=$?
     t1=$EPOCHREALTIME
+    tool1=$(cg_usage "$cg")
+    sshd1=$(cg_usage "$SSHD_CG")
     CUR_PID=""
     local n secs status=ok
     n=$(ok_hosts "$m" "$out" | wc -l)
@@ -465,30 +311,46 @@ run_method() { # method round
         status=failed
         local why="exit code $rc"
         [ "$rc" -eq 124 ] && why="timed out after ${RUN_TIMEOUT}s"
-        say "FAILED: $m (round $r): $why, ok from $n of $HOSTS hosts; stderr: $(head -c 400 "$err" | tr '\n' ' ')"
+        say "FAILED: $m ($tag, round $r): $why, ok from $n of $HOSTS hosts; stderr: $(head -c 400 "$err" | tr '\n' ' ')"
     fi
-    printf '%s\t%s\t%s\t%s\t%s\t%s\t%s\n' "$r" "$m" "$status" "$secs" "$n" "$rc" "$load1" >>"$RUNS"
-    # A cold run leaves its masters behind (that is conn's point); end them untimed so that
-    # they do not load the sshd while the other methods run.
-    if [ "$m" = conn_cold ]; then stop_masters "$WORK/c$r"; fi
-    printf '    %-14s %8ss  %s\n' "$m" "$secs" "$status" >&2
+    printf '%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\n' "$tag" "$r" "$m" "$status" "$secs" "$n" "$rc" "$load1" \
+        "$((tool1 - tool0))" "$((sshd1 - sshd0))" >>"$RUNS"
+    # A cold run leaves its masters behind (that is conn's point); end them untimed, and wait
+    # until they are gone, so that they do not load the machine while the next method runs.
+    case "$m" in
+    conn_cold) stop_masters "$WORK/$tag/c$r"; wait_gone "$WORK/$tag/c$r" ;;
+    conn_cold_exit) stop_masters "$WORK/$tag/x$r"; wait_gone "$WORK/$tag/x$r" ;;
+    esac
+    printf '    %-8s %-14s %8ss  %s\n' "$tag" "$m" "$secs" "$status" >&2
 }
 
 LOAD_START="$(cut -d' ' -f1-3 /proc/loadavg)"
-say "load average at start: $LOAD_START ($(nproc) CPUs)"
+say "load average at start: $LOAD_START ($(nproc) CPUs); $HOSTS aliases $HOSTLIST, fanout $FANOUT, $ROUNDS rounds, key exchanges: ${KEX_LIST[*]}"
 
-say "warming runs (not timed): pdsh, clush and conn start their masters"
-for m in "${METHODS[@]}"; do
-    case "$m" in *_cm | conn_process | conn_native) run_method "$m" 0 ;; esac
-done
-
-for ((round = 1; round <= ROUNDS; round++)); do
-    say "round $round of $ROUNDS (load $(cut -d' ' -f1-3 /proc/loadavg))"
-    # Rotate the order every round, so that no method always follows the same one.
-    count=${#METHODS[@]}
-    for ((k = 0; k < count; k++)); do
-        run_method "${METHODS[$(((k + round - 1) % count))]}" "$round"
+for ((ki = 0; ki < ${#KEX_LIST[@]}; ki++)); do
+    kex="${KEX_LIST[$ki]}"
+    tag="k$((ki + 1))"
+    say "key exchange $kex: starting a private sshd (throwaway keys in $WORK/$tag, logins as $LOGIN_USER)"
+    start_phase "$tag" "$kex"
+    say "sshd pid $SSHD_PID on 127.0.0.1:$PORT; negotiated kex: ${NEGOTIATED:-unknown}"
+    printf '%s\t%s\t%s\n' "$tag" "$kex" "$NEGOTIATED" >>"$WORK/kexes.tsv"
+    BASE_CONNECTIONS=0
+    say "warming runs (not timed): pdsh and conn start their masters"
+    for m in "${METHODS[@]}"; do
+        if is_warm "$m"; then run_method "$tag" "$m" 0; fi
     done
+    BASE_CONNECTIONS="$(sshd_connections)"
+    for ((round = 1; round <= ROUNDS; round++)); do
+        say "$kex: round $round of $ROUNDS (load $(cut -d' ' -f1-3 /proc/loadavg))"
+        # Rotate the order every round, so that no method always follows the same one.
+        count=${#METHODS[@]}
+        for ((k = 0; k < count; k++)); do
+            run_method "$tag" "${METHODS[$(((k + round - 1) % count))]}" "$round"
+        done
+    done
+    # This phase's masters and sshd end before the next phase: each holds N connections.
+    stop_masters "$WORK/$tag"
+    stop_sshd
 done
 LOAD_END="$(cut -d' ' -f1-3 /proc/loadavg)"
 say "load average at end: $LOAD_END"
@@ -504,157 +366,190 @@ BF_NPROC="$(nproc)"
 BF_DATE="$(date -u +%Y-%m-%dT%H:%MZ)"
 BF_SSH_VERSION="$(ssh -V 2>&1)"
 BF_PDSH_VERSION="$(pdsh -V 2>&1 | head -1)"
-BF_CLUSH_VERSION="$(clush --version 2>&1 | head -1)"
+BF_CLUSH_VERSION="$( (clush --version 2>&1 || echo 'clush not installed') | head -1)"
 BF_KERNEL="$(uname -sr)"
 BF_CPU="$(sed -n 's/^model name\s*: //p' /proc/cpuinfo | head -1)"
 export BF_NPROC BF_DATE BF_SSH_VERSION BF_PDSH_VERSION BF_CLUSH_VERSION BF_KERNEL BF_CPU
-export BF_COMMANDS="$WORK/commands.tsv" BF_WORK="$WORK" BF_ROOT="$ROOT" BF_COLD_MUX="$COLD_MUX"
+export BF_COMMANDS="$WORK/commands.tsv" BF_KEXES="$WORK/kexes.tsv" BF_WORK="$WORK" BF_ROOT="$ROOT"
 export BF_RUNS="$RUNS" BF_OUT="$OUT_DIR" BF_SVG="$SVG" BF_PNG="$PNG" BF_CHART="$CHART"
 export BF_HOSTS="$HOSTS" BF_ROUNDS="$ROUNDS" BF_FANOUT="$FANOUT" BF_LOAD_START="$LOAD_START"
 export BF_LOAD_END="$LOAD_END" BF_CM_PATH="$CM_PATH" BF_CONN_VERSION="$CONN_VERSION"
-export BF_SETSID_SSH="$SETSID_SSH" BF_AUTOGROUP="$AUTOGROUP"
-export BF_GIT_REV="$GIT_REV" BF_CIPHER="$CIPHER" BF_CONN_HOSTS="$CONN_HOSTS"
+export BF_SETSID_SSH="$SETSID_SSH" BF_AUTOGROUP="$AUTOGROUP" BF_CPU_ACCOUNTED="$([ -n "$CG" ] && echo 1 || echo 0)"
+export BF_GIT_REV="$GIT_REV" BF_CIPHER="$CIPHER"
 "$PY" - <<'PY'
 import json, os, shlex, statistics
 
 env = os.environ
 hosts, rounds, fanout = int(env["BF_HOSTS"]), int(env["BF_ROUNDS"]), int(env["BF_FANOUT"])
-setsid = env["BF_SETSID_SSH"] == "1"
+cpu = env["BF_CPU_ACCOUNTED"] == "1"
 cm = "one master per alias" if env["BF_CM_PATH"] == "host" else "ControlPath %C: one master for all aliases"
 
 LABELS = {
     "pdsh_fresh": "pdsh -R ssh, fresh connections",
     "clush_fresh": "clush, fresh connections",
-    "conn_cold": f"conn run, cold (starts {hosts} masters; --mux {env['BF_COLD_MUX']})",
-    "pdsh_cm": "pdsh with ssh's own ControlMaster=auto + ControlPersist, warm",
+    "conn_cold": f"conn run, cold (starts {hosts} masters)",
+    "conn_cold_exit": f"conn run --exit-on-shutdown, cold (starts and ends {hosts} masters)",
+    "pdsh_cm": "pdsh with ssh's ControlMaster=auto + ControlPersist, warm",
     "clush_cm": "clush with ControlMaster=auto, warm",
     "ansible_cm": "Ansible `-m raw` (its own ControlPersist), warm",
     "conn_process": "conn run --mux process, warm",
-    "conn_native": "conn run --mux native, warm",
+    "conn_native": "conn run (--mux native), warm",
 }
 SHORT = {
     "pdsh_fresh": "pdsh -R ssh",
     "clush_fresh": "clush",
     "conn_cold": "conn run (starts the masters)",
+    "conn_cold_exit": "conn run --exit-on-shutdown",
     "pdsh_cm": "pdsh + ssh ControlMaster",
     "clush_cm": "clush + ssh ControlMaster",
     "ansible_cm": "Ansible -m raw",
     "conn_process": "conn run --mux process",
-    "conn_native": "conn run --mux native",
+    "conn_native": "conn run (native mux)",
 }
-FRESH = {"pdsh_fresh", "clush_fresh", "conn_cold"}
-# conn figure -> (pdsh baseline of the same temperature, target ratio)
+FRESH = {"pdsh_fresh", "clush_fresh", "conn_cold", "conn_cold_exit"}
+# conn figure -> (pdsh baseline of the same temperature, target ratio or None, only with a
+# classic key exchange)
 RATIOS = {
-    "conn_cold": ("pdsh_fresh", 1.05),
-    "conn_process": ("pdsh_cm", 0.9),
-    "conn_native": ("pdsh_cm", 0.25),
+    "conn_cold": ("pdsh_fresh", 0.95, True),
+    "conn_cold_exit": ("pdsh_fresh", None, False),
+    "conn_process": ("pdsh_cm", None, False),
+    "conn_native": ("pdsh_cm", 0.25, False),
 }
+
+kexes = []  # (tag, requested, negotiated)
+for line in open(env["BF_KEXES"]):
+    tag, req, neg = line.rstrip("\n").split("\t")
+    kexes.append((tag, req, neg or "unknown"))
 
 runs = {}
 for line in open(env["BF_RUNS"]):
-    r, m, status, secs, n, rc, load1 = line.rstrip("\n").split("\t")
+    tag, r, m, status, secs, n, rc, load1, tool_us, sshd_us = line.rstrip("\n").split("\t")
     if int(r) == 0:
         continue  # warming run
-    runs.setdefault(m, []).append({"round": int(r), "status": status, "seconds": float(secs),
-                                   "ok_hosts": int(n), "exit_code": int(rc),
-                                   "load1_before": float(load1)})
+    runs.setdefault(tag, {}).setdefault(m, []).append({
+        "round": int(r), "status": status, "seconds": float(secs), "ok_hosts": int(n),
+        "exit_code": int(rc), "load1_before": float(load1),
+        "tool_cpu_s": int(tool_us) / 1e6 if cpu else None,
+        "sshd_cpu_s": int(sshd_us) / 1e6 if cpu else None})
 
-order = [m for m in LABELS if m in runs]
-result = {}
-for m in order:
-    rs = runs[m]
-    failed = [x for x in rs if x["status"] != "ok"]
-    secs = [x["seconds"] for x in rs]
-    result[m] = {
-        "label": LABELS[m],
-        "temperature": "fresh" if m in FRESH else "warm",
-        "failed_rounds": len(failed),
-        # A method that failed in any round is reported as failed, not timed.
-        "median_s": None if failed else statistics.median(secs),
-        "min_s": None if failed else min(secs),
-        "max_s": None if failed else max(secs),
-        "runs": rs,
-    }
-for m, (base, target) in RATIOS.items():
-    if m not in result:
-        continue
-    a, b = result[m]["median_s"], result.get(base, {}).get("median_s")
-    ratio = a / b if a is not None and b else None
-    result[m]["ratio"] = {"against": base, "value": ratio, "target": target,
-                          "met": None if ratio is None else ratio <= target}
-
-def fmt(s):
-    return "failed" if s is None else (f"{s:.3f} s" if s < 1 else f"{s:.2f} s")
-
-lines = [
-    f"{hosts} host aliases of one loopback sshd, fanout {fanout}, `echo ok`; median of {rounds} "
-    f"interleaved rounds; {env['BF_NPROC']} CPUs; load average {env['BF_LOAD_START']} at the "
-    f"start, {env['BF_LOAD_END']} at the end; {env['BF_DATE']}.",
-    "",
-    "| method | wall (median) | min – max | ratio | target |",
-    "|---|---:|---:|---:|---|",
-]
-for m in order:
-    x = result[m]
-    rng = "-" if x["median_s"] is None else f"{x['min_s']:.3f} – {x['max_s']:.3f}"
-    wall = fmt(x["median_s"])
-    if x["failed_rounds"]:
-        wall = f"failed ({x['failed_rounds']} of {rounds} rounds)"
-    ratio = target = ""
-    if "ratio" in x:
-        q = x["ratio"]
-        vs = "pdsh fresh" if q["against"] == "pdsh_fresh" else "pdsh+ControlMaster"
-        ratio = "-" if q["value"] is None else f"{q['value']:.2f}× {vs}"
-        target = f"≤ {q['target']}×" + ("" if q["met"] is None else (": met" if q["met"] else ": MISSED"))
-    lines.append(f"| {x['label']} | {wall} | {rng} | {ratio} | {target} |")
-lines += [
-    "",
-    f"ssh ControlMaster of pdsh and clush: {cm}. Cipher {env['BF_CIPHER']} for every tool. "
-    f"{env['BF_SSH_VERSION']}; {env['BF_PDSH_VERSION']}; {env['BF_CLUSH_VERSION']}; "
-    f"{env['BF_CONN_VERSION']} (git {env['BF_GIT_REV']}, hosts by "
-    f"{'-w' if env['BF_CONN_HOSTS'] == 'w' else '--hosts-file'}); {env['BF_KERNEL']}; {env['BF_CPU']}.",
-    "",
-    "Sessions: pdsh starts every ssh client in a session of its own (setsid); "
-    + ("clush's and conn's were started through setsid too (--setsid-ssh). "
-       if setsid else "clush's ssh clients run in clush's own session; conn starts each master "
-       "in a session of its own and runs sessions in-process (native) or as ssh -S clients "
-       "in its own session (process). ")
-    + f"Kernel autogroup scheduling (fair shares per session): "
-    f"{ {'1': 'on', '0': 'off'}.get(env['BF_AUTOGROUP'], 'unknown') }.",
-]
 def shown(text):
     """A command line as the report shows it: the temp dir as <tmp>, paths in the repo relative."""
     return text.replace(env["BF_WORK"], "<tmp>").replace(env["BF_ROOT"] + "/", "")
 
 commands = {}
 for line in open(env["BF_COMMANDS"]):
-    m, envs, cmd = line.rstrip("\n").split("\t")
+    tag, m, envs, cmd = line.rstrip("\n").split("\t")
     assigns = []
     for e in filter(None, envs.split("\x1f")):
         k, v = e.split("=", 1)
         assigns.append(f"{k}={shlex.quote(shown(v))}")
-    commands[m] = {"env": " ".join(assigns),
-                   "command": shlex.join(shown(a) for a in cmd.split("\x1f"))}
-lines += ["", "Commands (`<tmp>` is the throwaway directory; conn's cold runs get a fresh "
-          "socket directory each round):", ""]
-for m in order:
-    c = commands.get(m)
-    if c:
-        pre = f"{c['env']} " if c["env"] else ""
-        lines.append(f"- {SHORT[m]}: `{pre}{c['command']}`")
-for m in order:
-    result[m]["command"] = commands.get(m)
+    commands[(tag, m)] = {"env": " ".join(assigns),
+                          "command": shlex.join(shown(a) for a in cmd.split("\x1f"))}
+
+def fmt(s):
+    return "failed" if s is None else (f"{s:.3f} s" if s < 1 else f"{s:.2f} s")
+
+def classic(neg):
+    return not neg.startswith("sntrup") and not neg.startswith("mlkem")
+
+result = {}
+lines = [
+    f"{hosts} host aliases of one loopback sshd, fanout {fanout}, `echo ok`; median of {rounds} "
+    f"interleaved rounds per key exchange; {env['BF_NPROC']} CPUs; load average "
+    f"{env['BF_LOAD_START']} at the start, {env['BF_LOAD_END']} at the end; {env['BF_DATE']}.",
+]
+for tag, req, neg in kexes:
+    rs_by_m = runs.get(tag, {})
+    order = [m for m in LABELS if m in rs_by_m]
+    res = {}
+    for m in order:
+        rs = rs_by_m[m]
+        failed = [x for x in rs if x["status"] != "ok"]
+        secs = [x["seconds"] for x in rs]
+        ok = not failed
+        res[m] = {
+            "label": LABELS[m],
+            "temperature": "fresh" if m in FRESH else "warm",
+            "failed_rounds": len(failed),
+            # A method that failed in any round is reported as failed, not timed.
+            "median_s": statistics.median(secs) if ok else None,
+            "min_s": min(secs) if ok else None,
+            "max_s": max(secs) if ok else None,
+            "tool_cpu_ms_per_host": statistics.median(x["tool_cpu_s"] for x in rs) * 1e3 / hosts if ok and cpu else None,
+            "sshd_cpu_ms_per_host": statistics.median(x["sshd_cpu_s"] for x in rs) * 1e3 / hosts if ok and cpu else None,
+            "runs": rs,
+            "command": commands.get((tag, m)),
+        }
+    for m, (base, target, classic_only) in RATIOS.items():
+        if m not in res:
+            continue
+        a, b = res[m]["median_s"], res.get(base, {}).get("median_s")
+        ratio = a / b if a is not None and b else None
+        if classic_only and not classic(neg):
+            target = None
+        res[m]["ratio"] = {"against": base, "value": ratio, "target": target,
+                           "met": None if ratio is None or target is None else ratio <= target}
+    result[tag] = {"kex_requested": req, "kex_negotiated": neg, "methods": res}
+    kexname = "ssh's default" if req == "default" else f"KexAlgorithms {req} (both sides)"
+    lines += ["", f"**Key exchange: {kexname}**, negotiated `{neg}`:", ""]
+    head = "| method | wall (median) | min – max | ratio | target |"
+    rule = "|---|---:|---:|---:|---|"
+    if cpu:
+        head += " CPU per host: tool / sshd |"
+        rule += "---:|"
+    lines += [head, rule]
+    for m in order:
+        x = res[m]
+        rng = "-" if x["median_s"] is None else f"{x['min_s']:.3f} – {x['max_s']:.3f}"
+        wall = fmt(x["median_s"])
+        if x["failed_rounds"]:
+            wall = f"failed ({x['failed_rounds']} of {rounds} rounds)"
+        ratio = target = ""
+        if "ratio" in x:
+            q = x["ratio"]
+            vs = "pdsh" if q["against"] == "pdsh_fresh" else "pdsh+ControlMaster"
+            ratio = "-" if q["value"] is None else f"{q['value']:.2f}× {vs}"
+            if q["target"] is not None:
+                target = f"≤ {q['target']}×" + ("" if q["met"] is None else (": met" if q["met"] else ": MISSED"))
+        row = f"| {x['label']} | {wall} | {rng} | {ratio} | {target} |"
+        if cpu:
+            t, s = x["tool_cpu_ms_per_host"], x["sshd_cpu_ms_per_host"]
+            row += " - |" if t is None else f" {t:.1f} / {s:.1f} ms |"
+        lines.append(row)
+
+lines += [
+    "",
+    f"ssh ControlMaster of pdsh: {cm}. Cipher {env['BF_CIPHER']} for every tool. "
+    f"{env['BF_SSH_VERSION']}; {env['BF_PDSH_VERSION']}; {env['BF_CLUSH_VERSION']}; "
+    f"{env['BF_CONN_VERSION']} (git {env['BF_GIT_REV']}); {env['BF_KERNEL']}; {env['BF_CPU']}. "
+    f"Kernel autogroup scheduling (fair shares per session): "
+    f"{ {'1': 'on', '0': 'off'}.get(env['BF_AUTOGROUP'], 'unknown') }."
+    + (" CPU per host: the median run's CPU time of the tool's whole process tree (its ssh "
+       "clients and masters included) and of the sshd (every connection and session), divided "
+       "by the hosts; a cold conn run's masters are ended after the timed window, their "
+       "teardown is not counted." if cpu else ""),
+    "",
+    "Commands (`<tmp>` is the throwaway directory, `k1`, `k2` … one per key exchange; conn's "
+    "cold runs get a fresh socket directory each round):",
+    "",
+]
+for tag, req, neg in kexes:
+    for m in LABELS:
+        c = commands.get((tag, m))
+        if c:
+            pre = f"{c['env']} " if c["env"] else ""
+            lines.append(f"- {SHORT[m]} ({req}): `{pre}{c['command']}`")
 md = "\n".join(lines) + "\n"
 print(md, end="")
 out = env["BF_OUT"]
 with open(os.path.join(out, "results.md"), "w") as f:
     f.write(md)
 meta = {k[3:].lower(): v for k, v in env.items()
-        if k.startswith("BF_") and k not in ("BF_RUNS", "BF_OUT", "BF_COMMANDS", "BF_WORK", "BF_ROOT")}
+        if k.startswith("BF_") and k not in ("BF_RUNS", "BF_OUT", "BF_COMMANDS", "BF_KEXES", "BF_WORK", "BF_ROOT")}
 for k in ("hosts", "rounds", "fanout", "nproc"):
     meta[k] = int(meta[k])
 with open(os.path.join(out, "results.json"), "w") as f:
-    json.dump({"meta": meta, "methods": result}, f, indent=2)
+    json.dump({"meta": meta, "phases": result}, f, indent=2)
     f.write("\n")
 
 if env["BF_CHART"] != "1":
@@ -668,48 +563,49 @@ import matplotlib.pyplot as plt
 plt.rcParams.update({"svg.fonttype": "none", "svg.hashsalt": "conn-fleet", "font.size": 10,
                      "font.sans-serif": ["DejaVu Sans", "Helvetica", "Arial"]})
 
-groups = [("fresh connections: every run logs in to every host",
-           [m for m in order if m in FRESH]),
-          ("warm masters: the connections are already up",
-           [m for m in order if m not in FRESH])]
-ys, labels, values, colors = [], [], [], []
-heads = []  # (title, y of the heading row, y of the group's last bar)
-y = 0.0
-for title, ms in groups:
-    if not ms:
-        continue
-    head = y
-    y += 0.8  # the heading row: no bar, so a long bar never runs into the group's title
-    for m in ms:
-        ys.append(y)
-        labels.append(SHORT[m])
-        values.append(result[m]["median_s"])
-        colors.append("#1f6fb4" if m.startswith("conn") else "#9a9a9a")
-        y += 1
-    heads.append((title, head, y - 1))
-    y += 0.5  # gap between the groups
-
-fig, ax = plt.subplots(figsize=(8, 0.42 * len(ys) + 0.3 * len(heads) + 1.4))
-finite = [v for v in values if v is not None]
-xmax = max(finite) if finite else 1.0
-ax.barh(ys, [v or 0 for v in values], color=colors, height=0.7)
-for yy, v in zip(ys, values):
-    text = "failed" if v is None else fmt(v)
-    ax.text((v or 0) + xmax * 0.01, yy, text, va="center", fontsize=9)
-ax.set_yticks(ys, labels)
-ax.tick_params(axis="y", length=0)
-ax.set_ylim(y - 0.5 + 0.1, -0.5)  # top to bottom, in the order of the table
-ax.set_xlim(0, xmax * 1.12)
-ax.set_xlabel("wall time, seconds (median; lower is better)")
-for title, head, last in heads:
-    ax.axhspan(head - 0.45, last + 0.5, color="#f4f4f4" if "fresh" in title else "#eaf1f8",
-               zorder=0)
-    ax.text(xmax * 0.005, head, title, va="center", fontsize=9, style="italic")
-ax.set_title(f"echo ok on {hosts} hosts (aliases of one loopback sshd), fanout {fanout}\n"
-             f"{env['BF_NPROC']} CPUs, median of {rounds} rounds, conn in blue"
-             + (", every ssh client in its own session" if setsid else ""), fontsize=10)
-for side in ("top", "right"):
-    ax.spines[side].set_visible(False)
+panels = [(tag, req, neg) for tag, req, neg in kexes if result[tag]["methods"]]
+heights = [len(result[t]["methods"]) * 0.42 + 1.3 for t, _, _ in panels]
+fig, axes = plt.subplots(len(panels), 1, figsize=(8, sum(heights) + 0.6),
+                         gridspec_kw={"height_ratios": heights}, squeeze=False)
+for ax, (tag, req, neg) in zip(axes[:, 0], panels):
+    res = result[tag]["methods"]
+    order = [m for m in LABELS if m in res]
+    groups = [("cold: every run logs in to every host", [m for m in order if m in FRESH]),
+              ("warm: the connections are already up", [m for m in order if m not in FRESH])]
+    ys, labels, values, colors, heads = [], [], [], [], []
+    y = 0.0
+    for title, ms in groups:
+        if not ms:
+            continue
+        head = y
+        y += 0.8  # the heading row: no bar, so a long bar never runs into the group's title
+        for m in ms:
+            ys.append(y)
+            labels.append(SHORT[m])
+            values.append(res[m]["median_s"])
+            colors.append("#1f6fb4" if m.startswith("conn") else "#9a9a9a")
+            y += 1
+        heads.append((title, head, y - 1))
+        y += 0.5
+    finite = [v for v in values if v is not None]
+    xmax = max(finite) if finite else 1.0
+    ax.barh(ys, [v or 0 for v in values], color=colors, height=0.7)
+    for yy, v in zip(ys, values):
+        ax.text((v or 0) + xmax * 0.01, yy, "failed" if v is None else fmt(v), va="center", fontsize=9)
+    ax.set_yticks(ys, labels)
+    ax.tick_params(axis="y", length=0)
+    ax.set_ylim(y - 0.5 + 0.1, -0.5)
+    ax.set_xlim(0, xmax * 1.15)
+    for title, head, last in heads:
+        ax.axhspan(head - 0.45, last + 0.5, color="#f4f4f4" if title.startswith("cold") else "#eaf1f8", zorder=0)
+        ax.text(xmax * 0.005, head, title, va="center", fontsize=9, style="italic")
+    kexname = "ssh's default key exchange" if req == "default" else f"KexAlgorithms {req}"
+    ax.set_title(f"{kexname} ({neg})", fontsize=10)
+    for side in ("top", "right"):
+        ax.spines[side].set_visible(False)
+axes[-1, 0].set_xlabel("wall time, seconds (median; lower is better)")
+fig.suptitle(f"echo ok on {hosts} hosts (aliases of one loopback sshd), fanout {fanout}; "
+             f"{env['BF_NPROC']} CPUs, median of {rounds} rounds, conn in blue", fontsize=10)
 fig.tight_layout()
 fig.savefig(env["BF_SVG"], format="svg", metadata={"Date": None})
 if env.get("BF_PNG"):

@@ -5,7 +5,8 @@
 #
 #   bash scripts/setup.sh                 what the demo and the tests need (clustershell too: the
 #                                         host-set and node-group tests compare conn with nodeset)
-#   bash scripts/setup.sh --bench-tools   also pdsh (with clush, the fleet benchmark's peers)
+#   bash scripts/setup.sh --bench-tools   also pdsh (with clush, the fleet benchmark's peers) and
+#                                         matplotlib for its chart (python3-matplotlib)
 #   bash scripts/setup.sh --fuzz-tools    also cargo-fuzz (when a nightly toolchain is installed)
 #
 # As root (Debian/Ubuntu): installs openssh-server, openssh-client, openssh-sftp-server, git and
@@ -61,6 +62,8 @@ have rsync || packages+=(rsync)
 if ! have nodeset || ! have clush; then packages+=(clustershell); fi
 if [ "$BENCH_TOOLS" = 1 ]; then
     have pdsh || packages+=(pdsh)
+    # scripts/bench-fleet.sh draws docs/fleet.svg with Debian's python3 and its matplotlib.
+    /usr/bin/python3 -c 'import matplotlib' >/dev/null 2>&1 || packages+=(python3-matplotlib)
 fi
 
 if is_root; then

@@ -6,7 +6,8 @@
 //! the output inside the master: the command's stdout is a pipe that nobody reads until the
 //! remote command has ended (its process is gone from `/proc`), so the master holds the
 //! megabytes the pipe cannot take; then the master is killed. The chaos tests kill a random
-//! master every 150 ms while threads run commands through one pool.
+//! master every 150 ms (or every 64 successful commands, whichever comes first) while threads run commands
+//! through one pool.
 
 use std::collections::HashMap;
 use std::io::Read;
@@ -68,20 +69,11 @@ impl Fixture {
         }
     }
 
-    /// The live masters of this fixture: they retitle themselves `ssh: <socket> [mux]`, which
-    /// tells them from the `ssh -S` clients and master starts that name the same directory.
+    /// The live masters of this fixture (`ssh -M` processes on a socket under its directory),
+    /// a master still starting in the foreground included: to kill, their `-S` clients and
+    /// the native sessions are not masters.
     fn masters(&self) -> Vec<u32> {
-        let title = format!("ssh: {}/", self.sockets.path().display());
-        procfs::find("ssh", &title)
-            .into_iter()
-            .filter(|&pid| {
-                std::fs::read(format!("/proc/{pid}/cmdline")).is_ok_and(|c| {
-                    String::from_utf8_lossy(&c)
-                        .trim_end_matches('\0')
-                        .ends_with("[mux]")
-                })
-            })
-            .collect()
+        procfs::ssh_masters(&self.sockets.path().to_string_lossy())
     }
 
     fn warm(&self) -> u32 {
@@ -249,13 +241,28 @@ fn a_paused_reader_without_a_kill_gets_everything(backend: Backend) {
     assert!(out.status.success(), "{backend:?}: {out:?}");
 }
 
-/// Kills a random master of `fx` every 150 ms until `stop`, counting in `kills`; returns how
-/// many it killed.
-fn killer(fx: &Fixture, stop: &AtomicBool, killed: &AtomicUsize) -> usize {
+/// Kills a random master of `fx` every 150 ms, or sooner once `every` more commands have
+/// succeeded (`done`; failures do not count, or the chaos would feed on itself), until `stop`,
+/// counting in `killed`; returns how many it killed. Paced by the work as well as by the clock:
+/// masters that restart quickly would otherwise see too little chaos to mean anything.
+fn killer(
+    fx: &Fixture,
+    stop: &AtomicBool,
+    done: &AtomicUsize,
+    every: usize,
+    killed: &AtomicUsize,
+) -> usize {
+    const TICK: Duration = Duration::from_millis(150);
     let mut kills = 0;
     let mut seed = 0x2545_f491_4f6c_dd1d_u64;
+    let (mut last, mut last_done) = (Instant::now(), 0);
     while !stop.load(Ordering::Relaxed) {
-        std::thread::sleep(Duration::from_millis(150));
+        std::thread::sleep(Duration::from_millis(5));
+        let now_done = done.load(Ordering::Relaxed);
+        if last.elapsed() < TICK && now_done < last_done + every {
+            continue;
+        }
+        (last, last_done) = (Instant::now(), now_done);
         let masters = fx.masters();
         if masters.is_empty() {
             continue;
@@ -290,20 +297,20 @@ struct Tally {
 }
 
 /// 16 threads, each running `per_thread` commands that print 300 KB and then a token, while a
-/// master is killed every 150 ms: every success must be the whole output.
+/// master is killed every 150 ms or 64 commands: every success must be the whole output.
 fn large_outputs_under_chaos_are_whole_or_errors(backend: Backend) {
     let fx = Fixture::new(backend, 4);
     fx.warm();
     let (threads, per_thread, min_kills) = (16, 20, 3);
     let stop = AtomicBool::new(false);
-    let killed = AtomicUsize::new(0);
+    let (done, killed) = (AtomicUsize::new(0), AtomicUsize::new(0));
     let until = Instant::now() + CHAOS_AT_MOST;
     let tally = Mutex::new(Tally::default());
     let kills = std::thread::scope(|scope| {
-        let killing = scope.spawn(|| killer(&fx, &stop, &killed));
+        let killing = scope.spawn(|| killer(&fx, &stop, &done, 64, &killed));
         let workers: Vec<_> = (0..threads)
             .map(|t| {
-                let (fx, tally, killed) = (&fx, &tally, &killed);
+                let (fx, tally, done, killed) = (&fx, &tally, &done, &killed);
                 scope.spawn(move || {
                     let mut i = 0;
                     while go_on(i, per_thread, killed, min_kills, until) {
@@ -315,6 +322,9 @@ fn large_outputs_under_chaos_are_whole_or_errors(backend: Backend) {
                             format!("head -c 300000 /dev/zero; echo {token}"),
                         ]);
                         let result = fx.pool.run(&cmd, &job());
+                        if result.is_ok() {
+                            done.fetch_add(1, Ordering::Relaxed);
+                        }
                         let mut tally = tally.lock().unwrap();
                         match result {
                             Ok(out) => {
@@ -367,8 +377,8 @@ enum Verdict {
     Failed(Started, String),
 }
 
-/// At least 1,280 commands (and 10 kills) that each append their token to a log on the remote side and then print it,
-/// while a master is killed every 150 ms; then every verdict is held against the log: a success
+/// At least 1,280 commands (and 10 kills) that each append their token to a log on the remote
+/// side and then print it, while a master is killed every 150 ms or 64 commands; then every verdict is held against the log: a success
 /// ran exactly once, "never started" never ran, "ran" ran, and of the "may have run" verdicts at
 /// most 10 % never ran.
 fn no_verdict_lies_under_chaos(backend: Backend) {
@@ -382,14 +392,14 @@ fn no_verdict_lies_under_chaos(backend: Backend) {
     let log: PathBuf = logs.path().join("ran");
     let (threads, per_thread, min_kills) = (32, 40, 10);
     let stop = AtomicBool::new(false);
-    let killed = AtomicUsize::new(0);
+    let (done, killed) = (AtomicUsize::new(0), AtomicUsize::new(0));
     let until = Instant::now() + CHAOS_AT_MOST;
     let verdicts = Mutex::new(Vec::new());
     let kills = std::thread::scope(|scope| {
-        let killing = scope.spawn(|| killer(&fx, &stop, &killed));
+        let killing = scope.spawn(|| killer(&fx, &stop, &done, 64, &killed));
         let workers: Vec<_> = (0..threads)
             .map(|t| {
-                let (fx, verdicts, log, killed) = (&fx, &verdicts, &log, &killed);
+                let (fx, verdicts, log, done, killed) = (&fx, &verdicts, &log, &done, &killed);
                 scope.spawn(move || {
                     let mut i = 0;
                     while go_on(i, per_thread, killed, min_kills, until) {
@@ -408,6 +418,9 @@ fn no_verdict_lies_under_chaos(backend: Backend) {
                             ),
                             Err(e) => Verdict::Failed(e.started(), e.to_string()),
                         };
+                        if matches!(verdict, Verdict::Ok) {
+                            done.fetch_add(1, Ordering::Relaxed);
+                        }
                         verdicts.lock().unwrap().push((token, verdict));
                     }
                 })

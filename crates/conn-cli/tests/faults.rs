@@ -83,10 +83,18 @@ impl Fleet {
         argv
     }
 
-    /// Live masters of this fleet.
+    /// Live masters of this fleet: `ssh -M` processes on its sockets that run in the
+    /// background (a master start still in the foreground, a child of conn, is a client here:
+    /// one left behind is a leak).
     fn masters(&self) -> Vec<u32> {
-        let title = format!("ssh: {}/", self.sockets.path().display());
-        procfs::find("ssh", &title)
+        procfs::ssh_masters(&self.sockets.path().to_string_lossy())
+            .into_iter()
+            .filter(|&pid| {
+                procfs::process(pid)
+                    .and_then(|p| procfs::comm(p.ppid))
+                    .is_none_or(|parent| parent != "conn")
+            })
+            .collect()
     }
 
     /// `ssh` processes of this fleet that are not masters (`ssh -S` clients, master starts).

@@ -12,6 +12,10 @@
 //! and its snapshot must equal the model's state exactly, which implies `0 ≤ free ≤ capacity`,
 //! no duplicate and a minimal connection count; those are also checked on their own.
 //!
+//! The model is sequential: each connect ends before the next operation, so the connections the
+//! pool makes outside its lock (pending, joined by threads that find every connection full)
+//! never show here; `pool_connect.rs` tests them with a transport whose connects wait.
+//!
 //! `PROPTEST_CASES=20000 cargo test --release -p conn-core --test pool_model` runs it long.
 
 use conn_core::{

@@ -26,7 +26,7 @@
 //! let ttl = ttl_for_control_persist(Duration::from_secs(600));
 //! let leases = LeaseManager::new("/home/me/.ssh/conn", "src#me@host#default", ttl)?;
 //! let mut lease = leases.acquire()?;
-//! // ssh -S <lease.socket_path()> -M -oControlPersist=600s host exit ...
+//! // ssh -S <lease.socket_path()> -M -N -oControlPersist=600s host ...
 //! lease.touch_socket()?;
 //! lease.release()?;
 //! # Ok::<(), Box<dyn std::error::Error>>(())

@@ -125,4 +125,26 @@ impl Backend {
             }
         }
     }
+
+    /// Asks the master behind `control` to exit, within `job`: `ssh -O exit`, or
+    /// `MUX_C_TERMINATE` in-process with the native back end (no ssh spawned per master).
+    pub(crate) fn exit_master(
+        self,
+        conn: &OpenSshConnection,
+        control: &Control,
+        job: &dyn Job,
+    ) -> Result<()> {
+        match self {
+            #[cfg(feature = "native-mux")]
+            Backend::Native => crate::native_mux::terminate(&control.socket, job),
+            Backend::Process => {
+                let _ = control;
+                let argv = conn.ssh_argv(&["-O", "exit"], []);
+                let cmd = conn_core::Cmd::new(&argv).check(true);
+                let out = conn.run_ssh(&argv, conn_core::Stream::Piped, job)?;
+                cmd.checked(out, "", &conn_core::display_line(&argv))
+                    .map(|_| ())
+            }
+        }
+    }
 }

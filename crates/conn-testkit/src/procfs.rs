@@ -123,10 +123,52 @@ pub fn find(comm: &str, marker: &str) -> Vec<u32> {
         .filter(|p| {
             let dir = format!("/proc/{}", p.pid);
             let name = fs::read_to_string(format!("{dir}/comm")).unwrap_or_default();
-            let cmdline = fs::read(format!("{dir}/cmdline")).unwrap_or_default();
-            name.trim() == comm && String::from_utf8_lossy(&cmdline).contains(marker)
+            // The command line only of a process with the right name: reading one takes the
+            // process's memory lock, which a process that forks, execs or exits holds for a
+            // while, so reading every process's can take seconds on a busy machine.
+            name.trim() == comm && {
+                let cmdline = fs::read(format!("{dir}/cmdline")).unwrap_or_default();
+                String::from_utf8_lossy(&cmdline).contains(marker)
+            }
         })
         .map(|p| p.pid)
+        .collect()
+}
+
+/// The command name of `pid` (`/proc/<pid>/comm`), if it exists.
+pub fn comm(pid: u32) -> Option<String> {
+    let name = fs::read_to_string(format!("/proc/{pid}/comm")).ok()?;
+    Some(name.trim_end().to_string())
+}
+
+/// Pids of live ssh masters whose control socket is under `dir`: every `ssh` process whose
+/// command line has `-M` and `-S <dir>/…` (how conn starts one, `ssh … -S <socket> -M -N …`),
+/// or that retitled itself `ssh: <dir>/… [mux]` (how a master backgrounded with a session of
+/// its own shows). A master still starting (the foreground `ssh -M` before it forks to the
+/// background) counts too: its parent is then the process that started it, where a
+/// backgrounded master's parent is init or a subreaper.
+pub fn ssh_masters(dir: &str) -> Vec<u32> {
+    let under = format!("{}/", dir.trim_end_matches('/'));
+    let title = format!("ssh: {under}");
+    find("ssh", dir)
+        .into_iter()
+        .filter(|&pid| {
+            let Ok(cmdline) = fs::read(format!("/proc/{pid}/cmdline")) else {
+                return false;
+            };
+            // A retitled process pads its title with NULs.
+            let end = cmdline.iter().rposition(|&b| b != 0).map_or(0, |i| i + 1);
+            let args: Vec<&[u8]> = cmdline[..end].split(|&b| b == 0).collect();
+            let retitled = args.len() == 1 && {
+                let line = String::from_utf8_lossy(args[0]);
+                line.starts_with(&title) && line.ends_with("[mux]")
+            };
+            let started = args.contains(&&b"-M"[..])
+                && args
+                    .windows(2)
+                    .any(|w| w[0] == b"-S" && w[1].starts_with(under.as_bytes()));
+            retitled || started
+        })
         .collect()
 }
 
@@ -155,6 +197,35 @@ mod tests {
             }
         );
         assert_eq!(parse_stat(1, "1 (x"), None);
+    }
+
+    #[test]
+    fn masters_are_found_by_their_command_line_and_clients_are_not() {
+        // `ssh` here is a shell under that name (comm follows the name executed), which keeps
+        // the arguments it was given in its command line.
+        let bin = tempfile::tempdir().unwrap();
+        let ssh = bin.path().join("ssh");
+        std::os::unix::fs::symlink("/bin/sh", &ssh).unwrap();
+        let sockets = tempfile::tempdir().unwrap();
+        let dir = sockets.path().to_string_lossy().into_owned();
+        let spawn = |args: &[&str]| {
+            std::process::Command::new(&ssh)
+                .args(["-c", "sleep 60; :"])
+                .args(args)
+                .spawn()
+                .unwrap()
+        };
+        let socket = format!("{dir}/s");
+        let mut master = spawn(&["-S", &socket, "-M", "-N", "h"]);
+        let mut client = spawn(&["-S", &socket, "-oControlMaster=no", "h", "true"]);
+        let mut other = spawn(&["-S", "/elsewhere/s", "-M", "h", &dir]);
+        let found = ssh_masters(&dir);
+        for child in [&mut master, &mut client, &mut other] {
+            child.kill().unwrap();
+            child.wait().unwrap();
+        }
+        assert_eq!(found, vec![master.id()]);
+        assert!(comm(std::process::id()).is_some());
     }
 
     #[test]

@@ -82,7 +82,8 @@ pub struct SshArgs {
     #[arg(long, value_enum, default_value = "src")]
     pub location: LocationArg,
 
-    /// End the masters (ssh -O exit) when done instead of leaving them for the next `conn`.
+    /// End the masters when done (`ssh -O exit`; in-process with the native mux) instead of
+    /// leaving them for the next `conn`.
     #[arg(long)]
     pub exit_on_shutdown: bool,
 }

@@ -3,6 +3,7 @@
 
 use std::fs;
 use std::path::{Path, PathBuf};
+use std::sync::atomic::AtomicU64;
 use std::sync::{Arc, Condvar, Mutex, MutexGuard};
 use std::time::{Duration, Instant};
 
@@ -12,23 +13,21 @@ use conn_core::text::tail;
 use conn_core::transport::{ProcessOptions, spawn_process};
 use conn_core::{
     CappedJob, Cmd, Connection, Error, Job, Output, Program, RemoteChild, Result, SimpleJob,
-    Stream, display_line, ensure_running, quote,
+    Stream, ensure_running, quote,
 };
 use conn_lease::{Lease, SocketState, probe_socket};
 
 use crate::config::Config;
 use crate::master::{Fate, MasterId};
 
+mod refresh;
+
+use refresh::RefreshState;
+
 /// Upper bound for `ssh -O check`: a hung master must not hang the caller.
 const CHECK_TIMEOUT: Duration = Duration::from_secs(5);
 /// Upper bound for `ssh -O exit` at shutdown.
 const EXIT_TIMEOUT: Duration = Duration::from_secs(5);
-/// How often the fast path stamps the socket at most: a later process only needs to know that
-/// a refresh was recent, and a stamp older than the truth only makes it more careful.
-const TOUCH_EVERY: Duration = Duration::from_secs(1);
-/// How often a thread waiting for another's master start looks at its own job.
-const WAIT_TICK: Duration = Duration::from_millis(50);
-
 /// A connection of an [`OpenSsh`](crate::OpenSsh) pool.
 ///
 /// With connection reuse on (the default) it owns a lease on a ControlPath name, and runs every
@@ -47,11 +46,16 @@ pub(crate) struct Control {
     /// The master's `-E` log file: its diagnostics, never a pipe anyone waits on.
     log: PathBuf,
     lease: Mutex<Option<Lease>>,
-    /// The per-connection refresh state (docs/design.md#refresh). Held only for microseconds: a
-    /// slow refresh marks itself in progress and runs unlocked, while other threads wait on
-    /// `refreshed` within their own deadlines.
+    /// The per-connection refresh state (docs/design.md#refresh). Held only to read and update
+    /// it, never across a system call of the fast path: the sessions of one master do not wait
+    /// for each other's probe. A slow refresh marks itself in progress and runs unlocked, while
+    /// other threads wait on `refreshed` within their own deadlines.
     refresh: Mutex<RefreshState>,
     refreshed: Condvar,
+    /// When this process last stamped the socket's mtime, as milliseconds since `born` plus
+    /// one (0: never): claimed with a compare-and-swap, so one thread a second touches.
+    touched: AtomicU64,
+    born: Instant,
     /// The master process behind the socket, once known: learnt from its answer to an alive
     /// check (the slow path's, or one asked for the first session of a connection that took
     /// the fast path on a fresh stamp), forgotten when a new master is started. Sessions judge
@@ -59,99 +63,8 @@ pub(crate) struct Control {
     master: Mutex<Option<MasterId>>,
 }
 
-#[derive(Debug, Default)]
-struct RefreshState {
-    /// When a master was last confirmed alive the slow way.
-    last: Option<Instant>,
-    /// A thread is checking or starting the master right now.
-    in_progress: bool,
-    /// Slow refreshes finished so far, and how the last one failed (if it did): threads that
-    /// waited for an attempt take its failure instead of repeating a doomed master start each.
-    attempts: u64,
-    last_failure: Option<Shared>,
-    /// Threads waiting for the attempt in progress.
-    waiters: usize,
-    /// When this process last stamped the socket's mtime.
-    touched: Option<Instant>,
-}
-
 fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
     m.lock().unwrap_or_else(|e| e.into_inner())
-}
-
-/// How a slow refresh failed, kept for the threads that waited for it as the same kind of
-/// error: a typo in an option stays a `Config`, a missing ssh a `ProgramNotFound` (neither is
-/// retryable, so no caller retries a master that can never start); everything else is the
-/// retryable `Connect` it was.
-#[derive(Debug, Clone)]
-enum Shared {
-    Config(String),
-    ProgramNotFound(String),
-    Connect(String),
-}
-
-impl Shared {
-    fn of(e: &Error) -> Shared {
-        match e {
-            Error::Config(m) => Shared::Config(m.clone()),
-            Error::ProgramNotFound { program } => Shared::ProgramNotFound(program.clone()),
-            Error::Connect { message, .. } => Shared::Connect(message.clone()),
-            other => Shared::Connect(other.to_string()),
-        }
-    }
-
-    /// The error a waiter returns, saying whose attempt it was.
-    fn error(&self, endpoint: String) -> Error {
-        const WHOSE: &str = "(the attempt of another thread on this connection)";
-        match self {
-            Shared::Config(m) => Error::Config(format!("{m} {WHOSE}")),
-            Shared::ProgramNotFound(program) => Error::ProgramNotFound {
-                program: program.clone(),
-            },
-            Shared::Connect(m) => Error::Connect {
-                endpoint,
-                message: format!("{m} {WHOSE}"),
-            },
-        }
-    }
-}
-
-/// How a slow refresh ended, for the threads that waited for it.
-enum Outcome {
-    Alive,
-    /// The master could not be reached or started: waiters take this failure.
-    Failed(Shared),
-    /// The refreshing thread's own job ran out or was cancelled: no verdict on the master, so
-    /// a waiter tries itself.
-    NoVerdict,
-}
-
-/// Ends a slow refresh however it ends (a panic included): clears the in-progress mark, records
-/// the outcome, and wakes the waiters.
-struct SlowRefresh<'a> {
-    control: &'a Control,
-    outcome: Outcome,
-}
-
-impl Drop for SlowRefresh<'_> {
-    fn drop(&mut self) {
-        let mut state = lock(&self.control.refresh);
-        state.in_progress = false;
-        match std::mem::replace(&mut self.outcome, Outcome::NoVerdict) {
-            Outcome::Alive => {
-                state.attempts += 1;
-                state.last = Some(Instant::now());
-                state.last_failure = None;
-            }
-            Outcome::Failed(why) => {
-                state.attempts += 1;
-                state.last_failure = Some(why);
-            }
-            Outcome::NoVerdict => {}
-        }
-        drop(state);
-        self.control.refreshed.notify_all();
-    }
 }
 
 impl OpenSshConnection {
@@ -162,6 +75,8 @@ impl OpenSshConnection {
             lease: Mutex::new(Some(lease)),
             refresh: Mutex::new(RefreshState::default()),
             refreshed: Condvar::new(),
+            touched: AtomicU64::new(0),
+            born: Instant::now(),
             master: Mutex::new(None),
         });
         OpenSshConnection { config, control }
@@ -386,11 +301,18 @@ impl OpenSshConnection {
         Ok(id)
     }
 
-    /// Starts a backgrounded master on this connection's socket. Its stdout and stderr are
-    /// `/dev/null` and its diagnostics go to the `-E` log file: a master lives on long after
-    /// this call and would otherwise hold any pipe we gave it open. Bounded by the job and by
-    /// the connect timeout (plus time to authenticate), so a host that accepts TCP but never
-    /// speaks cannot hang the caller.
+    /// Starts a backgrounded master on this connection's socket: `ssh -M -N
+    /// -oControlPersist=<N>s`, with no session of its own (docs/design.md#slow-path). With
+    /// ControlPersist and a control socket that listens, ssh forks to the background right after
+    /// authentication (as `-f` would) and the process we spawned exits 0: that exit is the
+    /// ready signal, and the socket already listens by then. `-f` is not given on purpose: when
+    /// ssh cannot set up the socket, ControlPersist does not fork and the process stays in the
+    /// foreground until the start's bound ends it, where `-f` would leave a connection without a
+    /// socket running in the background for good. Its stdout and stderr are `/dev/null` and its
+    /// diagnostics go to the `-E` log file: a master lives on long after this call and would
+    /// otherwise hold any pipe we gave it open. Bounded by the job and by the connect timeout
+    /// (plus time to authenticate), so a host that accepts TCP but never speaks cannot hang the
+    /// caller.
     fn start_master(&self, control: &Control, job: &dyn Job) -> Result<()> {
         let _ = fs::remove_file(&control.log); // -E appends: keep only this start's story
         let persist = format!(
@@ -398,12 +320,16 @@ impl OpenSshConnection {
             self.config.control_persist.as_secs()
         );
         let log = control.log.to_string_lossy().into_owned();
-        let argv = self.ssh_argv(&["-M", &persist, "-E", &log], ["exit".into()]);
+        // No remote command and no `exit` session: one sshd fork and shell per host fewer.
+        let argv = self.ssh_argv(&["-M", "-N", &persist, "-E", &log], []);
         let cmd = Cmd::new(&argv)
             .stdout(Stream::Null)
             .stderr(Stream::Null)
             .check(false);
-        // A session of its own: the master outlives us and must not share our terminal's fate.
+        // A session of its own from the start, not only once ssh's daemon() makes one after
+        // authentication: the handshake, the costly part, is then weighed by the scheduler as
+        // a session of its own (as pdsh's ssh clients are), and the master never shares our
+        // terminal's fate.
         let options = ProcessOptions {
             new_session: true,
             ..ProcessOptions::default()
@@ -472,89 +398,6 @@ impl OpenSshConnection {
             ),
         }
     }
-
-    /// The slow path of the refresh (docs/design.md#slow-path), run by one thread at a time:
-    /// ask the master, else clear a stale socket and start a new master; then touch the socket.
-    fn slow_refresh(&self, control: &Control, job: &dyn Job) -> Result<()> {
-        let alive = match probe_socket(&control.socket) {
-            SocketState::Missing => false, // nothing to ask
-            SocketState::Stale => {
-                remove_stale_socket(&control.socket)?;
-                false
-            }
-            SocketState::NotASocket => {
-                return Err(Error::Config(format!(
-                    "ControlPath {} exists but is not a socket: remove it",
-                    control.socket.display()
-                )));
-            }
-            SocketState::Unknown(errno) => {
-                return Err(Error::Connect {
-                    endpoint: self.endpoint(),
-                    message: format!(
-                        "cannot probe control socket {}: {}",
-                        control.socket.display(),
-                        std::io::Error::from_raw_os_error(errno)
-                    ),
-                });
-            }
-            SocketState::Live | SocketState::Busy => match self.check_master(control, job)? {
-                Ok(pid) => {
-                    self.remember_master(control, pid)?;
-                    true
-                }
-                Err(why) => {
-                    // It did not answer: remove the socket only if nobody holds it now.
-                    match probe_socket(&control.socket) {
-                        SocketState::Stale => remove_stale_socket(&control.socket)?,
-                        SocketState::Missing => {}
-                        _ => {
-                            return Err(Error::Connect {
-                                endpoint: self.endpoint(),
-                                message: format!(
-                                    "ssh master on {} holds its socket but does not answer: {why}",
-                                    control.socket.display(),
-                                ),
-                            });
-                        }
-                    }
-                    false
-                }
-            },
-        };
-        if !alive {
-            *lock(&control.master) = None;
-            self.start_master(control, job)?;
-            // Which process it is: one round trip in-process (sessions judge their end by it).
-            self.master(job)?;
-        }
-        touch(control);
-        lock(&control.refresh).touched = Some(Instant::now());
-        Ok(())
-    }
-}
-
-/// Stamps the socket with this refresh (its mtime): what lets a later process take the fast
-/// path at once (see [`recent_stamp`]).
-fn touch(control: &Control) {
-    if let Some(lease) = lock(&control.lease).as_ref()
-        && let Err(e) = lease.touch_socket()
-    {
-        tracing::warn!(socket = %control.socket.display(), "cannot touch control socket: {e}");
-    }
-}
-
-/// The moment of the last refresh stamped on `socket` (its mtime), if less than `fresh_for`
-/// ago: a master confirmed alive then, or about to serve a session (either restarts its
-/// ControlPersist countdown), is trusted until `fresh_for` after it, the same rule as a
-/// process's own last check. A clock step or a future mtime is not trusted.
-fn recent_stamp(socket: &Path, fresh_for: Duration) -> Option<Instant> {
-    let modified = fs::symlink_metadata(socket).ok()?.modified().ok()?;
-    let age = std::time::SystemTime::now().duration_since(modified).ok()?;
-    if age >= fresh_for {
-        return None;
-    }
-    Instant::now().checked_sub(age)
 }
 
 /// `Ok` unless the job itself ran out or was cancelled, which must not pass for "no answer".
@@ -573,71 +416,10 @@ impl Connection for OpenSshConnection {
 
     /// The refresh (docs/design.md#refresh): the fast path when the last slow check is recent
     /// and the socket is a live listener (microseconds); otherwise, one thread at a time, the
-    /// slow path (`slow_refresh`). Threads that find a slow refresh in
-    /// progress wait for it within their own deadline and cancellation, then look again.
+    /// slow path. Threads that find a slow refresh in progress wait for it within their own
+    /// deadline and cancellation, then look again.
     fn refresh(&self, job: &dyn Job) -> Result<()> {
-        let Some(control) = &self.control else {
-            return Ok(()); // no reuse: every command connects by itself
-        };
-        let fresh_for = self
-            .config
-            .control_persist
-            .saturating_sub(self.config.refresh_margin);
-        let mut state = lock(&control.refresh);
-        // The attempt count when this thread began to wait for another's slow refresh.
-        let mut waited_from: Option<u64> = None;
-        loop {
-            if !state.in_progress {
-                if state.last.is_none() {
-                    // A connection new to this process: trust the stamp that the last refresh
-                    // of any process left on the socket, as this process would its own.
-                    state.last = recent_stamp(&control.socket, fresh_for);
-                }
-                if state.last.is_some_and(|t| t.elapsed() < fresh_for)
-                    && probe_socket(&control.socket) == SocketState::Live
-                {
-                    if state.touched.is_none_or(|t| t.elapsed() >= TOUCH_EVERY) {
-                        state.touched = Some(Instant::now());
-                        touch(control);
-                    }
-                    return Ok(());
-                }
-                if let Some(start) = waited_from
-                    && state.attempts > start
-                    && let Some(failure) = &state.last_failure
-                {
-                    return Err(failure.error(self.endpoint()));
-                }
-                state.in_progress = true;
-                break;
-            }
-            waited_from.get_or_insert(state.attempts);
-            job_still_running(job, &control.socket)?;
-            let wait = job
-                .deadline()
-                .map_or(WAIT_TICK, |d| d.remaining().min(WAIT_TICK));
-            state.waiters += 1;
-            state = control
-                .refreshed
-                .wait_timeout(state, wait)
-                .unwrap_or_else(|e| e.into_inner())
-                .0;
-            state.waiters -= 1;
-        }
-        drop(state);
-        let mut slow = SlowRefresh {
-            control,
-            outcome: Outcome::Failed(Shared::Connect(
-                "the refresh of another thread panicked".to_string(),
-            )),
-        };
-        let result = self.slow_refresh(control, job);
-        slow.outcome = match &result {
-            Ok(()) => Outcome::Alive,
-            Err(Error::Timeout { .. } | Error::Cancelled { .. }) => Outcome::NoVerdict,
-            Err(e) => Outcome::Failed(Shared::of(e)),
-        };
-        result
+        self.refresh_control(job)
     }
 
     /// Called once, when the pool has shut down and the last command on this connection has
@@ -647,13 +429,9 @@ impl Connection for OpenSshConnection {
         if self.config.exit_masters_on_shutdown
             && probe_socket(&control.socket) == SocketState::Live
         {
-            let argv = self.ssh_argv(&["-O", "exit"], []);
-            let cmd = Cmd::new(&argv).check(true);
-            match self
-                .run_ssh(&argv, Stream::Piped, &SimpleJob::with_timeout(EXIT_TIMEOUT))
-                .and_then(|out| cmd.checked(out, "", &display_line(&argv)))
-            {
-                Ok(_) => {
+            let job = SimpleJob::with_timeout(EXIT_TIMEOUT);
+            match self.config.backend.exit_master(self, control, &job) {
+                Ok(()) => {
                     let _ = fs::remove_file(&control.log);
                 }
                 Err(e) => tracing::warn!(
@@ -667,18 +445,6 @@ impl Connection for OpenSshConnection {
         {
             tracing::warn!("cannot release lease of {}: {e}", control.socket.display());
         }
-    }
-}
-
-fn remove_stale_socket(socket: &Path) -> Result<()> {
-    tracing::debug!(socket = %socket.display(), "removing stale control socket");
-    match fs::remove_file(socket) {
-        Ok(()) => Ok(()),
-        Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(()),
-        Err(e) => Err(Error::Io {
-            context: format!("removing stale control socket {}", socket.display()),
-            source: e,
-        }),
     }
 }
 

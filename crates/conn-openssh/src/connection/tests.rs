@@ -1,5 +1,6 @@
 //! Unit tests of the refresh state machine and the command line, without an sshd.
 
+use super::refresh::{Outcome, Shared, SlowRefresh};
 use super::*;
 use crate::OpenSsh;
 use conn_core::Transport;

@@ -29,7 +29,7 @@ pub mod types {
     /// Client: ask for the master's pid.
     pub const MUX_C_ALIVE_CHECK: u32 = 0x1000_0004;
     /// Client: ask the master to exit.
-    #[cfg(any(test, fuzzing))]
+    #[cfg(any(test, fuzzing, feature = "native-mux"))]
     pub const MUX_C_TERMINATE: u32 = 0x1000_0005;
     /// Master: request done.
     pub const MUX_S_OK: u32 = 0x8000_0001;
@@ -146,7 +146,9 @@ pub enum ClientMessage {
         /// Echoed in the reply.
         request_id: u32,
     },
-    #[cfg(any(test, fuzzing))] // the master's side: the fake master of the tests, the fuzz target
+    // Sent by the native back end's shutdown (`exit_masters_on_shutdown`); decoded only by the
+    // fake master of the tests and the fuzz target.
+    #[cfg(any(test, fuzzing, feature = "native-mux"))]
     /// `MUX_C_TERMINATE`: the master exits (answered by `MUX_S_OK`, often not even that).
     Terminate {
         /// Echoed in the reply.
@@ -323,7 +325,7 @@ impl ClientMessage {
                 w.u32(*request_id);
                 w.finish()
             }
-            #[cfg(any(test, fuzzing))]
+            #[cfg(any(test, fuzzing, feature = "native-mux"))]
             ClientMessage::Terminate { request_id } => {
                 let mut w = Writer::frame(MUX_C_TERMINATE);
                 w.u32(*request_id);

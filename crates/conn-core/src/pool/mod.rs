@@ -7,12 +7,17 @@
 //! full. A checked-out connection stays in the heap with one slot fewer, so the heap never holds
 //! a duplicate; giving the slot back re-stamps it and restores heap order in O(log n), because
 //! every entry knows its heap position.
+//!
+//! A connection is made outside the pool's lock, as deadpool creates its objects outside its
+//! slot lock: under the lock the maker only reserves a pending entry, which the threads that
+//! arrive while every connection is full join (each taking one of its slots) instead of making
+//! connections of their own; the maker then connects unlocked and publishes the entry, or rolls
+//! it back, under the lock again. Gets and give-backs on the other connections never wait for a
+//! `Transport::connect` (for OpenSSH: lease files).
 
-use std::collections::BTreeMap;
 use std::fmt;
-use std::ops::Deref;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
-use std::sync::{Arc, Mutex, MutexGuard};
+use std::sync::{Arc, Condvar, Mutex, MutexGuard};
 use std::time::Duration;
 
 use crate::child::RemoteChild;
@@ -21,6 +26,16 @@ use crate::error::{Error, Result};
 use crate::job::Job;
 use crate::status::Output;
 use crate::traits::{Connection, Transport};
+
+mod guard;
+mod named;
+mod state;
+
+pub use guard::PooledConnection;
+use guard::Slot;
+pub use named::ConnectionPools;
+pub use state::ConnectionState;
+use state::{Made, Pending, State};
 
 /// Sessions per connection unless told otherwise: below sshd's default `MaxSessions` of 10, to
 /// leave room for sessions sshd has not finished closing yet.
@@ -56,80 +71,27 @@ struct Shared<T: Transport> {
     name: String,
     capacity: usize,
     state: Mutex<State<T::Connection>>,
+    /// Signalled when a pending connection is published or rolled back.
+    made: Condvar,
     refusals_retried: AtomicU64,
     restarts_retried: AtomicU64,
     ran_retried: AtomicU64,
 }
 
-struct State<C: Connection> {
-    /// All connections, indexed by id; never shrinks until shutdown empties it for good.
-    entries: Vec<Entry<C>>,
-    /// Entry ids in max-heap order of [`Entry::key`].
-    heap: Vec<usize>,
-    /// The `last_modified` sequence: bumped on every creation and return.
-    clock: u64,
-    shut_down: bool,
+/// Rolls a pending connection back if its maker never publishes it (its connect failed, or
+/// panicked): the threads that joined it are woken and start over.
+struct Making<'a, T: Transport> {
+    pool: &'a ConnectionPool<T>,
+    ticket: u64,
+    armed: bool,
 }
 
-struct Entry<C: Connection> {
-    conn: Arc<Slot<C>>,
-    free: usize,
-    last_modified: u64,
-    /// Where this entry's id sits in `State::heap`.
-    pos: usize,
-}
-
-impl<C: Connection> Entry<C> {
-    /// Most free slots first, then most recently modified.
-    fn key(&self) -> (usize, u64) {
-        (self.free, self.last_modified)
-    }
-}
-
-impl<C: Connection> State<C> {
-    fn key(&self, heap_index: usize) -> (usize, u64) {
-        self.entries[self.heap[heap_index]].key()
-    }
-
-    fn swap(&mut self, a: usize, b: usize) {
-        self.heap.swap(a, b);
-        let (ia, ib) = (self.heap[a], self.heap[b]);
-        self.entries[ia].pos = a;
-        self.entries[ib].pos = b;
-    }
-
-    fn sift_up(&mut self, mut i: usize) {
-        while i > 0 {
-            let parent = (i - 1) / 2;
-            if self.key(i) <= self.key(parent) {
-                break;
-            }
-            self.swap(i, parent);
-            i = parent;
+impl<T: Transport> Drop for Making<'_, T> {
+    fn drop(&mut self) {
+        if self.armed {
+            self.pool.lock().settle(self.ticket, Made::Failed);
+            self.pool.shared.made.notify_all();
         }
-    }
-
-    fn sift_down(&mut self, mut i: usize) {
-        loop {
-            let (l, r) = (2 * i + 1, 2 * i + 2);
-            let mut best = i;
-            if l < self.heap.len() && self.key(l) > self.key(best) {
-                best = l;
-            }
-            if r < self.heap.len() && self.key(r) > self.key(best) {
-                best = r;
-            }
-            if best == i {
-                break;
-            }
-            self.swap(i, best);
-            i = best;
-        }
-    }
-
-    fn tick(&mut self) -> u64 {
-        self.clock += 1;
-        self.clock
     }
 }
 
@@ -162,7 +124,10 @@ impl<T: Transport> ConnectionPool<T> {
                     heap: Vec::new(),
                     clock: 0,
                     shut_down: false,
+                    pending: Vec::new(),
+                    next_ticket: 0,
                 }),
+                made: Condvar::new(),
                 refusals_retried: AtomicU64::new(0),
                 restarts_retried: AtomicU64::new(0),
                 ran_retried: AtomicU64::new(0),
@@ -207,46 +172,102 @@ impl<T: Transport> ConnectionPool<T> {
         self.checkout()
     }
 
+    /// Takes one slot: on the best connection if it has one free, else on a connection being
+    /// made (waiting until it is published), else on a new connection, made outside the lock.
     fn checkout(&self) -> Result<PooledConnection<T>> {
         let mut state = self.lock();
+        loop {
+            if state.shut_down {
+                return Err(Error::PoolShutdown {
+                    pool: self.shared.name.clone(),
+                });
+            }
+            if let Some(&top) = state.heap.first()
+                && state.entries[top].free > 0
+            {
+                state.entries[top].free -= 1;
+                state.sift_down(0);
+                return Ok(self.guard(&state, top));
+            }
+            // Every connection is full. A connection being made with a slot left is joined
+            // rather than a second one made, so that a connection is made only when every
+            // existing one is full and every pending one is promised whole, even with many
+            // threads asking at once.
+            let capacity = self.shared.capacity;
+            let joinable = state
+                .pending
+                .iter_mut()
+                .find(|p| p.made == Made::Connecting && p.reserved < capacity);
+            let Some(pending) = joinable else {
+                break;
+            };
+            pending.reserved += 1;
+            pending.waiters += 1;
+            let ticket = pending.ticket;
+            while state.pending_mut(ticket).made == Made::Connecting {
+                state = self
+                    .shared
+                    .made
+                    .wait(state)
+                    .unwrap_or_else(|e| e.into_inner());
+            }
+            match state.collect(ticket) {
+                Made::Ready(id) if !state.shut_down => return Ok(self.guard(&state, id)),
+                // Its connect failed, or the pool shut down meanwhile: start over (and maybe
+                // make one ourselves, with an error of our own if it fails again).
+                _ => continue,
+            }
+        }
+        let ticket = state.next_ticket;
+        state.next_ticket += 1;
+        state.pending.push(Pending {
+            ticket,
+            reserved: 1,
+            waiters: 0,
+            made: Made::Connecting,
+        });
+        drop(state);
+        let mut making = Making {
+            pool: self,
+            ticket,
+            armed: true,
+        };
+        // Unlocked: Transport::connect is cheap by contract (no network) but may touch the
+        // filesystem, and nobody else's get or give-back should wait for that.
+        let conn = self.shared.transport.connect(&self.shared.name)?;
+        let slot = Arc::new(Slot {
+            conn,
+            closing: AtomicBool::new(false),
+        });
+        let mut state = self.lock();
+        making.armed = false;
         if state.shut_down {
+            state.settle(ticket, Made::Failed);
+            drop(state);
+            self.shared.made.notify_all();
+            // Shut down before it was ever handed out: it closes as the pool's others did.
+            slot.closing.store(true, Ordering::Release);
+            drop(slot);
             return Err(Error::PoolShutdown {
                 pool: self.shared.name.clone(),
             });
         }
-        let id = match state.heap.first() {
-            Some(&top) if state.entries[top].free > 0 => {
-                state.entries[top].free -= 1;
-                state.sift_down(0);
-                top
-            }
-            _ => {
-                // Under the lock on purpose: a connection is made only when every existing one
-                // is full, even with many threads asking at once. Transport::connect is cheap
-                // by contract (no network).
-                let conn = self.shared.transport.connect(&self.shared.name)?;
-                let id = state.entries.len();
-                let pos = state.heap.len();
-                let last_modified = state.tick();
-                state.entries.push(Entry {
-                    conn: Arc::new(Slot {
-                        conn,
-                        closing: AtomicBool::new(false),
-                    }),
-                    free: self.shared.capacity - 1,
-                    last_modified,
-                    pos,
-                });
-                state.heap.push(id);
-                state.sift_up(pos);
-                id
-            }
-        };
-        Ok(PooledConnection {
+        let reserved = state.pending_mut(ticket).reserved;
+        let id = state.publish(slot, self.shared.capacity, reserved);
+        state.settle(ticket, Made::Ready(id));
+        let guard = self.guard(&state, id);
+        drop(state);
+        self.shared.made.notify_all();
+        Ok(guard)
+    }
+
+    /// The guard of one slot already taken on entry `id`.
+    fn guard(&self, state: &State<T::Connection>, id: usize) -> PooledConnection<T> {
+        PooledConnection {
             conn: Some(Arc::clone(&state.entries[id].conn)),
             id,
             pool: self.clone(),
-        })
+        }
     }
 
     /// Gives a slot back explicitly; the same as dropping the guard.
@@ -463,135 +484,6 @@ impl<T: Transport> fmt::Debug for ConnectionPool<T> {
             .field("capacity", &self.shared.capacity)
             .field("connections", &self.snapshot())
             .finish()
-    }
-}
-
-/// A pooled connection, shared by the pool and the guards checked out on it. The pool's
-/// shutdown marks it closing; whoever lets go of it last (the pool, or the last guard still out
-/// at shutdown) shuts it down.
-struct Slot<C: Connection> {
-    conn: C,
-    closing: AtomicBool,
-}
-
-impl<C: Connection> Drop for Slot<C> {
-    fn drop(&mut self) {
-        if *self.closing.get_mut() {
-            self.conn.shutdown();
-        }
-    }
-}
-
-/// One connection's slots, as seen by [`ConnectionPool::snapshot`].
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub struct ConnectionState {
-    /// Position in creation order (0 = first made).
-    pub id: usize,
-    /// Sessions it can still take.
-    pub free: usize,
-    /// The pool's sequence number at its creation or last return.
-    pub last_modified: u64,
-}
-
-/// A checked-out session slot on a pooled connection; dereferences to the connection and
-/// gives the slot back when dropped.
-pub struct PooledConnection<T: Transport> {
-    conn: Option<Arc<Slot<T::Connection>>>,
-    id: usize,
-    pool: ConnectionPool<T>,
-}
-
-impl<T: Transport> PooledConnection<T> {
-    /// The connection's id within its pool (creation order).
-    pub fn id(&self) -> usize {
-        self.id
-    }
-
-    /// Starts `cmd` on this connection; the child takes this slot with it and gives it back
-    /// when it is waited for, killed or dropped (one slot never carries two sessions; a
-    /// [`Cmd::kill_remote`] kill runs on it). No retries: [`ConnectionPool::spawn`] has them.
-    pub fn spawn(self, cmd: &Cmd, job: &dyn Job) -> Result<RemoteChild> {
-        Ok(Connection::spawn(&*self, cmd, job)?.hold_connection(self))
-    }
-
-    /// Runs `cmd` on this connection and waits for its output. No retries:
-    /// [`ConnectionPool::run`] has them.
-    pub fn run(&self, cmd: &Cmd, job: &dyn Job) -> Result<Output> {
-        Connection::run(&**self, cmd, job)
-    }
-}
-
-impl<T: Transport> Deref for PooledConnection<T> {
-    type Target = T::Connection;
-    fn deref(&self) -> &T::Connection {
-        &self.conn.as_deref().expect("present until drop").conn
-    }
-}
-
-impl<T: Transport> Drop for PooledConnection<T> {
-    fn drop(&mut self) {
-        self.conn = None; // after a shutdown, the last guard out closes the connection here
-        self.pool.give_back(self.id);
-    }
-}
-
-impl<T: Transport> fmt::Debug for PooledConnection<T> {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.debug_struct("PooledConnection")
-            .field("pool", &self.pool.shared.name)
-            .field("id", &self.id)
-            .finish()
-    }
-}
-
-/// Named pools over one endpoint, each with its own capacity: e.g. `"shared"` with capacity 8
-/// for short commands and `"dedicated"` with capacity 1 for a long-running stream.
-pub struct ConnectionPools<T: Transport> {
-    pools: BTreeMap<String, ConnectionPool<T>>,
-}
-
-impl<T: Transport> ConnectionPools<T> {
-    /// One pool per `(name, capacity)`, all over `transport`. A name given twice or a capacity
-    /// of 0 is an [`Error::Config`].
-    pub fn new<I, S>(transport: T, capacities: I) -> Result<Self>
-    where
-        I: IntoIterator<Item = (S, usize)>,
-        S: Into<String>,
-    {
-        let transport = Arc::new(transport);
-        let mut pools = BTreeMap::new();
-        for (name, capacity) in capacities {
-            let pool =
-                ConnectionPool::with_shared_transport(Arc::clone(&transport), name, capacity)?;
-            if pools.contains_key(pool.name()) {
-                return Err(Error::Config(format!(
-                    "connection pool name {:?} is given twice",
-                    pool.name()
-                )));
-            }
-            pools.insert(pool.name().to_string(), pool);
-        }
-        Ok(ConnectionPools { pools })
-    }
-
-    /// The pool named `name`.
-    pub fn pool(&self, name: &str) -> Result<&ConnectionPool<T>> {
-        self.pools.get(name).ok_or_else(|| Error::UnknownPool {
-            name: name.to_string(),
-            known: self.pools.keys().cloned().collect::<Vec<_>>().join(", "),
-        })
-    }
-
-    /// Every pool, by name.
-    pub fn iter(&self) -> impl Iterator<Item = (&str, &ConnectionPool<T>)> {
-        self.pools.iter().map(|(n, p)| (n.as_str(), p))
-    }
-
-    /// Shuts every pool down.
-    pub fn shutdown(&self) {
-        for pool in self.pools.values() {
-            pool.shutdown();
-        }
     }
 }
 
