@@ -51,6 +51,9 @@ SSHD="${CONN_TEST_SSHD:-/usr/sbin/sshd}"
 PY=/usr/bin/python3 # Debian's python: the one python3-matplotlib installs into
 SETUP_HINT="run \`sudo bash scripts/setup.sh --bench-tools\` once to prepare this machine"
 BENCH_NAME=bench-fleet
+PROG=bench-fleet
+# shellcheck source=scripts/lib/cli.sh
+. "$ROOT/scripts/lib/cli.sh"
 # shellcheck source=scripts/lib/bench-sshd.sh
 . "$ROOT/scripts/lib/bench-sshd.sh"
 
@@ -93,18 +96,6 @@ prepares all of them. Environment: CONN_TEST_USER, CONN_TEST_SSHD (sshd path).
 EOF
 }
 
-die_usage() {
-    echo "bench-fleet: $*" >&2
-    echo "bench-fleet: see scripts/bench-fleet.sh --help" >&2
-    exit 2
-}
-die() {
-    echo "bench-fleet: error: $*" >&2
-    exit 1
-}
-say() { printf '==> %s\n' "$*" >&2; }
-
-is_uint() { [[ "$1" =~ ^[0-9]+$ ]] && [ "$1" -ge 1 ]; }
 
 while [ $# -gt 0 ]; do
     case "$1" in
@@ -158,7 +149,7 @@ if [ "$CHART" -eq 1 ] && ! "$PY" -c 'import matplotlib' 2>/dev/null; then
     say "no chart: $PY cannot import matplotlib ($SETUP_HINT, or pip install matplotlib); $SVG is left as it is"
     CHART=0
 fi
-bench_login_user
+LOGIN_USER="$(login_user)"
 
 if [ -z "$CONN_BIN" ]; then
     command -v cargo >/dev/null || die "cargo not found: install Rust, or pass --conn PATH"

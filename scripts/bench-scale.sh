@@ -30,11 +30,13 @@ CONN_BIN=""
 OUT_DIR="$ROOT/target/bench-scale"
 CIPHER="aes256-gcm@openssh.com"
 CONTROL_PERSIST=3600
-TEST_USER="${CONN_TEST_USER:-conntest}"
 SSHD="${CONN_TEST_SSHD:-/usr/sbin/sshd}"
 PY=/usr/bin/python3
 SETUP_HINT="run \`sudo bash scripts/setup.sh --bench-tools\` once to prepare this machine"
 BENCH_NAME=bench-scale
+PROG=bench-scale
+# shellcheck source=scripts/lib/cli.sh
+. "$ROOT/scripts/lib/cli.sh"
 
 usage() {
     cat <<EOF
@@ -59,17 +61,6 @@ The machine needs about 7 MB of memory and 3 processes per host (a master and tw
 processes) while the warm masters live. Environment: CONN_TEST_USER, CONN_TEST_SSHD.
 EOF
 }
-die_usage() {
-    echo "bench-scale: $*" >&2
-    echo "bench-scale: see scripts/bench-scale.sh --help" >&2
-    exit 2
-}
-die() {
-    echo "bench-scale: error: $*" >&2
-    exit 1
-}
-say() { printf '==> %s\n' "$*" >&2; }
-is_uint() { [[ "$1" =~ ^[0-9]+$ ]] && [ "$1" -ge 1 ]; }
 
 while [ $# -gt 0 ]; do
     case "$1" in
@@ -104,7 +95,7 @@ command -v timeout >/dev/null || missing+=("timeout (coreutils)")
 [ -x "$PY" ] || missing+=("$PY (python3)")
 [ "$PDSH" -eq 0 ] || command -v pdsh >/dev/null || missing+=("pdsh")
 [ ${#missing[@]} -eq 0 ] || die "missing: $(IFS=';'; echo "${missing[*]}"); $SETUP_HINT"
-bench_login_user
+LOGIN_USER="$(login_user)"
 if [ -z "$CONN_BIN" ]; then
     command -v cargo >/dev/null || die "cargo not found: install Rust, or pass --conn PATH"
     say "cargo build --release -p conn-cli"

@@ -6,25 +6,8 @@
 # dir, its cgroups). Nothing is installed and no account is created here.
 #
 # The caller sets, before sourcing: BENCH_NAME (for messages and file headers), HOSTS, FANOUT,
-# CIPHER, SSHD (sshd path), PY (python3), TEST_USER (login account when root), SETUP_HINT (what
-# to run when something is missing); and defines say and die.
-
-# The account the sshd logs in: as root the dedicated `conntest` account with /bin/sh that
-# scripts/setup.sh prepares (sshd refuses root logins here, and root's shell start-up may be
-# slow); otherwise the user itself (a non-root sshd logs in only its own user).
-bench_login_user() {
-    if [ "$(id -u)" -ne 0 ]; then
-        LOGIN_USER="$(id -un)"
-        return
-    fi
-    id "$TEST_USER" >/dev/null 2>&1 || die "no login account $TEST_USER; $SETUP_HINT"
-    [ "$(getent passwd "$TEST_USER" | cut -d: -f7)" = /bin/sh ] || die "the login shell of $TEST_USER is not /bin/sh; $SETUP_HINT"
-    if getent shadow "$TEST_USER" | cut -d: -f2 | grep -q '^!'; then
-        die "$TEST_USER is locked (sshd without PAM refuses its key logins); $SETUP_HINT"
-    fi
-    [ -d /run/sshd ] || die "no /run/sshd (sshd's privilege-separation directory); $SETUP_HINT"
-    LOGIN_USER="$TEST_USER"
-}
+# CIPHER, SSHD (sshd path), PY (python3), SETUP_HINT (what to run when something is missing);
+# and sources scripts/lib/cli.sh (say, die, login_user).
 
 # The temp dir (short: conn's control sockets live under it and Unix socket paths are limited;
 # traversable: sshd reads authorized_keys as the login user), the keys, the aliases h001…hN,
