@@ -1,10 +1,61 @@
-//! The one private dispatch between the session back ends: each lives in its own module
-//! (`process_mux`, `native_mux`), and this is the only place that knows which are compiled in.
+//! The choice of a session back end: [`Mux`], what a caller names, and `Backend`, what the
+//! builder made of it once it checked that this build compiled it in. Each back end lives in
+//! its own module (`process_mux`, `native_mux`); the one dispatch to them needs a connection,
+//! so it lives with the connection (`connection/dispatch.rs`): a connection uses the back ends,
+//! and they know nothing of it.
 
-use conn_core::{Error, Job, RemoteChild, Result};
+use conn_core::{Error, Result};
 
-use crate::config::Mux;
-use crate::connection::{Control, OpenSshConnection};
+/// How a connection's sessions reach its master. The master itself is always `ssh -M`.
+///
+/// Every variant exists whatever the features; asking for one that is not compiled in is an
+/// error from [`OpenSshBuilder::build`](crate::OpenSshBuilder::build) that names the feature.
+/// New back ends may come, so a `match` needs a wildcard arm:
+///
+/// ```
+/// use conn_openssh::Mux;
+/// fn describe(mux: Mux) -> &'static str {
+///     match mux {
+///         Mux::Process => "one ssh client per command",
+///         Mux::Native => "in-process sessions",
+///         _ => "another back end",
+///     }
+/// }
+/// assert_eq!(describe("native".parse().unwrap()), "in-process sessions");
+/// ```
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Hash)]
+#[non_exhaustive]
+pub enum Mux {
+    /// Spawn an `ssh -S <socket>` client per command: what OpenSSH users know (the default).
+    #[default]
+    Process,
+    /// Speak OpenSSH's mux protocol (`PROTOCOL.mux`) from this process: no client spawn per
+    /// command, and an exact line between "the remote command exited 255" and "the transport
+    /// failed". Needs the `native-mux` feature and connection reuse.
+    Native,
+}
+
+impl std::str::FromStr for Mux {
+    type Err = Error;
+    fn from_str(s: &str) -> Result<Self> {
+        match s {
+            "process" => Ok(Mux::Process),
+            "native" => Ok(Mux::Native),
+            _ => Err(Error::Config(format!(
+                "mux back end {s:?} is neither \"process\" nor \"native\""
+            ))),
+        }
+    }
+}
+
+impl std::fmt::Display for Mux {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(match self {
+            Mux::Process => "process",
+            Mux::Native => "native",
+        })
+    }
+}
 
 /// A back end chosen and checked by the builder.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -12,34 +63,6 @@ pub(crate) enum Backend {
     Process,
     #[cfg(feature = "native-mux")]
     Native,
-}
-
-/// A connection with a control socket always has a master to ask for; kept as an error rather
-/// than a panic all the same.
-#[cfg(feature = "native-mux")]
-fn unreachable_no_master(conn: &OpenSshConnection) -> Error {
-    Error::Config(format!(
-        "no ssh master for {}: the native mux needs connection reuse",
-        conn.endpoint()
-    ))
-}
-
-/// The pid of the master behind `control`, as cheaply as this build allows: one round trip in
-/// this process with the mux protocol compiled in (feature `native-mux`), else `ssh -O check`.
-pub(crate) fn master_pid(
-    conn: &OpenSshConnection,
-    control: &Control,
-    job: &dyn Job,
-) -> Result<u32> {
-    #[cfg(feature = "native-mux")]
-    {
-        let _ = conn;
-        crate::native_mux::alive_check(&control.socket, job)
-    }
-    #[cfg(not(feature = "native-mux"))]
-    {
-        Backend::Process.check_master(conn, control, job)
-    }
 }
 
 impl Backend {
@@ -55,96 +78,6 @@ impl Backend {
                  conn-openssh), or use Mux::Process"
                     .to_string(),
             )),
-        }
-    }
-
-    /// Starts `cmd` over `conn`'s master.
-    pub(crate) fn spawn(
-        self,
-        conn: &OpenSshConnection,
-        cmd: &conn_core::Cmd,
-        job: &dyn Job,
-    ) -> Result<RemoteChild> {
-        // Each back end asks which master serves the session (`conn.master`) unless it is a
-        // dry run: its fate at the end tells a clean end from a death
-        // (docs/design.md#clean-end).
-        match (self, &conn.control) {
-            #[cfg(feature = "native-mux")]
-            (Backend::Native, Some(control)) => {
-                let master = || conn.master(job)?.ok_or_else(|| unreachable_no_master(conn));
-                crate::native_mux::spawn(&control.socket, master, &conn.endpoint(), cmd, job)
-            }
-            // Without connection reuse there is no master to speak to: every command is an ssh
-            // process of its own (the builder refuses native without reuse).
-            _ => crate::process_mux::spawn(conn, cmd, job),
-        }
-    }
-
-    /// Asks the master behind `control` whether it is alive, and its pid: `ssh -O check`, or
-    /// `MUX_C_ALIVE_CHECK` in-process with the native back end, within `job`. An answer also
-    /// restarts the master's ControlPersist countdown.
-    pub(crate) fn check_master(
-        self,
-        conn: &OpenSshConnection,
-        control: &Control,
-        job: &dyn Job,
-    ) -> Result<u32> {
-        match self {
-            #[cfg(feature = "native-mux")]
-            Backend::Native => crate::native_mux::alive_check(&control.socket, job),
-            Backend::Process => {
-                let _ = control;
-                let argv = conn.check_command_line();
-                let out = conn.run_ssh(&argv, conn_core::Stream::Piped, job)?;
-                if out.status.success() {
-                    // "Master running (pid=N)"; should the words ever change, ask in-process.
-                    let text = String::from_utf8_lossy(&out.stderr);
-                    return match text
-                        .split_once("(pid=")
-                        .and_then(|(_, rest)| rest.split_once(')'))
-                        .and_then(|(pid, _)| pid.parse().ok())
-                    {
-                        Some(pid) => Ok(pid),
-                        None => Err(Error::Connect {
-                            endpoint: conn.endpoint(),
-                            message: format!(
-                                "`ssh -O check` answered without the master's pid: {}",
-                                conn_core::text::tail(text.trim(), 500)
-                            ),
-                        }),
-                    };
-                }
-                Err(Error::Connect {
-                    endpoint: conn.endpoint(),
-                    message: format!(
-                        "`ssh -O check` failed ({}): {}",
-                        out.status,
-                        conn_core::text::tail(String::from_utf8_lossy(&out.stderr).trim(), 500)
-                    ),
-                })
-            }
-        }
-    }
-
-    /// Asks the master behind `control` to exit, within `job`: `ssh -O exit`, or
-    /// `MUX_C_TERMINATE` in-process with the native back end (no ssh spawned per master).
-    pub(crate) fn exit_master(
-        self,
-        conn: &OpenSshConnection,
-        control: &Control,
-        job: &dyn Job,
-    ) -> Result<()> {
-        match self {
-            #[cfg(feature = "native-mux")]
-            Backend::Native => crate::native_mux::terminate(&control.socket, job),
-            Backend::Process => {
-                let _ = control;
-                let argv = conn.ssh_argv(&["-O", "exit"], []);
-                let cmd = conn_core::Cmd::new(&argv).check(true);
-                let out = conn.run_ssh(&argv, conn_core::Stream::Piped, job)?;
-                cmd.checked(out, "", &conn_core::display_line(&argv))
-                    .map(|_| ())
-            }
         }
     }
 }

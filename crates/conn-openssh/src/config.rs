@@ -1,12 +1,13 @@
 //! Options of the OpenSSH transport and their validation ([`OpenSshBuilder`]).
 
-use std::path::PathBuf;
+use std::ffi::OsString;
+use std::path::{Path, PathBuf};
 use std::time::Duration;
 
 use conn_core::{Error, Result, UserHost};
 
 use crate::OpenSsh;
-use crate::backend::Backend;
+use crate::backend::{Backend, Mux};
 use crate::location::Location;
 
 /// The extra options used unless [`OpenSshBuilder::extra_options`] replaces them: no password
@@ -22,57 +23,6 @@ pub const DEFAULT_CONTROL_PERSIST: Duration = Duration::from_secs(600);
 
 /// How long before a master's idle timeout the fast liveness path stops trusting it.
 pub const DEFAULT_REFRESH_MARGIN: Duration = Duration::from_secs(2);
-
-/// How a connection's sessions reach its master. The master itself is always `ssh -M`.
-///
-/// Every variant exists whatever the features; asking for one that is not compiled in is an
-/// error from [`OpenSshBuilder::build`] that names the feature. New back ends may come, so a
-/// `match` needs a wildcard arm:
-///
-/// ```
-/// use conn_openssh::Mux;
-/// fn describe(mux: Mux) -> &'static str {
-///     match mux {
-///         Mux::Process => "one ssh client per command",
-///         Mux::Native => "in-process sessions",
-///         _ => "another back end",
-///     }
-/// }
-/// assert_eq!(describe("native".parse().unwrap()), "in-process sessions");
-/// ```
-#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Hash)]
-#[non_exhaustive]
-pub enum Mux {
-    /// Spawn an `ssh -S <socket>` client per command: what OpenSSH users know (the default).
-    #[default]
-    Process,
-    /// Speak OpenSSH's mux protocol (`PROTOCOL.mux`) from this process: no client spawn per
-    /// command, and an exact line between "the remote command exited 255" and "the transport
-    /// failed". Needs the `native-mux` feature and connection reuse.
-    Native,
-}
-
-impl std::str::FromStr for Mux {
-    type Err = Error;
-    fn from_str(s: &str) -> Result<Self> {
-        match s {
-            "process" => Ok(Mux::Process),
-            "native" => Ok(Mux::Native),
-            _ => Err(Error::Config(format!(
-                "mux back end {s:?} is neither \"process\" nor \"native\""
-            ))),
-        }
-    }
-}
-
-impl std::fmt::Display for Mux {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.write_str(match self {
-            Mux::Process => "process",
-            Mux::Native => "native",
-        })
-    }
-}
 
 /// How long a master start may take when no connect timeout is set.
 const MASTER_START_TIMEOUT: Duration = Duration::from_secs(60);
@@ -97,6 +47,28 @@ pub(crate) struct Config {
     pub exit_masters_on_shutdown: bool,
     pub socket_dir: PathBuf,
     pub cache_namespace: String,
+}
+
+impl Config {
+    /// `ssh <options> [-S <socket>] <extra> <user@host> <tail…>`: every ssh command line of
+    /// this endpoint comes from here (a master start, a session client, `-O check`, `-O exit`),
+    /// with `socket` the connection's ControlPath when connections are reused.
+    pub(crate) fn ssh_argv(
+        &self,
+        socket: Option<&Path>,
+        extra: &[&str],
+        tail: impl IntoIterator<Item = OsString>,
+    ) -> Vec<OsString> {
+        let mut argv: Vec<OsString> = self.base_args.iter().map(OsString::from).collect();
+        if let Some(socket) = socket {
+            argv.push("-S".into());
+            argv.push(socket.as_os_str().to_owned());
+        }
+        argv.extend(extra.iter().map(OsString::from));
+        argv.push(self.user_host.to_string().into());
+        argv.extend(tail);
+        argv
+    }
 }
 
 /// Builds an [`OpenSsh`] transport; every option of docs/design.md#options, validated on

@@ -35,8 +35,9 @@ use std::sync::{Arc, Mutex};
 use conn_core::{Error, Remote, Result, Transport, UserHost};
 use conn_lease::{LeaseManager, ttl_for_control_persist};
 
+pub use backend::Mux;
 pub use config::{
-    DEFAULT_CIPHER, DEFAULT_CONTROL_PERSIST, DEFAULT_EXTRA_OPTIONS, DEFAULT_REFRESH_MARGIN, Mux,
+    DEFAULT_CIPHER, DEFAULT_CONTROL_PERSIST, DEFAULT_EXTRA_OPTIONS, DEFAULT_REFRESH_MARGIN,
     OpenSshBuilder,
 };
 pub use connection::OpenSshConnection;

@@ -1,6 +1,8 @@
-//! Which process is a connection's master, and whether it was still alive when a session
-//! ended: the check that keeps a session cut short by a dying master from passing as a
-//! success (docs/design.md#clean-end).
+//! A connection's master: its start (`ssh -M -N`, [`start`]), which process it is, and whether
+//! it was still alive when a session ended, the check that keeps a session cut short by a
+//! dying master from passing as a success (docs/design.md#clean-end). The master is the same
+//! `ssh -M` whatever the session back end; asking it whether it is alive is the back ends'
+//! (`ssh -O check` or `MUX_C_ALIVE_CHECK`).
 //!
 //! A master forwards the command's exit status (`MUX_S_EXIT_MESSAGE`) as soon as sshd sends it,
 //! which can be before it has written the last of the command's output into the session's
@@ -24,15 +26,112 @@
 //! later), and one `connect(2)` that the listener never sees: about 10 µs a session, against
 //! milliseconds for the session itself (`conn bench` prints both).
 
-use std::fs::File;
+use std::fs::{self, File};
 use std::io;
 use std::os::unix::fs::FileExt;
 use std::path::Path;
 use std::sync::Arc;
 
+use conn_core::text::tail;
+use conn_core::transport::{ProcessOptions, spawn_process};
+use conn_core::{CappedJob, Cmd, Error, Job, Result, Stream, ensure_running};
 use conn_lease::{SocketState, probe_socket};
 use rustix::io::Errno;
 use rustix::net::{AddressFamily, SocketAddrUnix, SocketFlags, SocketType};
+
+use crate::config::Config;
+
+/// Starts a backgrounded master on the ControlPath `socket`: `ssh -M -N
+/// -oControlPersist=<N>s`, with no session of its own (docs/design.md#slow-path). With
+/// ControlPersist and a control socket that listens, ssh forks to the background right after
+/// authentication (as `-f` would) and the process we spawned exits 0: that exit is the
+/// ready signal, and the socket already listens by then. `-f` is not given on purpose: when
+/// ssh cannot set up the socket, ControlPersist does not fork and the process stays in the
+/// foreground until the start's bound ends it, where `-f` would leave a connection without a
+/// socket running in the background for good. Its stdout and stderr are `/dev/null` and its
+/// diagnostics go to the `-E` log file `log`: a master lives on long after this call and would
+/// otherwise hold any pipe we gave it open. Bounded by the job and by the connect timeout
+/// (plus time to authenticate), so a host that accepts TCP but never speaks cannot hang the
+/// caller.
+pub(crate) fn start(config: &Config, socket: &Path, log: &Path, job: &dyn Job) -> Result<()> {
+    let _ = fs::remove_file(log); // -E appends: keep only this start's story
+    let persist = format!("-oControlPersist={}s", config.control_persist.as_secs());
+    let log_arg = log.to_string_lossy().into_owned();
+    // No remote command and no `exit` session: one sshd fork and shell per host fewer.
+    let argv = config.ssh_argv(Some(socket), &["-M", "-N", &persist, "-E", &log_arg], []);
+    let cmd = Cmd::new(&argv)
+        .stdout(Stream::Null)
+        .stderr(Stream::Null)
+        .check(false);
+    // A session of its own from the start, not only once ssh's daemon() makes one after
+    // authentication: the handshake, the costly part, is then weighed by the scheduler as
+    // a session of its own (as pdsh's ssh clients are), and the master never shares our
+    // terminal's fate.
+    let options = ProcessOptions {
+        new_session: true,
+        ..ProcessOptions::default()
+    };
+    let started = spawn_process(
+        &argv,
+        &cmd,
+        &CappedJob::new(job, config.master_start_timeout),
+        options,
+    )
+    .and_then(|child| child.wait_with_output());
+    let out = match started {
+        Ok(out) => out,
+        // Our own bound, not the caller's: a master that could not start in time is a
+        // connect failure (retryable, with ssh's story), not the job's timeout.
+        Err(Error::Timeout { .. }) => {
+            job_still_running(job, socket)?;
+            return Err(start_failed(
+                config,
+                socket,
+                log,
+                &format!(
+                    "did not start within {}s",
+                    config.master_start_timeout.as_secs()
+                ),
+            ));
+        }
+        Err(e) => return Err(e),
+    };
+    let state = probe_socket(socket);
+    if out.status.success() && state == SocketState::Live {
+        tracing::debug!(socket = %socket.display(), "started ssh master");
+        return Ok(());
+    }
+    Err(start_failed(
+        config,
+        socket,
+        log,
+        &format!("did not start ({}, socket {:?})", out.status, state),
+    ))
+}
+
+/// The retryable error of a master that did not start, with its `-E` log.
+fn start_failed(config: &Config, socket: &Path, log: &Path, what: &str) -> Error {
+    let diagnostics = fs::read_to_string(log).unwrap_or_default();
+    let diagnostics = diagnostics.trim();
+    Error::Connect {
+        endpoint: config.user_host.to_string(),
+        message: format!(
+            "ssh master on {} {what}{}{}; for details add -v -v -v (its output lands in {})",
+            socket.display(),
+            if diagnostics.is_empty() { "" } else { ": " },
+            tail(diagnostics, 2000),
+            log.display(),
+        ),
+    }
+}
+
+/// `Ok` unless the job itself ran out or was cancelled, which must not pass for "no answer"
+/// from the master on `socket`.
+pub(crate) fn job_still_running(job: &dyn Job, socket: &Path) -> Result<()> {
+    ensure_running(job, || {
+        format!("checking the ssh master on {}", socket.display())
+    })
+}
 
 /// `PF_EXITING` of the kernel's task flags: set when a task starts to exit, before its files
 /// are closed (include/linux/sched.h).

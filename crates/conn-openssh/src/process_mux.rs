@@ -1,5 +1,7 @@
 //! The process back end: one `ssh -S <socket> host <command>` client per command, over the
-//! connection's master.
+//! connection's master, and the control commands it asks the master with (`ssh -O check`,
+//! `ssh -O exit`). It takes the endpoint's [`Config`] and the connection's ControlPath, not
+//! the connection itself: the connection uses the back ends, never the reverse.
 //!
 //! ssh's stdout and stdin are the caller's (a pipe of conn's for [`Stream::Piped`], the
 //! caller's own file for [`Stream::Fd`]: the master reads and writes them directly). Its
@@ -21,15 +23,14 @@
 //! client exit with that status all the same.
 
 use std::ffi::OsString;
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 
 use conn_core::transport::{ProcessOptions, RemoteGroup, Seen, StdioOptions, spawn_process};
-use conn_core::{Cmd, Error, ExitStatus, Job, RemoteChild, Result, Started};
+use conn_core::{
+    Cmd, Error, ExitStatus, Job, Output, Program, RemoteChild, Result, Started, Stream, quote,
+};
 
-#[cfg(doc)]
-use conn_core::Stream;
-
-use crate::connection::OpenSshConnection;
+use crate::config::Config;
 use crate::master::{Fate, MasterId};
 
 /// How much of an ssh client's stderr is kept to classify its failure (room for `-v -v -v`
@@ -74,19 +75,22 @@ const NEVER_STARTED_PREFIXES: [&str; 13] = [
     "Master refused session request:",
 ];
 
-/// Starts `cmd` as an `ssh -S` client of `conn`'s master (when connections are reused).
-pub(crate) fn spawn(conn: &OpenSshConnection, cmd: &Cmd, job: &dyn Job) -> Result<RemoteChild> {
+/// Starts `cmd` as an `ssh -S` client of the master on `socket` (when connections are reused).
+/// `master()` tells which process that master is; it is asked unless `cmd` is a dry run.
+pub(crate) fn spawn(
+    config: &Config,
+    socket: Option<&Path>,
+    master: impl FnOnce() -> Result<Option<MasterId>>,
+    cmd: &Cmd,
+    job: &dyn Job,
+) -> Result<RemoteChild> {
     let group = cmd.kills_remote().then(RemoteGroup::new);
-    let argv = session_argv(conn, cmd, group.as_ref())?;
-    let master = if cmd.is_dry_run() {
-        None
-    } else {
-        conn.master(job)?
-    };
+    let argv = client_argv(config, socket, cmd, group.as_ref())?;
+    let master = if cmd.is_dry_run() { None } else { master()? };
     let classify = Classify {
-        endpoint: conn.endpoint(),
+        endpoint: config.user_host.to_string(),
         argv: argv.clone(),
-        master: master.zip(conn.control_path().map(PathBuf::from)),
+        master: master.zip(socket.map(PathBuf::from)),
     };
     spawn_process(
         &argv,
@@ -99,8 +103,8 @@ pub(crate) fn spawn(conn: &OpenSshConnection, cmd: &Cmd, job: &dyn Job) -> Resul
                 remote_group: group,
             },
             classify: Some(Box::new(move |status, seen| classify.status(status, seen))),
-            transport_lines: conn.control.is_some().then_some(is_ssh_own_line),
-            endpoint: conn.endpoint(),
+            transport_lines: socket.is_some().then_some(is_ssh_own_line),
+            endpoint: config.user_host.to_string(),
             // A client lives no longer than its command: std's cheaper posix_spawn path.
             new_session: false,
         },
@@ -110,18 +114,137 @@ pub(crate) fn spawn(conn: &OpenSshConnection, cmd: &Cmd, job: &dyn Job) -> Resul
 /// The client's argv for `cmd`; with `group`, the command goes as one shell line behind the
 /// report of its process group (an argv quoted as ever; the line starts with `printf`, so it
 /// needs no `--`).
-fn session_argv(
-    conn: &OpenSshConnection,
+fn client_argv(
+    config: &Config,
+    socket: Option<&Path>,
     cmd: &Cmd,
     group: Option<&RemoteGroup>,
 ) -> Result<Vec<OsString>> {
     match (group, cmd.program().remote_line()) {
         (Some(group), Some(line)) => {
             cmd.validate()?;
-            conn.session_argv(&Cmd::shell(group.wrap(&line?)))
+            session_argv(config, socket, &Cmd::shell(group.wrap(&line?)))
         }
-        _ => conn.session_argv(cmd),
+        _ => session_argv(config, socket, cmd),
     }
+}
+
+/// The full argv of the process back end for `cmd`: ssh's options, `-S <socket>`, the host,
+/// and the remote command: every argument of an argv quoted (as bytes) for the remote
+/// shell, a shell line as it is (one argument: ssh sends it unchanged), or `-s` and a
+/// subsystem's name. A `--` goes before a command whose first word starts with `-`, which
+/// ssh would otherwise read as an option of its own.
+pub(crate) fn session_argv(
+    config: &Config,
+    socket: Option<&Path>,
+    cmd: &Cmd,
+) -> Result<Vec<OsString>> {
+    cmd.validate()?;
+    let (remote, subsystem) = match cmd.program() {
+        Program::Argv(argv) => (
+            argv.iter()
+                .map(|a| quote(a).map(|q| q.into_owned()))
+                .collect::<Result<Vec<_>>>()?,
+            false,
+        ),
+        Program::Shell(line) => (vec![line.clone()], false),
+        Program::Subsystem(name) => (vec![name.clone()], true),
+        other => {
+            return Err(Error::Config(format!(
+                "the OpenSSH transport cannot run {}",
+                other.display()
+            )));
+        }
+    };
+    // A session client must never become a master itself, nor fall back to a connection of
+    // its own when the master refuses a session or is gone: that would authenticate anew
+    // behind the pool's back. ProxyCommand=false makes such a fallback fail at once with
+    // exit 255, which run() turns into a retryable error. Without reuse, the caller's own
+    // ssh_config must not make each command a master either (a backgrounded master would
+    // hold the pipes we wait on). LogLevel=INFO (ssh's own default, which a user's
+    // ssh_config may lower; `-v` and the caller's own `-oLogLevel` still win) keeps ssh's
+    // one-line reports of why it never got a session on stderr: a fallback that
+    // ProxyCommand=false ends is reported at INFO ("banner exchange: …"), and without it an
+    // exit 255 that never started anything would read as one that may have run
+    // (docs/design.md#exit-255).
+    let mut extra: Vec<&str> = if socket.is_some() {
+        vec![
+            "-oControlMaster=no",
+            "-oProxyCommand=false",
+            "-oLogLevel=INFO",
+        ]
+    } else {
+        vec!["-oControlMaster=no", "-oControlPath=none"]
+    };
+    if subsystem {
+        extra.push("-s");
+    }
+    let dashes = remote
+        .first()
+        .is_some_and(|w| w.as_encoded_bytes().starts_with(b"-"));
+    let tail = dashes
+        .then(|| OsString::from("--"))
+        .into_iter()
+        .chain(remote);
+    Ok(config.ssh_argv(socket, &extra, tail))
+}
+
+/// The `ssh … -S <socket> -O check <host>` command line that asks the master on `socket`
+/// whether it is alive.
+pub(crate) fn check_argv(config: &Config, socket: Option<&Path>) -> Vec<OsString> {
+    config.ssh_argv(socket, &["-O", "check"], [])
+}
+
+/// Asks the master on `socket` whether it is alive, and its pid, with `ssh -O check` within
+/// `job`. An answer also restarts the master's ControlPersist countdown.
+pub(crate) fn check_master(config: &Config, socket: &Path, job: &dyn Job) -> Result<u32> {
+    let argv = check_argv(config, Some(socket));
+    let out = run_ssh(&argv, Stream::Piped, job)?;
+    if out.status.success() {
+        // "Master running (pid=N)"; should the words ever change, ask in-process.
+        let text = String::from_utf8_lossy(&out.stderr);
+        return match text
+            .split_once("(pid=")
+            .and_then(|(_, rest)| rest.split_once(')'))
+            .and_then(|(pid, _)| pid.parse().ok())
+        {
+            Some(pid) => Ok(pid),
+            None => Err(Error::Connect {
+                endpoint: config.user_host.to_string(),
+                message: format!(
+                    "`ssh -O check` answered without the master's pid: {}",
+                    conn_core::text::tail(text.trim(), 500)
+                ),
+            }),
+        };
+    }
+    Err(Error::Connect {
+        endpoint: config.user_host.to_string(),
+        message: format!(
+            "`ssh -O check` failed ({}): {}",
+            out.status,
+            conn_core::text::tail(String::from_utf8_lossy(&out.stderr).trim(), 500)
+        ),
+    })
+}
+
+/// Asks the master on `socket` to exit with `ssh -O exit`, within `job`.
+pub(crate) fn exit_master(config: &Config, socket: &Path, job: &dyn Job) -> Result<()> {
+    let argv = config.ssh_argv(Some(socket), &["-O", "exit"], []);
+    let cmd = Cmd::new(&argv).check(true);
+    let out = run_ssh(&argv, Stream::Piped, job)?;
+    cmd.checked(out, "", &conn_core::display_line(&argv))
+        .map(|_| ())
+}
+
+/// Runs an ssh control command (`-O check`, `-O exit`) to its end; stdout is discarded, stderr
+/// goes where `stderr` says.
+fn run_ssh(argv: &[OsString], stderr: Stream, job: &dyn Job) -> Result<Output> {
+    let cmd = Cmd::new(argv)
+        .stdout(Stream::Null)
+        .stderr(stderr)
+        .check(false);
+    spawn_process(argv, &cmd, job, ProcessOptions::default())?.wait_with_output()
 }
 
 /// Whether `line` (of the client's stderr) may be ssh's own report of a session that never
@@ -346,18 +469,63 @@ mod tests {
         ));
     }
 
-    #[test]
-    fn with_kill_remote_the_command_goes_as_one_line_behind_the_report() {
-        use conn_core::Transport;
-        let dir = tempfile::tempdir().unwrap();
+    /// An endpoint `u@h` with connection reuse, and a ControlPath for it (the argv is all these
+    /// tests look at: nothing listens there).
+    fn endpoint(dir: &Path) -> (crate::OpenSsh, PathBuf) {
         let ssh = crate::OpenSsh::builder("u@h")
-            .socket_dir(dir.path().join("s"))
+            .socket_dir(dir.join("s"))
             .build()
             .unwrap();
-        let conn = ssh.connect("shared").unwrap();
+        (ssh, dir.join("s").join("control"))
+    }
+
+    #[test]
+    fn a_shell_line_is_one_unquoted_argument_and_a_subsystem_is_dash_s() {
+        let dir = tempfile::tempdir().unwrap();
+        let (ssh, socket) = endpoint(dir.path());
+        let tail = |cmd: &Cmd| -> Vec<OsString> {
+            let argv = session_argv(ssh.config(), Some(&socket), cmd).unwrap();
+            let prefix = ssh.ssh_command_prefix().len();
+            assert_eq!(
+                argv[prefix..prefix + 2],
+                ["-S".into(), socket.clone().into_os_string()]
+            );
+            argv[prefix + 2..].to_vec()
+        };
+        let session = [
+            "-oControlMaster=no",
+            "-oProxyCommand=false",
+            "-oLogLevel=INFO",
+        ];
+        let line = "printf '%s|' one 'two three' | tr a-z A-Z > \"$HOME/x\"";
+        let mut expected: Vec<OsString> = session.iter().map(OsString::from).collect();
+        expected.extend(["u@h", line].map(OsString::from));
+        assert_eq!(tail(&Cmd::shell(line)), expected);
+        let mut expected: Vec<OsString> = session.iter().map(OsString::from).collect();
+        expected.extend(["-s", "u@h", "sftp"].map(OsString::from));
+        assert_eq!(tail(&Cmd::subsystem("sftp")), expected);
+        // A first word that starts with '-' would be one of ssh's own options: `--` ends them.
+        let mut expected: Vec<OsString> = session.iter().map(OsString::from).collect();
+        expected.extend(["u@h", "--", "-weird", "x"].map(OsString::from));
+        assert_eq!(tail(&Cmd::new(["-weird", "x"])), expected);
+        let mut expected: Vec<OsString> = session.iter().map(OsString::from).collect();
+        expected.extend(["u@h", "--", "-n; true"].map(OsString::from));
+        assert_eq!(tail(&Cmd::shell("-n; true")), expected);
+        assert!(matches!(
+            session_argv(ssh.config(), Some(&socket), &Cmd::shell("")),
+            Err(Error::EmptyCommand)
+        ));
+    }
+
+    #[test]
+    fn with_kill_remote_the_command_goes_as_one_line_behind_the_report() {
+        let dir = tempfile::tempdir().unwrap();
+        let (ssh, socket) = endpoint(dir.path());
+        let config = ssh.config();
+        let socket = Some(socket.as_path());
         let group = RemoteGroup::new();
         let cmd = Cmd::new(["-weird", "a b"]).kill_remote(true);
-        let argv = session_argv(&conn, &cmd, Some(&group)).unwrap();
+        let argv = client_argv(config, socket, &cmd, Some(&group)).unwrap();
         let line = conn_core::join_quoted(&["-weird", "a b"]).unwrap();
         assert_eq!(argv.last().unwrap(), &group.wrap(&line));
         assert_eq!(
@@ -365,18 +533,24 @@ mod tests {
             "u@h",
             "no `--`: the line starts with printf"
         );
-        let plain = session_argv(&conn, &Cmd::new(["-weird", "a b"]), None).unwrap();
+        let plain = client_argv(config, socket, &Cmd::new(["-weird", "a b"]), None).unwrap();
         assert_eq!(
             plain[plain.len() - 4..],
             ["u@h", "--", "-weird", "'a b'"].map(OsString::from)[..]
         );
         assert!(matches!(
-            session_argv(&conn, &Cmd::new(["a\0b"]).kill_remote(true), Some(&group)),
+            client_argv(
+                config,
+                socket,
+                &Cmd::new(["a\0b"]).kill_remote(true),
+                Some(&group)
+            ),
             Err(Error::Unquotable { .. })
         ));
         assert!(matches!(
-            session_argv(
-                &conn,
+            client_argv(
+                config,
+                socket,
                 &Cmd::subsystem("sftp").kill_remote(true),
                 Some(&group)
             ),

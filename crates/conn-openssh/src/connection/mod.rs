@@ -1,5 +1,7 @@
-//! One pooled OpenSSH connection: a leased ControlMaster socket, its refresh, and the ssh
-//! client invocation for each command.
+//! One pooled OpenSSH connection: a leased ControlMaster socket, its refresh, and the dispatch
+//! of each command to its back end (`dispatch.rs`). The back ends, the master's start and the
+//! ssh command lines sit below it (`process_mux.rs`, `native_mux/`, `master.rs`, `config.rs`):
+//! a connection uses them, and none of them knows a connection.
 
 use std::fs;
 use std::path::{Path, PathBuf};
@@ -9,17 +11,13 @@ use std::time::{Duration, Instant};
 
 use std::ffi::OsString;
 
-use conn_core::text::tail;
-use conn_core::transport::{ProcessOptions, spawn_process};
-use conn_core::{
-    CappedJob, Cmd, Connection, Error, Job, Output, Program, RemoteChild, Result, SimpleJob,
-    Stream, ensure_running, quote,
-};
+use conn_core::{CappedJob, Cmd, Connection, Error, Job, RemoteChild, Result, SimpleJob};
 use conn_lease::{Lease, SocketState, probe_socket};
 
 use crate::config::Config;
-use crate::master::{Fate, MasterId};
+use crate::master::{Fate, MasterId, job_still_running};
 
+mod dispatch;
 mod refresh;
 
 use refresh::RefreshState;
@@ -139,7 +137,7 @@ impl OpenSshConnection {
     /// # Ok::<(), Box<dyn std::error::Error>>(())
     /// ```
     pub fn command_line(&self, cmd: &Cmd, job: &dyn Job) -> Result<Vec<OsString>> {
-        let argv = self.session_argv(cmd)?;
+        let argv = crate::process_mux::session_argv(&self.config, self.control_path(), cmd)?;
         self.refresh(job)?;
         Ok(argv)
     }
@@ -148,85 +146,11 @@ impl OpenSshConnection {
     /// this connection's master whether it is alive (the slow path of the refresh): for tools
     /// that measure it against the in-process probe.
     pub fn check_command_line(&self) -> Vec<OsString> {
-        self.ssh_argv(&["-O", "check"], [])
+        crate::process_mux::check_argv(&self.config, self.control_path())
     }
 
     pub(crate) fn endpoint(&self) -> String {
         self.config.user_host.to_string()
-    }
-
-    /// `ssh <options> [-S <socket>] <extra> <user@host> <tail…>`: every ssh command line of
-    /// this connection comes from here.
-    pub(crate) fn ssh_argv(
-        &self,
-        extra: &[&str],
-        tail: impl IntoIterator<Item = OsString>,
-    ) -> Vec<OsString> {
-        let mut argv: Vec<OsString> = self.config.base_args.iter().map(OsString::from).collect();
-        if let Some(c) = &self.control {
-            argv.push("-S".into());
-            argv.push(c.socket.clone().into_os_string());
-        }
-        argv.extend(extra.iter().map(OsString::from));
-        argv.push(self.config.user_host.to_string().into());
-        argv.extend(tail);
-        argv
-    }
-
-    /// The full argv of the process back end for `cmd`: ssh's options, `-S <socket>`, the host,
-    /// and the remote command: every argument of an argv quoted (as bytes) for the remote
-    /// shell, a shell line as it is (one argument: ssh sends it unchanged), or `-s` and a
-    /// subsystem's name. A `--` goes before a command whose first word starts with `-`, which
-    /// ssh would otherwise read as an option of its own.
-    pub(crate) fn session_argv(&self, cmd: &Cmd) -> Result<Vec<OsString>> {
-        cmd.validate()?;
-        let (remote, subsystem) = match cmd.program() {
-            Program::Argv(argv) => (
-                argv.iter()
-                    .map(|a| quote(a).map(|q| q.into_owned()))
-                    .collect::<Result<Vec<_>>>()?,
-                false,
-            ),
-            Program::Shell(line) => (vec![line.clone()], false),
-            Program::Subsystem(name) => (vec![name.clone()], true),
-            other => {
-                return Err(Error::Config(format!(
-                    "the OpenSSH transport cannot run {}",
-                    other.display()
-                )));
-            }
-        };
-        // A session client must never become a master itself, nor fall back to a connection of
-        // its own when the master refuses a session or is gone: that would authenticate anew
-        // behind the pool's back. ProxyCommand=false makes such a fallback fail at once with
-        // exit 255, which run() turns into a retryable error. Without reuse, the caller's own
-        // ssh_config must not make each command a master either (a backgrounded master would
-        // hold the pipes we wait on). LogLevel=INFO (ssh's own default, which a user's
-        // ssh_config may lower; `-v` and the caller's own `-oLogLevel` still win) keeps ssh's
-        // one-line reports of why it never got a session on stderr: a fallback that
-        // ProxyCommand=false ends is reported at INFO ("banner exchange: …"), and without it an
-        // exit 255 that never started anything would read as one that may have run
-        // (docs/design.md#exit-255).
-        let mut extra: Vec<&str> = if self.control.is_some() {
-            vec![
-                "-oControlMaster=no",
-                "-oProxyCommand=false",
-                "-oLogLevel=INFO",
-            ]
-        } else {
-            vec!["-oControlMaster=no", "-oControlPath=none"]
-        };
-        if subsystem {
-            extra.push("-s");
-        }
-        let dashes = remote
-            .first()
-            .is_some_and(|w| w.as_encoded_bytes().starts_with(b"-"));
-        let tail = dashes
-            .then(|| OsString::from("--"))
-            .into_iter()
-            .chain(remote);
-        Ok(self.ssh_argv(&extra, tail))
     }
 
     /// Asks the master whether it is alive (`ssh -O check`, or `MUX_C_ALIVE_CHECK` in-process
@@ -264,7 +188,7 @@ impl OpenSshConnection {
             return Ok(Some(id));
         }
         let capped = CappedJob::new(job, CHECK_TIMEOUT);
-        let pid = crate::backend::master_pid(self, control, &capped).map_err(|e| match e {
+        let pid = dispatch::master_pid(self, control, &capped).map_err(|e| match e {
             e @ (Error::Cancelled { .. } | Error::Connect { .. }) => e,
             Error::Timeout { .. }
                 if job.is_cancelled() || job.deadline().is_some_and(|d| d.expired()) =>
@@ -300,111 +224,6 @@ impl OpenSshConnection {
         *lock(&control.master) = Some(id.clone());
         Ok(id)
     }
-
-    /// Starts a backgrounded master on this connection's socket: `ssh -M -N
-    /// -oControlPersist=<N>s`, with no session of its own (docs/design.md#slow-path). With
-    /// ControlPersist and a control socket that listens, ssh forks to the background right after
-    /// authentication (as `-f` would) and the process we spawned exits 0: that exit is the
-    /// ready signal, and the socket already listens by then. `-f` is not given on purpose: when
-    /// ssh cannot set up the socket, ControlPersist does not fork and the process stays in the
-    /// foreground until the start's bound ends it, where `-f` would leave a connection without a
-    /// socket running in the background for good. Its stdout and stderr are `/dev/null` and its
-    /// diagnostics go to the `-E` log file: a master lives on long after this call and would
-    /// otherwise hold any pipe we gave it open. Bounded by the job and by the connect timeout
-    /// (plus time to authenticate), so a host that accepts TCP but never speaks cannot hang the
-    /// caller.
-    fn start_master(&self, control: &Control, job: &dyn Job) -> Result<()> {
-        let _ = fs::remove_file(&control.log); // -E appends: keep only this start's story
-        let persist = format!(
-            "-oControlPersist={}s",
-            self.config.control_persist.as_secs()
-        );
-        let log = control.log.to_string_lossy().into_owned();
-        // No remote command and no `exit` session: one sshd fork and shell per host fewer.
-        let argv = self.ssh_argv(&["-M", "-N", &persist, "-E", &log], []);
-        let cmd = Cmd::new(&argv)
-            .stdout(Stream::Null)
-            .stderr(Stream::Null)
-            .check(false);
-        // A session of its own from the start, not only once ssh's daemon() makes one after
-        // authentication: the handshake, the costly part, is then weighed by the scheduler as
-        // a session of its own (as pdsh's ssh clients are), and the master never shares our
-        // terminal's fate.
-        let options = ProcessOptions {
-            new_session: true,
-            ..ProcessOptions::default()
-        };
-        let started = spawn_process(
-            &argv,
-            &cmd,
-            &CappedJob::new(job, self.config.master_start_timeout),
-            options,
-        )
-        .and_then(|child| child.wait_with_output());
-        let out = match started {
-            Ok(out) => out,
-            // Our own bound, not the caller's: a master that could not start in time is a
-            // connect failure (retryable, with ssh's story), not the job's timeout.
-            Err(Error::Timeout { .. }) => {
-                job_still_running(job, &control.socket)?;
-                return Err(self.master_failed(
-                    control,
-                    &format!(
-                        "did not start within {}s",
-                        self.config.master_start_timeout.as_secs()
-                    ),
-                ));
-            }
-            Err(e) => return Err(e),
-        };
-        let state = probe_socket(&control.socket);
-        if out.status.success() && state == SocketState::Live {
-            tracing::debug!(socket = %control.socket.display(), "started ssh master");
-            return Ok(());
-        }
-        Err(self.master_failed(
-            control,
-            &format!("did not start ({}, socket {:?})", out.status, state),
-        ))
-    }
-
-    /// Runs an ssh control command of this connection (a master start, `-O check`, `-O exit`)
-    /// to its end; stdout is discarded, stderr goes where `stderr` says.
-    pub(crate) fn run_ssh(
-        &self,
-        argv: &[OsString],
-        stderr: Stream,
-        job: &dyn Job,
-    ) -> Result<Output> {
-        let cmd = Cmd::new(argv)
-            .stdout(Stream::Null)
-            .stderr(stderr)
-            .check(false);
-        spawn_process(argv, &cmd, job, ProcessOptions::default())?.wait_with_output()
-    }
-
-    /// The retryable error of a master that did not start, with its `-E` log.
-    fn master_failed(&self, control: &Control, what: &str) -> Error {
-        let diagnostics = fs::read_to_string(&control.log).unwrap_or_default();
-        let diagnostics = diagnostics.trim();
-        Error::Connect {
-            endpoint: self.endpoint(),
-            message: format!(
-                "ssh master on {} {what}{}{}; for details add -v -v -v (its output lands in {})",
-                control.socket.display(),
-                if diagnostics.is_empty() { "" } else { ": " },
-                tail(diagnostics, 2000),
-                control.log.display(),
-            ),
-        }
-    }
-}
-
-/// `Ok` unless the job itself ran out or was cancelled, which must not pass for "no answer".
-fn job_still_running(job: &dyn Job, socket: &Path) -> Result<()> {
-    ensure_running(job, || {
-        format!("checking the ssh master on {}", socket.display())
-    })
 }
 
 impl Connection for OpenSshConnection {

@@ -10,7 +10,8 @@ use std::time::{Duration, Instant};
 use conn_core::{Error, Job, Result};
 use conn_lease::{SocketState, probe_socket};
 
-use super::{Control, OpenSshConnection, job_still_running, lock};
+use super::{Control, OpenSshConnection, lock};
+use crate::master::{self, job_still_running};
 
 /// How often the fast path stamps the socket at most: a later process only needs to know that
 /// a refresh was recent, and a stamp older than the truth only makes it more careful.
@@ -241,7 +242,7 @@ impl OpenSshConnection {
         };
         if !alive {
             *lock(&control.master) = None;
-            self.start_master(control, job)?;
+            master::start(&self.config, &control.socket, &control.log, job)?;
             // Which process it is: one round trip in-process (sessions judge their end by it).
             self.master(job)?;
         }

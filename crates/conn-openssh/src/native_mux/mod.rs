@@ -15,7 +15,7 @@
 //!   costs no `ssh -S` client spawn.
 //! - `tests`: the client against a fake master, for the paths sshd cannot be made to take.
 //!
-//! Masters are still started by `ssh -M` (see `connection/`); sessions, the liveness checks and
+//! Masters are still started by `ssh -M` (see `master.rs`); sessions, the liveness checks and
 //! the exit requests go native.
 
 mod alive;
