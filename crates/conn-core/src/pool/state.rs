@@ -152,7 +152,8 @@ impl<C: Connection> State<C> {
     }
 }
 
-/// One connection's slots, as seen by [`ConnectionPool::snapshot`].
+/// One connection's slots, as seen by
+/// [`ConnectionPool::snapshot`](crate::ConnectionPool::snapshot).
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub struct ConnectionState {
     /// Position in creation order (0 = first made).
