@@ -3,7 +3,6 @@
 //! ([`StdioPlan`]).
 
 use std::fmt;
-use std::ops::Deref;
 use std::os::fd::BorrowedFd;
 
 use crate::command::{Cmd, CommandName};
@@ -14,9 +13,9 @@ use crate::job::{CancelToken, Deadline, Job};
 use crate::pump::Pump;
 use crate::pump_thread::Pumping;
 use crate::remote_group::{RemoteGroup, kill_remote_group};
+use crate::runner::Runner;
 use crate::status::{ExitStatus, Started};
 use crate::stdio::{ChildStderr, ChildStdin, ChildStdout, StdioPlan};
-use crate::traits::Connection;
 
 /// A back end's running command, as [`RemoteChild`] drives it: a child process, or a session
 /// over an ssh master's socket. Implemented by transports; callers never see it.
@@ -130,29 +129,16 @@ pub struct RemoteChild {
 
 /// What a child holds until its command ends; it may lend the connection the command runs on,
 /// for the remote kill of [`Cmd::kill_remote`].
-trait Held: Send + Sync {
-    fn connection(&self) -> Option<&dyn Connection>;
+pub(crate) trait Held: Send + Sync {
+    fn connection(&self) -> Option<&dyn Runner>;
 }
 
 /// A value held for its lifetime only.
 struct Plain<V>(V);
 
 impl<V: Send + Sync> Held for Plain<V> {
-    fn connection(&self) -> Option<&dyn Connection> {
+    fn connection(&self) -> Option<&dyn Runner> {
         None
-    }
-}
-
-/// A guard of (or a handle on) the connection the command runs on.
-struct Lent<G>(G);
-
-impl<G> Held for Lent<G>
-where
-    G: Deref + Send + Sync,
-    G::Target: Connection + Sized,
-{
-    fn connection(&self) -> Option<&dyn Connection> {
-        Some(&*self.0)
     }
 }
 
@@ -233,18 +219,10 @@ impl RemoteChild {
         self
     }
 
-    /// Keeps `conn` (a pool's guard, an `Arc` of a connection: whatever dereferences to the
-    /// connection the command runs on) alive until the command has ended, like
-    /// [`RemoteChild::hold`], and runs the remote kill of [`Cmd::kill_remote`] on it.
-    /// [`PooledConnection::spawn`](crate::PooledConnection::spawn) does this; a child from a
-    /// bare [`Connection::spawn`] has no connection to run the kill on until its caller hands
-    /// it one here.
-    pub fn hold_connection<G>(mut self, conn: G) -> Self
-    where
-        G: Deref + Send + Sync + 'static,
-        G::Target: Connection + Sized,
-    {
-        self.hold = Some(Box::new(Lent(conn)));
+    /// Keeps `held` until the command has ended (see `hold_connection`, beside
+    /// [`Connection`](crate::Connection)).
+    pub(crate) fn with_held(mut self, held: Box<dyn Held>) -> Self {
+        self.hold = Some(held);
         self
     }
 

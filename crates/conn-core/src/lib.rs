@@ -27,6 +27,7 @@ mod pump_thread;
 mod quote;
 mod remote_group;
 mod retry;
+mod runner;
 mod status;
 mod stdio;
 pub mod text;

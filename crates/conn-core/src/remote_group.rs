@@ -21,7 +21,7 @@ use crate::command::Cmd;
 use crate::command::{CommandName, Stream};
 use crate::error::Error;
 use crate::job::SimpleJob;
-use crate::traits::Connection;
+use crate::runner::Runner;
 
 /// How long the remote kill may take, refusals retried included: short enough that a CLI
 /// still exits within a second of a signal (a kill over a live master takes milliseconds;
@@ -220,7 +220,7 @@ impl MarkerFilter {
 /// Sends `SIGTERM` to the remote process group `pgid` with a command of its own on `conn` (the
 /// connection `name` ran on), within [`KILL_BUDGET`], a refused session retried. Best effort:
 /// how it went is logged, never returned (the caller's error is the cancel or the deadline).
-pub(crate) fn kill_remote_group(conn: &dyn Connection, pgid: u32, name: &CommandName) {
+pub(crate) fn kill_remote_group(conn: &dyn Runner, pgid: u32, name: &CommandName) {
     // `-s TERM` and `--`, not `-TERM --`: dash's kill takes `--` only after `-s`.
     let cmd = crate::command::Cmd::shell(format!("kill -s TERM -- -{pgid}"))
         .stdout(Stream::Null)
@@ -229,7 +229,7 @@ pub(crate) fn kill_remote_group(conn: &dyn Connection, pgid: u32, name: &Command
     let started = std::time::Instant::now();
     let mut backoff = Duration::from_millis(2);
     loop {
-        match conn.run(&cmd, &job) {
+        match conn.run_to_end(&cmd, &job) {
             Ok(out) if out.status.success() => {
                 tracing::debug!(
                     "sent SIGTERM to remote process group {pgid} of {name} in {:?}",

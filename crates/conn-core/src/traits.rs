@@ -5,11 +5,14 @@
 //! socket in-process fits as well as one that spawns `ssh`. Process-based back ends share
 //! [`spawn_process`](crate::transport::spawn_process).
 
-use crate::child::RemoteChild;
+use std::ops::Deref;
+
+use crate::child::{Held, RemoteChild};
 use crate::command::Cmd;
 use crate::error::Result;
 use crate::host::UserHost;
 use crate::job::Job;
+use crate::runner::Runner;
 use crate::status::Output;
 
 /// The identity of an endpoint, for callers that hold endpoints of several kinds (a list read
@@ -70,5 +73,42 @@ pub trait Connection: Send + Sync + 'static {
     /// [`RemoteChild::wait_with_output`], the one code path of every back end.
     fn run(&self, cmd: &Cmd, job: &dyn Job) -> Result<Output> {
         self.spawn(cmd, job)?.wait_with_output()
+    }
+}
+
+// Here, beside `Connection`, not in child.rs: the child knows only a `Runner`, so that the
+// child's module and this one do not import each other.
+impl RemoteChild {
+    /// Keeps `conn` (a pool's guard, an `Arc` of a connection: whatever dereferences to the
+    /// connection the command runs on) alive until the command has ended, like
+    /// [`RemoteChild::hold`], and runs the remote kill of [`Cmd::kill_remote`] on it.
+    /// [`PooledConnection::spawn`](crate::PooledConnection::spawn) does this; a child from a
+    /// bare [`Connection::spawn`] has no connection to run the kill on until its caller hands
+    /// it one here.
+    pub fn hold_connection<G>(self, conn: G) -> Self
+    where
+        G: Deref + Send + Sync + 'static,
+        G::Target: Connection + Sized,
+    {
+        self.with_held(Box::new(Lent(conn)))
+    }
+}
+
+/// A guard of (or a handle on) the connection a command runs on, held by its child.
+struct Lent<G>(G);
+
+impl<G> Held for Lent<G>
+where
+    G: Deref + Send + Sync,
+    G::Target: Connection + Sized,
+{
+    fn connection(&self) -> Option<&dyn Runner> {
+        Some(&*self.0)
+    }
+}
+
+impl<C: Connection + ?Sized> Runner for C {
+    fn run_to_end(&self, cmd: &Cmd, job: &dyn Job) -> Result<Output> {
+        self.run(cmd, job)
     }
 }
