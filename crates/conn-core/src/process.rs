@@ -39,9 +39,10 @@ pub struct ProcessOptions {
     /// How the command is named in messages (the endpoint; the line is `argv`'s).
     pub endpoint: String,
     /// Start the child in a session of its own (`setsid`), not only a process group: for a
-    /// process that outlives this one (an ssh master), which must never get the terminal's
-    /// hang-up, and which the scheduler then weighs as a session of its own, as pdsh's ssh
-    /// clients are. Costs a fork where std could otherwise `posix_spawn`.
+    /// process that has no terminal at all and that the scheduler weighs as a session of its
+    /// own, as pdsh's ssh clients are. Costs a fork of this whole process where std could
+    /// otherwise `posix_spawn`, which is why conn's own master starts do without it
+    /// (ssh gives a backgrounded master a session of its own anyway).
     pub new_session: bool,
 }
 

@@ -63,14 +63,13 @@ pub(crate) fn start(config: &Config, socket: &Path, log: &Path, job: &dyn Job) -
         .stdout(Stream::Null)
         .stderr(Stream::Null)
         .check(false);
-    // A session of its own from the start, not only once ssh's daemon() makes one after
-    // authentication: the handshake, the costly part, is then weighed by the scheduler as
-    // a session of its own (as pdsh's ssh clients are), and the master never shares our
-    // terminal's fate.
-    let options = ProcessOptions {
-        new_session: true,
-        ..ProcessOptions::default()
-    };
+    // A process group of its own until ssh's daemon() gives it a session after
+    // authentication: std's posix_spawn (vfork) path. A session from the start (setsid in
+    // pre_exec, as pdsh does) forces a fork of this whole process, whose page-table copy and
+    // teardown cost 2-3 ms of CPU per host on a cold fan-out, 8-9 % of conn's share
+    // (docs/benchmarks.md, Fleet fan-out): more than the scheduler's fairer share for a
+    // session won on a machine busy with other work.
+    let options = ProcessOptions::default();
     let started = spawn_process(
         &argv,
         &cmd,
