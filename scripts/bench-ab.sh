@@ -6,7 +6,8 @@
 # median per-command time of each binary (the median over rounds of each round's median) and
 # new/old; and, since every `conn bench` run also times a hand-spawned `ssh -S` as its
 # baseline, the same ratio with each round normalised by its own `ssh -S` median, which takes
-# out the load that moves between rounds.
+# out the load that moves between rounds; and the median of each round's new/old pair (the two
+# runs of a round are back to back).
 #
 # Usage: scripts/bench-ab.sh --rev REV | --old PATH  [--new PATH] [-r ROUNDS] [-n N] [-t T]
 #        (--help for more)
@@ -142,14 +143,19 @@ for i in range(rounds):
 print(f"{rounds} rounds of `conn bench --builtin -n {count} -t {threads}` per binary, "
       "alternating; per-command medians in µs")
 print()
-print("| row | threads | old | new | new/old | new/old vs each run's ssh -S |")
-print("|---|---:|---:|---:|---:|---:|")
+print("| row | threads | old | new | new/old | new/old vs each run's ssh -S | paired new/old: median (quartiles) |")
+print("|---|---:|---:|---:|---:|---:|---:|")
 for (label, t), by in sorted(seen.items()):
     if not by["old"] or not by["new"]:
         continue
     old = statistics.median(m for m, _ in by["old"])
     new = statistics.median(m for m, _ in by["new"])
     norm = lambda xs: statistics.median(m / b for m, b in xs if b)
+    # Each round's new against the same round's old, run right before or after it: the load
+    # that moves between rounds is shared by the two of a pair.
+    pairs = [n / o for (n, _), (o, _) in zip(by["new"], by["old"])]
+    q = statistics.quantiles(pairs, n=4) if len(pairs) > 1 else [pairs[0]] * 3
     print(f"| {label} | {t} | {old:.0f} | {new:.0f} | {new / old:.3f} | "
-          f"{norm(by['new']) / norm(by['old']):.3f} |")
+          f"{norm(by['new']) / norm(by['old']):.3f} | "
+          f"{statistics.median(pairs):.3f} ({q[0]:.3f}–{q[2]:.3f}) |")
 EOF
