@@ -21,6 +21,7 @@ ROOT="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
 ROUNDS=6
 COUNT=300
 THREADS=8
+SYSCALLS=0
 OLD_BIN=""
 NEW_BIN=""
 REV=""
@@ -42,6 +43,9 @@ Options:
   -r, --rounds R     rounds of each binary (default $ROUNDS)
   -n, --count N      commands per row and round (default $COUNT)
   -t, --threads T    threads of the concurrent rows (default $THREADS)
+      --syscalls     also count the system calls of one sequential native row of each
+                     binary (strace -f -c, after a warm-up) and print each call's count per
+                     command for both: what the per-command path does, exactly, load or not
   -h, --help         this text
 
 Environment: CONN_TEST_USER (login account when root, default conntest), CONN_TEST_SSHD.
@@ -59,6 +63,7 @@ while [ $# -gt 0 ]; do
     -r | --rounds) ROUNDS="${2:-}"; shift 2 || die_usage "$1 needs a value" ;;
     -n | --count) COUNT="${2:-}"; shift 2 || die_usage "$1 needs a value" ;;
     -t | --threads) THREADS="${2:-}"; shift 2 || die_usage "$1 needs a value" ;;
+    --syscalls) SYSCALLS=1; shift ;;
     -h | --help) usage; exit 0 ;;
     *) die_usage "unknown argument '$1'" ;;
     esac
@@ -74,6 +79,7 @@ done
 [ -x "$SSHD" ] || die "no sshd at $SSHD: run scripts/setup.sh"
 command -v ssh >/dev/null && command -v ssh-keygen >/dev/null || die "no ssh client: run scripts/setup.sh"
 [ -x "$PY" ] || die "no $PY (it gathers the figures)"
+[ "$SYSCALLS" -eq 0 ] || command -v strace >/dev/null || die "--syscalls needs strace (apt-get install strace)"
 
 LOGIN_USER="$(login_user)"
 
@@ -159,3 +165,52 @@ for (label, t), by in sorted(seen.items()):
           f"{norm(by['new']) / norm(by['old']):.3f} | "
           f"{statistics.median(pairs):.3f} ({q[0]:.3f}–{q[2]:.3f}) |")
 EOF
+
+# The system calls of the per-command path, counted: the same bench from each binary under
+# strace (a warm-up first, uncounted, so the master and the pool exist), one output file per
+# thread or process; files of processes that exec (the hand-spawned ssh -S of the baseline
+# rows) are left out, which leaves conn's own threads. Per native command of the sequential
+# row, each call that either binary makes at least once a command.
+if [ "$SYSCALLS" -eq 1 ]; then
+    for which in old new; do
+        bin="$OLD_BIN"
+        [ "$which" = new ] && bin="$NEW_BIN"
+        mkdir -p -m 0700 "$WORK/sc-$which" "$WORK/trace-$which"
+        args=(bench -F "$WORK/ssh_config" --socket-dir "$WORK/sc-$which" -t 1 --mux native
+            --fresh 0 --checks 0 --fresh-runs 0 --builtin bench)
+        "$bin" "${args[@]}" -n 20 >/dev/null 2>&1 || die "$bin bench failed (warm-up)"
+        strace -f -ff -o "$WORK/trace-$which/t" "$bin" "${args[@]}" -n "$COUNT" >/dev/null 2>&1 ||
+            die "$bin bench under strace failed"
+    done
+    "$PY" - "$WORK/trace-old" "$WORK/trace-new" "$COUNT" <<'EOF2'
+import os, re, sys
+call = re.compile(r"^([a-z_0-9]+)\(")
+def counts(d):
+    out = {}
+    for name in os.listdir(d):
+        lines = open(os.path.join(d, name), errors="replace").read().splitlines()
+        if any(l.startswith("execve(") for l in lines):
+            continue
+        for l in lines:
+            m = call.match(l)
+            if m:
+                c = out.setdefault(m.group(1), [0, 0])
+                c[0] += 1
+                c[1] += " = -1 " in l
+    return out
+old, new, n = counts(sys.argv[1]), counts(sys.argv[2]), int(sys.argv[3])
+per = n  # `-t 1`: the sequential row only
+print()
+print(f"conn's own system calls per native command (strace -f, {per} commands per binary; failed calls in brackets):")
+print()
+print("| call | old | new |")
+print("|---|---:|---:|")
+zero = [0, 0]
+for name in sorted(set(old) | set(new), key=lambda k: (-max(old.get(k, zero)[0], new.get(k, zero)[0]), k)):
+    o, w = old.get(name, zero), new.get(name, zero)
+    if max(o[0], w[0]) < per * 0.9:
+        continue
+    fmt = lambda c: f"{c[0] / per:.2f}" + (f" ({c[1] / per:.2f})" if c[1] else "")
+    print(f"| {name} | {fmt(o)} | {fmt(w)} |")
+EOF2
+fi
