@@ -44,7 +44,7 @@ Options:
   -n, --count N      commands per row and round (default $COUNT)
   -t, --threads T    threads of the concurrent rows (default $THREADS)
       --syscalls     also count the system calls of one sequential native row of each
-                     binary (strace -f -c, after a warm-up) and print each call's count per
+                     binary (strace -f, one file per thread, after a warm-up) and print each call's count per
                      command for both: what the per-command path does, exactly, load or not
   -h, --help         this text
 

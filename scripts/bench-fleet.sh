@@ -33,6 +33,7 @@ RUN_TIMEOUT=180
 KEXES="default,curve25519-sha256"
 ALL=0
 CONN_BIN=""
+CONN_B=""
 SVG="$ROOT/docs/fleet.svg"
 OUT_DIR="$ROOT/target/bench-fleet"
 CHART=1
@@ -76,6 +77,8 @@ Options:
                        conn run --exit-on-shutdown (cold) and Ansible -m raw if installed
       --conn PATH      the conn binary (default: cargo build --release -p conn-cli,
                        then target/release/conn)
+      --conn-b PATH    a second conn binary (another revision's build), measured cold in
+                       the same interleaved rounds: two revisions compared in one run
       --svg PATH       where the chart goes (default docs/fleet.svg)
       --out DIR        results directory (default target/bench-fleet)
       --no-chart       no SVG (and no matplotlib needed)
@@ -105,6 +108,7 @@ while [ $# -gt 0 ]; do
     --kex) KEXES="${2:-}"; shift 2 || die_usage "$1 needs a value" ;;
     --all) ALL=1; shift ;;
     --conn) CONN_BIN="${2:-}"; shift 2 || die_usage "$1 needs a value" ;;
+    --conn-b) CONN_B="${2:-}"; shift 2 || die_usage "$1 needs a value" ;;
     --svg) SVG="${2:-}"; shift 2 || die_usage "$1 needs a value" ;;
     --out) OUT_DIR="${2:-}"; shift 2 || die_usage "$1 needs a value" ;;
     --no-chart) CHART=0; shift ;;
@@ -127,6 +131,9 @@ IFS=',' read -r -a KEX_LIST <<<"$KEXES"
 for k in "${KEX_LIST[@]}"; do
     [[ "$k" =~ ^[A-Za-z0-9@.+_-]+$ ]] || die_usage "--kex: '$k' is not a key exchange name (letters, digits, @ . + _ -)"
 done
+if [ -n "$CONN_B" ] && [ ! -x "$CONN_B" ]; then
+    die_usage "--conn-b $CONN_B: not an executable file"
+fi
 if [ -n "$CONN_BIN" ] && [ ! -x "$CONN_BIN" ]; then
     die_usage "--conn $CONN_BIN: not an executable file"
 fi
@@ -188,7 +195,7 @@ start_phase() { # tag kex
 }
 
 # With --setsid-ssh: an `ssh` that runs the real one in a new session (pdsh starts every ssh
-# with setsid(), and conn its masters; clush's clients stay in clush's session, where Linux's
+# with setsid(); clush's clients stay in clush's session, where Linux's
 # autogroup scheduling gives them one CPU share between them on a busy machine).
 SSH_PROGRAM=ssh
 if [ "$SETSID_SSH" -eq 1 ]; then
@@ -202,6 +209,7 @@ AUTOGROUP="$(cat /proc/sys/kernel/sched_autogroup_enabled 2>/dev/null || echo un
 # ---------------------------------------------------------------- methods
 
 METHODS=(pdsh_fresh conn_cold)
+[ -z "$CONN_B" ] || METHODS+=(conn_cold_b)
 [ "$ALL" -eq 1 ] && METHODS+=(clush_fresh conn_cold_exit)
 METHODS+=(pdsh_cm conn_native)
 [ "$ALL" -eq 1 ] && METHODS+=(clush_cm conn_process)
@@ -221,6 +229,7 @@ method_cmd() { # method tag round
     clush_cm) printf '%s\n' clush -O "ssh_path=$SSH_PROGRAM" -f "$FANOUT" -w "$HOSTLIST" -o "-F $d/ssh_config.clush-cm" echo ok ;;
     ansible_cm) printf '%s\n' ansible fleet -i "$d/inventory" -f "$FANOUT" -m raw -a 'echo ok' ;;
     conn_cold) printf '%s\n' "$CONN_BIN" run --mux native --socket-dir "$d/c$3" "${common[@]}" -- echo ok ;;
+    conn_cold_b) printf '%s\n' "$CONN_B" run --mux native --socket-dir "$d/b$3" "${common[@]}" -- echo ok ;;
     conn_cold_exit) printf '%s\n' "$CONN_BIN" run --mux native --exit-on-shutdown --socket-dir "$d/x$3" "${common[@]}" -- echo ok ;;
     conn_process) printf '%s\n' "$CONN_BIN" run --mux process --socket-dir "$d/cw" "${common[@]}" -- echo ok ;;
     conn_native) printf '%s\n' "$CONN_BIN" run --mux native --socket-dir "$d/cw" "${common[@]}" -- echo ok ;;
@@ -267,7 +276,11 @@ run_method() { # tag method round
     local -a cmd envs
     mapfile -t cmd < <(method_cmd "$m" "$tag" "$r")
     mapfile -t envs < <(method_env "$m" "$tag")
-    case "$m" in conn_cold) mkdir -m 0700 "$WORK/$tag/c$r" ;; conn_cold_exit) mkdir -m 0700 "$WORK/$tag/x$r" ;; esac
+    case "$m" in
+    conn_cold) mkdir -m 0700 "$WORK/$tag/c$r" ;;
+    conn_cold_b) mkdir -m 0700 "$WORK/$tag/b$r" ;;
+    conn_cold_exit) mkdir -m 0700 "$WORK/$tag/x$r" ;;
+    esac
     if ! grep -q "^$tag"$'\t'"$m"$'\t' "$WORK/commands.tsv"; then
         # Arguments separated by US (0x1f): the report quotes them for a shell.
         local IFS=$'\x1f'
@@ -310,6 +323,7 @@ run_method() { # tag method round
     # until they are gone, so that they do not load the machine while the next method runs.
     case "$m" in
     conn_cold) stop_masters "$WORK/$tag/c$r"; wait_gone "$WORK/$tag/c$r" ;;
+    conn_cold_b) stop_masters "$WORK/$tag/b$r"; wait_gone "$WORK/$tag/b$r" ;;
     conn_cold_exit) stop_masters "$WORK/$tag/x$r"; wait_gone "$WORK/$tag/x$r" ;;
     esac
     printf '    %-8s %-14s %8ss  %s\n' "$tag" "$m" "$secs" "$status" >&2
@@ -366,7 +380,7 @@ export BF_RUNS="$RUNS" BF_OUT="$OUT_DIR" BF_SVG="$SVG" BF_PNG="$PNG" BF_CHART="$
 export BF_HOSTS="$HOSTS" BF_ROUNDS="$ROUNDS" BF_FANOUT="$FANOUT" BF_LOAD_START="$LOAD_START"
 export BF_LOAD_END="$LOAD_END" BF_CM_PATH="$CM_PATH" BF_CONN_VERSION="$CONN_VERSION"
 export BF_SETSID_SSH="$SETSID_SSH" BF_AUTOGROUP="$AUTOGROUP" BF_CPU_ACCOUNTED="$([ -n "$CG" ] && echo 1 || echo 0)"
-export BF_GIT_REV="$GIT_REV" BF_CIPHER="$CIPHER"
+export BF_GIT_REV="$GIT_REV" BF_CIPHER="$CIPHER" BF_CONN_B="$CONN_B"
 "$PY" - <<'PY'
 import json, os, shlex, statistics
 
@@ -379,6 +393,7 @@ LABELS = {
     "pdsh_fresh": "pdsh -R ssh, fresh connections",
     "clush_fresh": "clush, fresh connections",
     "conn_cold": f"conn run, cold (starts {hosts} masters)",
+    "conn_cold_b": f"conn run of --conn-b ({env['BF_CONN_B']}), cold",
     "conn_cold_exit": f"conn run --exit-on-shutdown, cold (starts and ends {hosts} masters)",
     "pdsh_cm": "pdsh with ssh's ControlMaster=auto + ControlPersist, warm",
     "clush_cm": "clush with ControlMaster=auto, warm",
@@ -390,6 +405,7 @@ SHORT = {
     "pdsh_fresh": "pdsh -R ssh",
     "clush_fresh": "clush",
     "conn_cold": "conn run (starts the masters)",
+    "conn_cold_b": "conn run of --conn-b",
     "conn_cold_exit": "conn run --exit-on-shutdown",
     "pdsh_cm": "pdsh + ssh ControlMaster",
     "clush_cm": "clush + ssh ControlMaster",
@@ -397,11 +413,12 @@ SHORT = {
     "conn_process": "conn run --mux process",
     "conn_native": "conn run (native mux)",
 }
-FRESH = {"pdsh_fresh", "clush_fresh", "conn_cold", "conn_cold_exit"}
+FRESH = {"pdsh_fresh", "clush_fresh", "conn_cold", "conn_cold_b", "conn_cold_exit"}
 # conn figure -> (pdsh baseline of the same temperature, target ratio or None, only with a
 # classic key exchange)
 RATIOS = {
     "conn_cold": ("pdsh_fresh", 0.95, True),
+    "conn_cold_b": ("pdsh_fresh", None, False),
     "conn_cold_exit": ("pdsh_fresh", None, False),
     "conn_process": ("pdsh_cm", None, False),
     "conn_native": ("pdsh_cm", 0.25, False),

@@ -23,8 +23,8 @@
 //!
 //! The cost is one `pread` of the master's `/proc/<pid>/stat`, opened once per master (an open
 //! `/proc` file keeps naming that process: once it is gone, reads fail, whoever takes its pid
-//! later), and one `connect(2)` that the listener never sees: about 10 µs a session, against
-//! milliseconds for the session itself (`conn bench` prints both).
+//! later), and one `connect(2)` that the listener never sees: 18–45 µs a session depending on
+//! the load, against milliseconds for the session itself (`conn bench` prints both).
 
 use std::fs::{self, File};
 use std::io;
