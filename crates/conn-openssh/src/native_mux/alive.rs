@@ -2,13 +2,12 @@
 //! Both back ends use it to learn which process their master is (docs/design.md#clean-end);
 //! the native back end also uses it as its slow-path liveness check.
 
-use std::io;
 use std::path::Path;
 
-use conn_core::{Error, Job, Result};
+use conn_core::{Job, Result};
 
-use super::codec::{ClientMessage, MUX_VERSION, ServerMessage};
-use super::control::{Bound, Control, Fail, next_request_id};
+use super::codec::{ClientMessage, ServerMessage};
+use super::control::{Bound, Control, Fail, hello_then, next_request_id};
 
 /// Asks the master behind `socket` for its pid (`MUX_C_ALIVE_CHECK`) within `job`'s deadline
 /// and cancellation: a protocol-level liveness check that costs one round trip in this
@@ -21,40 +20,11 @@ use super::control::{Bound, Control, Fail, next_request_id};
 pub(crate) fn alive_check(socket: &Path, job: &dyn Job) -> Result<u32> {
     let bound = Bound { job };
     let request_id = next_request_id();
-    let mut request = ClientMessage::Hello {
-        version: MUX_VERSION,
-    }
-    .encode()
-    .expect("a hello always encodes");
-    request.extend(
-        ClientMessage::AliveCheck { request_id }
-            .encode()
-            .expect("an alive check always encodes"),
-    );
-    let what = format!("mux alive check of ssh master {}", socket.display());
-    let connect_error = |message: String| Error::Connect {
-        endpoint: socket.display().to_string(),
-        message,
-    };
-    match alive(socket, &request, request_id, &bound) {
-        Ok(pid) => Ok(pid),
-        Err(Fail::Timeout) => Err(Error::Timeout {
-            command: what,
-            timeout: job.deadline().map(|d| d.duration()).unwrap_or_default(),
-        }),
-        Err(Fail::Cancelled) => Err(Error::Cancelled { command: what }),
-        Err(Fail::Connect(e)) => Err(connect_error(format!("no ssh master listens: {e}"))),
-        Err(Fail::Closed(why) | Fail::Reset(why)) => Err(connect_error(why)),
-        Err(Fail::Refused(why)) => Err(connect_error(format!("the master refused: {why}"))),
-        Err(Fail::Protocol(why)) => Err(Error::Io {
-            context: what,
-            source: io::Error::new(io::ErrorKind::InvalidData, why),
-        }),
-        Err(Fail::Local(step, source)) => Err(Error::Io {
-            context: format!("{step} for {what}"),
-            source,
-        }),
-    }
+    let request = hello_then(ClientMessage::AliveCheck { request_id });
+    alive(socket, &request, request_id, &bound).map_err(|fail| {
+        let what = format!("mux alive check of ssh master {}", socket.display());
+        fail.into_command_error(socket, what, "the master refused", job)
+    })
 }
 
 fn alive(socket: &Path, request: &[u8], request_id: u32, bound: &Bound<'_>) -> Result<u32, Fail> {

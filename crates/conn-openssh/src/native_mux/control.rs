@@ -10,8 +10,8 @@ use std::sync::Arc;
 use std::sync::atomic::{AtomicU32, Ordering};
 use std::time::Duration;
 
-use conn_core::Job;
 use conn_core::transport::poll_until;
+use conn_core::{Error, Job};
 use rustix::event::{PollFd, PollFlags};
 use rustix::io::Errno;
 use rustix::net::{
@@ -19,7 +19,7 @@ use rustix::net::{
     SocketFlags, SocketType,
 };
 
-use super::codec::{CodecError, MUX_VERSION, ServerMessage, split_frame};
+use super::codec::{ClientMessage, CodecError, MUX_VERSION, ServerMessage, split_frame};
 
 /// Longest single wait when the job's cancellation has no descriptor to poll (the system
 /// refused an eventfd): cancellation is then noticed on this tick.
@@ -64,6 +64,53 @@ impl From<CodecError> for Fail {
     fn from(e: CodecError) -> Self {
         Fail::Protocol(e.to_string())
     }
+}
+
+impl Fail {
+    /// The error of a one-request control command (an alive check, an exit request) on
+    /// `socket` that failed this way: `what` names the command in messages, `refused` says
+    /// what a refusal by the master means.
+    pub(super) fn into_command_error(
+        self,
+        socket: &Path,
+        what: String,
+        refused: &str,
+        job: &dyn Job,
+    ) -> Error {
+        let connect_error = |message: String| Error::Connect {
+            endpoint: socket.display().to_string(),
+            message,
+        };
+        match self {
+            Fail::Timeout => Error::Timeout {
+                command: what,
+                timeout: job.deadline().map(|d| d.duration()).unwrap_or_default(),
+            },
+            Fail::Cancelled => Error::Cancelled { command: what },
+            Fail::Connect(e) => connect_error(format!("no ssh master listens: {e}")),
+            Fail::Closed(why) | Fail::Reset(why) => connect_error(why),
+            Fail::Refused(why) => connect_error(format!("{refused}: {why}")),
+            Fail::Protocol(why) => Error::Io {
+                context: what,
+                source: io::Error::new(io::ErrorKind::InvalidData, why),
+            },
+            Fail::Local(step, source) => Error::Io {
+                context: format!("{step} for {what}"),
+                source,
+            },
+        }
+    }
+}
+
+/// The bytes of a one-request control connection: the client's hello, then `request`.
+pub(super) fn hello_then(request: ClientMessage) -> Vec<u8> {
+    let mut bytes = ClientMessage::Hello {
+        version: MUX_VERSION,
+    }
+    .encode()
+    .expect("a hello always encodes");
+    bytes.extend(request.encode().expect("a control request always encodes"));
+    bytes
 }
 
 /// The job's deadline and cancellation, as seen by the waits of a session's start and of an

@@ -13,7 +13,8 @@
 //! - `session` (feature `native-mux`): `spawn`, one command per control connection whose
 //!   descriptors go to the master with `SCM_RIGHTS`, so that a command over a live master
 //!   costs no `ssh -S` client spawn.
-//! - `tests`: the client against a fake master, for the paths sshd cannot be made to take.
+//! - `tests/`: the client against a fake master, for the paths sshd cannot be made to take
+//!   (`sessions`, `faults`, `terminate`).
 //!
 //! Masters are still started by `ssh -M` (see `master.rs`); sessions, the liveness checks and
 //! the exit requests go native.
