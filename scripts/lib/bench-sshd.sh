@@ -7,7 +7,11 @@
 #
 # The caller sets, before sourcing: BENCH_NAME (for messages and file headers), HOSTS, FANOUT,
 # CIPHER, SSHD (sshd path), PY (python3), SETUP_HINT (what to run when something is missing);
-# and sources scripts/lib/cli.sh (say, die, login_user).
+# and sources scripts/lib/cli.sh (say, die, login_user). It sources scripts/lib/sshd.sh for
+# the sshd_config and ssh_config lines and the free port every private sshd shares.
+
+# shellcheck source=scripts/lib/sshd.sh
+. "$(dirname "${BASH_SOURCE[0]}")/sshd.sh"
 
 # The temp dir (short: conn's control sockets live under it and Unix socket paths are limited;
 # traversable: sshd reads authorized_keys as the login user), the keys, the aliases h001…hN,
@@ -57,10 +61,6 @@ aliases() { # all aliases, one a line
     for ((i = 1; i <= HOSTS; i++)); do printf "h%0${WIDTH}d\n" "$i"; done
 }
 
-free_port() {
-    "$PY" -c 'import socket; s = socket.socket(); s.bind(("127.0.0.1", 0)); print(s.getsockname()[1])'
-}
-
 kex_line() { # kex: the KexAlgorithms line of a config, or nothing for ssh's default
     [ "$1" = default ] || echo "KexAlgorithms $1"
 }
@@ -69,21 +69,8 @@ write_ssh_config() { # path kex extra-lines
     {
         echo "# written by scripts/$BENCH_NAME.sh: $HOSTS aliases of one sshd on 127.0.0.1:$PORT"
         echo "Host $(aliases | paste -sd' ' -)"
-        cat <<EOF
-  HostName 127.0.0.1
-  Port $PORT
-  User $LOGIN_USER
-  IdentityFile $WORK/id_ed25519
-  IdentitiesOnly yes
-  IdentityAgent none
-  UserKnownHostsFile $WORK/known_hosts
-  GlobalKnownHostsFile /dev/null
-  StrictHostKeyChecking yes
-  UpdateHostKeys no
-  BatchMode yes
-  Ciphers $CIPHER
-  LogLevel ERROR
-EOF
+        sshd_client_options "$LOGIN_USER"
+        echo "  Ciphers $CIPHER"
         [ "$2" = default ] || echo "  $(kex_line "$2")"
         [ -z "$3" ] || printf '%s\n' "$3"
     } >"$1"
@@ -99,31 +86,15 @@ start_sshd() { # tag kex
     chmod 0755 "$dir"
     NEGOTIATED=""
     for attempt in 1 2 3 4 5; do
-        PORT="$(free_port)"
-        cat >"$dir/sshd_config" <<EOF
-# written by scripts/$BENCH_NAME.sh
-ListenAddress 127.0.0.1
-Port $PORT
-HostKey $WORK/host_key
-PidFile $dir/sshd.pid
-AuthorizedKeysFile $WORK/authorized_keys
-PasswordAuthentication no
-KbdInteractiveAuthentication no
-PubkeyAuthentication yes
-UsePAM no
-StrictModes no
-MaxSessions $((FANOUT > 10 ? FANOUT * 2 : 20))
-MaxStartups $((FANOUT * 4 + 100)):30:$((FANOUT * 8 + 200))
-LogLevel ERROR
-AllowUsers $LOGIN_USER
-PermitRootLogin no
-PermitUserEnvironment no
-PrintMotd no
-PrintLastLog no
-UseDNS no
-X11Forwarding no
-$(kex_line "$kex")
-EOF
+        PORT="$(sshd_free_port)"
+        {
+            echo "# written by scripts/$BENCH_NAME.sh"
+            sshd_server_options "$LOGIN_USER" "$dir"
+            echo "MaxSessions $((FANOUT > 10 ? FANOUT * 2 : 20))"
+            echo "MaxStartups $((FANOUT * 4 + 100)):30:$((FANOUT * 8 + 200))"
+            echo "PermitUserEnvironment no"
+            kex_line "$kex"
+        } >"$dir/sshd_config"
         echo "[127.0.0.1]:$PORT $(cut -d' ' -f1,2 "$WORK/host_key.pub")" >"$WORK/known_hosts"
         write_ssh_config "$dir/ssh_config" "$kex" ""
         "$SSHD" -D -e -f "$dir/sshd_config" </dev/null >>"$dir/sshd.log" 2>&1 &

@@ -35,20 +35,14 @@ sshd_free_port() {
     "$PY" -c 'import socket; s = socket.socket(); s.bind(("127.0.0.1", 0)); print(s.getsockname()[1])'
 }
 
-sshd_start() {
-    local login_user="$1" attempt
-    ssh-keygen -q -t ed25519 -N '' -C bench-host -f "$WORK/host_key" </dev/null
-    ssh-keygen -q -t ed25519 -N '' -C bench-client -f "$WORK/id_ed25519" </dev/null
-    cp "$WORK/id_ed25519.pub" "$WORK/authorized_keys"
-    chmod 0644 "$WORK/authorized_keys"
-    for attempt in 1 2 3 4 5; do
-        PORT="$(sshd_free_port)"
-        cat >"$WORK/sshd_config" <<EOF
-# written by scripts/lib/sshd.sh
+# The sshd_config lines every private sshd of the scripts shares (port $PORT, the keys and
+# authorized_keys under $WORK), logging in only `login_user`; its pid file goes to `dir`.
+sshd_server_options() { # login_user dir
+    cat <<EOF
 ListenAddress 127.0.0.1
 Port $PORT
 HostKey $WORK/host_key
-PidFile $WORK/sshd.pid
+PidFile $2/sshd.pid
 AuthorizedKeysFile $WORK/authorized_keys
 PasswordAuthentication no
 KbdInteractiveAuthentication no
@@ -56,20 +50,22 @@ PubkeyAuthentication yes
 UsePAM no
 StrictModes no
 LogLevel ERROR
-AllowUsers $login_user
+AllowUsers $1
 PermitRootLogin no
 PrintMotd no
 PrintLastLog no
 UseDNS no
 X11Forwarding no
 EOF
-        echo "[127.0.0.1]:$PORT $(cut -d' ' -f1,2 "$WORK/host_key.pub")" >"$WORK/known_hosts"
-        cat >"$WORK/ssh_config" <<EOF
-# written by scripts/lib/sshd.sh
-Host bench
+}
+
+# The options of an ssh_config Host block for that sshd: its port, `login_user`, the throwaway
+# key, the pre-recorded host key ($WORK/known_hosts), no agent, no prompt.
+sshd_client_options() { # login_user
+    cat <<EOF
   HostName 127.0.0.1
   Port $PORT
-  User $login_user
+  User $1
   IdentityFile $WORK/id_ed25519
   IdentitiesOnly yes
   IdentityAgent none
@@ -80,6 +76,26 @@ Host bench
   BatchMode yes
   LogLevel ERROR
 EOF
+}
+
+sshd_start() {
+    local login_user="$1" attempt
+    ssh-keygen -q -t ed25519 -N '' -C bench-host -f "$WORK/host_key" </dev/null
+    ssh-keygen -q -t ed25519 -N '' -C bench-client -f "$WORK/id_ed25519" </dev/null
+    cp "$WORK/id_ed25519.pub" "$WORK/authorized_keys"
+    chmod 0644 "$WORK/authorized_keys"
+    for attempt in 1 2 3 4 5; do
+        PORT="$(sshd_free_port)"
+        {
+            echo "# written by scripts/lib/sshd.sh"
+            sshd_server_options "$login_user" "$WORK"
+        } >"$WORK/sshd_config"
+        echo "[127.0.0.1]:$PORT $(cut -d' ' -f1,2 "$WORK/host_key.pub")" >"$WORK/known_hosts"
+        {
+            echo "# written by scripts/lib/sshd.sh"
+            echo "Host bench"
+            sshd_client_options "$login_user"
+        } >"$WORK/ssh_config"
         chmod 0644 "$WORK/ssh_config"
         "$SSHD" -D -e -f "$WORK/sshd_config" </dev/null >>"$WORK/sshd.log" 2>&1 &
         SSHD_PID=$!
