@@ -3,54 +3,21 @@
 //! failing hosts; arguments that are not UTF-8 pass unchanged; `--idempotent` runs again what a
 //! dying master cut short.
 
+mod support;
+
 use std::ffi::OsString;
 use std::fs;
 use std::io::Read;
 use std::os::unix::ffi::OsStringExt;
 use std::os::unix::fs::PermissionsExt;
-use std::path::{Path, PathBuf};
+use std::path::PathBuf;
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
 use conn_testkit::{TestSshd, procfs, run_with_timeout, wait_until};
+use support::{conn, fleet_config, names, text};
 
 const SETTLE: Duration = Duration::from_secs(20);
-
-fn conn() -> Command {
-    let mut cmd = Command::new(env!("CARGO_BIN_EXE_conn"));
-    cmd.env_remove("CONN_LOG").stdin(Stdio::null());
-    cmd
-}
-
-fn text(bytes: &[u8]) -> String {
-    String::from_utf8_lossy(bytes).into_owned()
-}
-
-/// An ssh_config for the private sshd with the aliases `names` (all the same daemon).
-fn fleet_config(server: &TestSshd, dir: &Path, names: &[String]) -> PathBuf {
-    let base = fs::read_to_string(server.ssh_config_path()).unwrap();
-    let common = base
-        .split("\nHost ")
-        .nth(1)
-        .expect("a Host block")
-        .split_once('\n')
-        .expect("settings after the Host line")
-        .1;
-    let mut cfg = String::new();
-    for name in names {
-        cfg.push_str(&format!("Host {name}\n"));
-    }
-    cfg.push_str("Host *\n");
-    cfg.push_str(common);
-    let path = dir.join("fleet_config");
-    fs::write(&path, cfg).unwrap();
-    fs::set_permissions(&path, fs::Permissions::from_mode(0o644)).unwrap();
-    path
-}
-
-fn names(prefix: &str, n: usize, width: usize) -> Vec<String> {
-    (1..=n).map(|i| format!("{prefix}{i:0width$}")).collect()
-}
 
 /// A fleet of aliases of one private sshd, with a socket directory of its own.
 struct Fleet {

@@ -9,36 +9,23 @@
 //! a hang fails the test instead of hanging it. Run as root, logins go to the `conntest`
 //! account that `scripts/setup.sh` creates, hence the world-writable shared directories.
 
+mod support;
+
 use std::collections::{BTreeMap, BTreeSet};
-use std::ffi::{CStr, OsStr, OsString};
-use std::fs::{self, File, OpenOptions};
-use std::io::{BufRead, BufReader, Read, Write};
-use std::os::fd::{AsRawFd, FromRawFd, OwnedFd};
-use std::os::unix::fs::{OpenOptionsExt, PermissionsExt};
+use std::ffi::{OsStr, OsString};
+use std::fs::{self, File};
+use std::io::{Read, Write};
+use std::os::unix::fs::PermissionsExt;
 use std::path::{Path, PathBuf};
-use std::process::{ChildStderr, ChildStdin, ChildStdout, Command, Output, Stdio};
-use std::sync::{Arc, Mutex, mpsc};
-use std::thread::{self, JoinHandle};
+use std::process::{Output, Stdio};
+use std::sync::Arc;
+use std::thread;
 use std::time::{Duration, Instant};
 
-use conn_testkit::{TestSshd, procfs, run_with_timeout, wait_until};
-use rustix::process::{Pid, Signal, WaitOptions, kill_process, waitpid};
+use conn_testkit::{procfs, run_with_timeout, wait_until};
+use rustix::process::Signal;
 use sha2::{Digest, Sha256};
-
-/// Bound for one short `conn` invocation.
-const CONN_TIMEOUT: Duration = Duration::from_secs(120);
-/// Bound for one step of a test (a line to arrive, a process to end, a file to appear).
-const WAIT: Duration = Duration::from_secs(60);
-/// A remote gate waits at most this many polls of 50 ms (60 s) before it gives up.
-const GATE_POLLS: u32 = 1200;
-
-fn conn() -> Command {
-    let mut cmd = Command::new(env!("CARGO_BIN_EXE_conn"));
-    cmd.stdin(Stdio::null())
-        .env_remove("CONN_LOG")
-        .env("NO_COLOR", "1");
-    cmd
-}
+use support::*;
 
 /// Runs `conn <args>` within `timeout` and returns its output.
 fn run_conn_for<I, S>(args: I, timeout: Duration) -> Output
@@ -47,298 +34,6 @@ where
     S: AsRef<OsStr>,
 {
     run_with_timeout(conn().args(args), timeout).expect("conn finishes in time")
-}
-
-fn run_conn<I, S>(args: I) -> Output
-where
-    I: IntoIterator<Item = S>,
-    S: AsRef<OsStr>,
-{
-    run_conn_for(args, CONN_TIMEOUT)
-}
-
-fn text(bytes: &[u8]) -> String {
-    String::from_utf8_lossy(bytes).into_owned()
-}
-
-fn os(list: &[&str]) -> Vec<OsString> {
-    list.iter().map(OsString::from).collect()
-}
-
-/// A directory the remote account can write to and read from (gate files, copy destinations).
-fn shared_dir(prefix: &str) -> tempfile::TempDir {
-    let dir = tempfile::Builder::new()
-        .prefix(prefix)
-        .tempdir_in("/tmp")
-        .unwrap();
-    fs::set_permissions(dir.path(), fs::Permissions::from_mode(0o777)).unwrap();
-    dir
-}
-
-/// The private sshd, accepting `CONN_ALIAS` (see [`fleet_config`]) and any `extra` lines.
-fn start_fleet_sshd(extra: &[&str]) -> TestSshd {
-    let mut builder = TestSshd::builder().config_line("AcceptEnv CONN_ALIAS");
-    for line in extra {
-        builder = builder.config_line(*line);
-    }
-    builder
-        .start()
-        .expect("start the private sshd (run scripts/test.sh as root once)")
-}
-
-/// `prefix` followed by 1..=n, zero-padded to `width` digits.
-fn names(prefix: &str, n: usize, width: usize) -> Vec<String> {
-    (1..=n).map(|i| format!("{prefix}{i:0width$}")).collect()
-}
-
-/// An ssh_config for the private sshd with the aliases `names`, each sending
-/// `CONN_ALIAS=<alias>` so that a remote command knows which alias it runs under.
-fn fleet_config(server: &TestSshd, dir: &Path, names: &[String]) -> PathBuf {
-    let base = fs::read_to_string(server.ssh_config_path()).unwrap();
-    // The settings of the first alias block (`Host conn-test`), without its Host line.
-    let common = base
-        .split("\nHost ")
-        .nth(1)
-        .expect("a Host block")
-        .split_once('\n')
-        .expect("settings after the Host line")
-        .1;
-    let mut cfg = String::new();
-    for name in names {
-        cfg.push_str(&format!("Host {name}\n  SetEnv CONN_ALIAS={name}\n"));
-    }
-    cfg.push_str("Host *\n");
-    cfg.push_str(common);
-    let path = dir.join("fleet_config");
-    fs::write(&path, cfg).unwrap();
-    fs::set_permissions(&path, fs::Permissions::from_mode(0o644)).unwrap();
-    path
-}
-
-/// `<subcommand> -F <config> --socket-dir <sockets>`, then `extra`.
-fn fleet_args(sub: &str, config: &Path, sockets: &Path, extra: &[&str]) -> Vec<OsString> {
-    let mut argv = os(&[sub, "-F"]);
-    argv.push(config.into());
-    argv.push("--socket-dir".into());
-    argv.push(sockets.into());
-    argv.extend(os(extra));
-    argv
-}
-
-/// A shell function for remote scripts: `gate FILE` waits until FILE exists, at most
-/// [`GATE_POLLS`] × 50 ms, then gives up with exit 9 (so a test that never opens the gate
-/// fails instead of hanging).
-fn gate_fn() -> String {
-    format!(
-        "gate() {{ n=0; until [ -e \"$1\" ]; do n=$((n + 1)); \
-         if [ \"$n\" -gt {GATE_POLLS} ]; then echo \"gave up waiting for $1\" >&2; exit 9; fi; \
-         sleep 0.05; done; }}; "
-    )
-}
-
-/// Sends `signal` to `pid`.
-fn send(pid: libc::pid_t, signal: Signal) -> std::io::Result<()> {
-    let pid = Pid::from_raw(pid).expect("a positive pid");
-    kill_process(pid, signal).map_err(std::io::Error::from)
-}
-
-/// Which of conn's streams a line came from.
-#[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord)]
-enum Stream {
-    Out,
-    Err,
-}
-
-/// What [`Running::wait`] saw.
-#[derive(Debug)]
-struct Ended {
-    /// The exit code, or `None` when a signal killed conn.
-    code: Option<i32>,
-    signal: Option<i32>,
-    /// `ru_maxrss` of `wait4`: conn's peak resident set (and that of the children it reaped),
-    /// in KiB.
-    max_rss_kib: u64,
-}
-
-/// A `conn` the test talks to while it runs: its pipes are the test's, a watchdog SIGKILLs it
-/// when its time is up, and the test reaps it itself with `wait4` (for its peak RSS).
-struct Running {
-    pid: libc::pid_t,
-    /// Set under the lock when reaped: nobody signals the pid after that (it may be reused).
-    reaped: Arc<Mutex<bool>>,
-    stdin: Option<ChildStdin>,
-    stdout: Option<ChildStdout>,
-    stderr: Option<ChildStderr>,
-}
-
-impl Running {
-    #[expect(
-        clippy::zombie_processes,
-        reason = "reaped by `wait` (or `Drop`) with wait4, which std's Child cannot do"
-    )]
-    fn spawn(args: &[OsString], stdin: Stdio, limit: Duration) -> Running {
-        let mut child = conn()
-            .args(args)
-            .stdin(stdin)
-            .stdout(Stdio::piped())
-            .stderr(Stdio::piped())
-            .spawn()
-            .expect("spawn conn");
-        let pid = child.id() as libc::pid_t;
-        let reaped = Arc::new(Mutex::new(false));
-        let watch = Arc::clone(&reaped);
-        thread::spawn(move || {
-            let deadline = Instant::now() + limit;
-            loop {
-                thread::sleep(Duration::from_millis(50));
-                let done = watch.lock().unwrap_or_else(|e| e.into_inner());
-                if *done {
-                    return;
-                }
-                if Instant::now() >= deadline {
-                    eprintln!("watchdog: conn (pid {pid}) still runs after {limit:?}: SIGKILL");
-                    // Our own unreaped child (checked under the lock).
-                    let _ = send(pid, Signal::KILL);
-                    return;
-                }
-            }
-        });
-        Running {
-            pid,
-            reaped,
-            stdin: child.stdin.take(),
-            stdout: child.stdout.take(),
-            stderr: child.stderr.take(),
-        }
-        // `child` is dropped without waiting: `wait` below reaps the pid.
-    }
-
-    /// Whether conn still runs (it is ours and unreaped, so a zombie means it has ended).
-    fn is_running(&self) -> bool {
-        procfs::is_alive(self.pid as u32)
-    }
-
-    /// Sends `signal` to conn, which must not have been reaped.
-    fn signal(&self, signal: Signal) {
-        let reaped = self.reaped.lock().unwrap();
-        assert!(!*reaped, "conn was reaped already");
-        send(self.pid, signal).expect("signal conn");
-    }
-
-    /// Reaps conn, waiting at most `timeout`.
-    fn wait(&self, timeout: Duration) -> Ended {
-        let deadline = Instant::now() + timeout;
-        loop {
-            {
-                let mut reaped = self.reaped.lock().unwrap_or_else(|e| e.into_inner());
-                assert!(!*reaped, "conn was reaped already");
-                let mut status = 0;
-                // SAFETY: a zeroed rusage is a valid value for wait4 to fill in.
-                let mut usage: libc::rusage = unsafe { std::mem::zeroed() };
-                // SAFETY: wait4 on our own child, with valid pointers to locals.
-                let r = unsafe { libc::wait4(self.pid, &mut status, libc::WNOHANG, &mut usage) };
-                assert!(r >= 0, "wait4: {}", std::io::Error::last_os_error());
-                if r == self.pid {
-                    *reaped = true;
-                    let exited = libc::WIFEXITED(status);
-                    return Ended {
-                        code: exited.then(|| libc::WEXITSTATUS(status)),
-                        signal: libc::WIFSIGNALED(status).then(|| libc::WTERMSIG(status)),
-                        max_rss_kib: usage.ru_maxrss as u64,
-                    };
-                }
-            }
-            assert!(
-                Instant::now() < deadline,
-                "conn did not end within {timeout:?}"
-            );
-            thread::sleep(Duration::from_millis(5));
-        }
-    }
-
-    /// Reads conn's stdout and stderr line by line on two threads; every line (with its
-    /// newline, if it had one) arrives on the channel as soon as conn has written it. The
-    /// channel disconnects when both streams have ended.
-    fn lines(&mut self) -> mpsc::Receiver<(Stream, Vec<u8>)> {
-        let (tx, rx) = mpsc::channel();
-        let out = self.stdout.take().expect("stdout not taken yet");
-        let err = self.stderr.take().expect("stderr not taken yet");
-        fn pump(
-            reader: impl Read + Send + 'static,
-            which: Stream,
-            tx: mpsc::Sender<(Stream, Vec<u8>)>,
-        ) {
-            thread::spawn(move || {
-                let mut reader = BufReader::new(reader);
-                loop {
-                    let mut line = Vec::new();
-                    match reader.read_until(b'\n', &mut line) {
-                        Ok(0) | Err(_) => return,
-                        Ok(_) => {
-                            if tx.send((which, line)).is_err() {
-                                return;
-                            }
-                        }
-                    }
-                }
-            });
-        }
-        pump(out, Stream::Out, tx.clone());
-        pump(err, Stream::Err, tx);
-        rx
-    }
-
-    /// Collects conn's stderr on a thread.
-    fn collect_stderr(&mut self) -> JoinHandle<Vec<u8>> {
-        let mut err = self.stderr.take().expect("stderr not taken yet");
-        thread::spawn(move || {
-            let mut buf = Vec::new();
-            let _ = err.read_to_end(&mut buf);
-            buf
-        })
-    }
-
-    /// Samples conn's `VmHWM` (peak resident set, KiB) until it is reaped; returns the largest.
-    fn sample_peak_rss(&self) -> JoinHandle<u64> {
-        let (pid, reaped) = (self.pid, Arc::clone(&self.reaped));
-        thread::spawn(move || {
-            let mut peak = 0;
-            while !*reaped.lock().unwrap_or_else(|e| e.into_inner()) {
-                let status = fs::read_to_string(format!("/proc/{pid}/status")).unwrap_or_default();
-                if let Some(kib) = status
-                    .lines()
-                    .find_map(|l| l.strip_prefix("VmHWM:"))
-                    .and_then(|v| v.trim().trim_end_matches("kB").trim().parse::<u64>().ok())
-                {
-                    peak = peak.max(kib);
-                }
-                thread::sleep(Duration::from_millis(10));
-            }
-            peak
-        })
-    }
-}
-
-impl Drop for Running {
-    fn drop(&mut self) {
-        let mut reaped = self.reaped.lock().unwrap_or_else(|e| e.into_inner());
-        if !*reaped {
-            // A test that failed midway: end conn rather than leave it behind.
-            let _ = send(self.pid, Signal::KILL);
-            if let Some(pid) = Pid::from_raw(self.pid) {
-                let _ = waitpid(Some(pid), WaitOptions::empty());
-            }
-            *reaped = true;
-        }
-    }
-}
-
-/// Waits for the next line, failing the test after [`WAIT`].
-fn next_line(rx: &mpsc::Receiver<(Stream, Vec<u8>)>, what: &str) -> (Stream, String) {
-    let (stream, line) = rx
-        .recv_timeout(WAIT)
-        .unwrap_or_else(|e| panic!("no line while waiting for {what}: {e}"));
-    (stream, text(&line))
 }
 
 // ---------------------------------------------------------------------------------------------
@@ -377,7 +72,7 @@ fn lines_reach_conn_s_output_while_the_hosts_still_run() {
             &script,
         ],
     );
-    let mut conn = Running::spawn(&argv, Stdio::null(), Duration::from_secs(300));
+    let mut conn = Running::spawn(&argv, Duration::from_secs(300), |_| {});
     let rx = conn.lines();
     for step in 1..=3 {
         for host in &hosts {
@@ -434,7 +129,7 @@ fn one_host_is_passed_through_as_it_comes() {
         dir.path(),
         &["-w", "fleet01", "--", "sh", "-c", &script],
     );
-    let mut conn = Running::spawn(&argv, Stdio::null(), Duration::from_secs(120));
+    let mut conn = Running::spawn(&argv, Duration::from_secs(120), |_| {});
     let rx = conn.lines();
     assert_eq!(
         next_line(&rx, "the first line"),
@@ -612,7 +307,7 @@ fn a_host_printing_1_gib_does_not_grow_conn_s_memory() {
         &["-w", "fleet[01-02]", "--", "sh", "-c", &script],
     );
     let start = Instant::now();
-    let mut conn = Running::spawn(&argv, Stdio::null(), Duration::from_secs(900));
+    let mut conn = Running::spawn(&argv, Duration::from_secs(900), |_| {});
     let sampler = conn.sample_peak_rss();
     let stderr = conn.collect_stderr();
     let mut stdout = conn.stdout.take().unwrap();
@@ -665,27 +360,12 @@ fn a_host_printing_1_gib_does_not_grow_conn_s_memory() {
 // 4. --stdin-all
 // ---------------------------------------------------------------------------------------------
 
-/// `n` pseudo-random bytes (xorshift64*), the same for a given seed.
-fn pseudo_random(n: usize, mut seed: u64) -> Vec<u8> {
-    let mut out = Vec::with_capacity(n + 8);
-    while out.len() < n {
-        seed ^= seed >> 12;
-        seed ^= seed << 25;
-        seed ^= seed >> 27;
-        out.extend_from_slice(&seed.wrapping_mul(0x2545_f491_4f6c_dd1d).to_le_bytes());
-    }
-    out.truncate(n);
-    out
-}
-
-fn hex(bytes: &[u8]) -> String {
-    bytes.iter().map(|b| format!("{b:02x}")).collect()
-}
-
 /// Runs conn with `input` on its stdin (written by a thread, so that a conn that does not read
 /// it cannot block the test), and collects its output.
 fn run_with_input(argv: &[OsString], input: Arc<Vec<u8>>) -> (Ended, Vec<u8>, String) {
-    let mut conn = Running::spawn(argv, Stdio::piped(), Duration::from_secs(300));
+    let mut conn = Running::spawn(argv, Duration::from_secs(300), |cmd| {
+        cmd.stdin(Stdio::piped());
+    });
     let mut stdin = conn.stdin.take().unwrap();
     let writer = thread::spawn(move || stdin.write_all(&input));
     let stderr = conn.collect_stderr();
@@ -767,35 +447,6 @@ fn stdin_all_gives_every_host_the_whole_input() {
     let (end, stdout, stderr) = run_with_input(&argv, input);
     assert_eq!(end.code, Some(0), "{end:?}: {stderr}");
     assert_eq!(text(&stdout), format!("{digest}  -\n"));
-}
-
-/// A pseudo-terminal: the controller end (kept open so the terminal stays alive) and the
-/// terminal end, opened without making it our controlling terminal.
-fn pty() -> (OwnedFd, File) {
-    // SAFETY: posix_openpt returns a new descriptor or -1; nothing else is touched.
-    let fd = unsafe { libc::posix_openpt(libc::O_RDWR | libc::O_NOCTTY) };
-    assert!(fd >= 0, "posix_openpt: {}", std::io::Error::last_os_error());
-    // SAFETY: `fd` is a fresh descriptor that nothing else owns.
-    let controller = unsafe { OwnedFd::from_raw_fd(fd) };
-    let mut name = [0 as libc::c_char; 128];
-    // SAFETY: grantpt/unlockpt/ptsname_r on our own pty descriptor; `name` is a writable
-    // buffer of the length given, which ptsname_r NUL-terminates on success.
-    let path = unsafe {
-        assert_eq!(libc::grantpt(controller.as_raw_fd()), 0, "grantpt");
-        assert_eq!(libc::unlockpt(controller.as_raw_fd()), 0, "unlockpt");
-        assert_eq!(
-            libc::ptsname_r(controller.as_raw_fd(), name.as_mut_ptr(), name.len()),
-            0
-        );
-        CStr::from_ptr(name.as_ptr()).to_str().unwrap().to_string()
-    };
-    let terminal = OpenOptions::new()
-        .read(true)
-        .write(true)
-        .custom_flags(libc::O_NOCTTY)
-        .open(&path)
-        .unwrap_or_else(|e| panic!("open {path}: {e}"));
-    (controller, terminal)
 }
 
 /// `--stdin-all` from a terminal is a usage error (exit 2) before anything runs.
@@ -1008,7 +659,7 @@ fn kill_a_copy(mux: &str, size: u64) -> KilledCopy {
         &["--mux", mux, "-w", "fleet01"],
     );
     argv.extend([big.into(), last.clone().into()]);
-    let conn = Running::spawn(&argv, Stdio::null(), Duration::from_secs(300));
+    let conn = Running::spawn(&argv, Duration::from_secs(300), |_| {});
     let temp_of = || -> Option<PathBuf> {
         fs::read_dir(dest.path())
             .unwrap()
